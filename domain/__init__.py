@@ -1,0 +1,1 @@
+"""Harbor's domain: units, member relationships, their events and rules (no HTTP, no SQL)."""

@@ -1,0 +1,420 @@
+"""The events of a member's relationship stream (DESIGN.md "Events and fields").
+
+Every event carries the acting unit (``unit_id``), the business date
+(``occurred_on``), who recorded it (``recorded_by``) and the case it belongs
+to (``case_id``, or None). ``evolve`` says what the event does to the folded
+state; events never validate anything (rules run before an event exists).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+from domain.member_state import (
+    Case,
+    Evidence,
+    Inquiry,
+    Letter,
+    MemberState,
+    Referral,
+    Report,
+)
+from domain.values import (
+    Basis,
+    Channel,
+    ContactOutcome,
+    DeclineReason,
+    EvidenceKind,
+    Handover,
+    PriorContact,
+    Standing,
+    YearMonth,
+)
+
+
+class MemberEvent(Aggregate.Event):
+    """Fields every member event carries."""
+
+    unit_id: str
+    occurred_on: date
+    recorded_by: str
+    case_id: UUID | None
+
+    def apply(self, aggregate: Any) -> None:
+        aggregate.absorb(self)
+
+    def evolve(self, state: MemberState) -> None:
+        """Change ``state`` as this event says; the base event changes nothing."""
+
+    def case(self, state: MemberState) -> Case:
+        """The case this event belongs to."""
+        assert self.case_id is not None
+        return state.cases[self.case_id]
+
+
+class MemberEnrolled(Aggregate.Created, MemberEvent):
+    class_version = 1
+    name: str
+    id_digest: str
+    standing: Standing
+    probation_started_on: date | None
+    developing_unit_id: str | None
+    household_region: str
+    holder_unit_id: str
+
+    def evolve(self, state: MemberState) -> None:
+        state.name = self.name
+        state.id_digest = self.id_digest
+        state.standing = self.standing
+        state.probation_started_on = self.probation_started_on
+        state.developing_unit_id = self.developing_unit_id
+        state.household_region = self.household_region
+        state.enrolled_on = self.occurred_on
+        state.holder_unit_id = self.holder_unit_id
+        state.holder_since = self.occurred_on
+
+
+class MembershipConfirmed(MemberEvent):
+    class_version = 1
+
+    def evolve(self, state: MemberState) -> None:
+        state.standing = Standing.FULL
+
+
+class ProbationExtended(MemberEvent):
+    class_version = 1
+    months: int
+
+    def evolve(self, state: MemberState) -> None:
+        state.probation_extension_months += self.months
+
+
+class InquiryReceived(MemberEvent):
+    class_version = 1
+    channel: Channel
+    summary: str
+    prior_contacts: list[PriorContact]
+
+    def evolve(self, state: MemberState) -> None:
+        assert self.case_id is not None
+        case = state.cases.get(self.case_id)
+        if case is None:
+            case = Case(case_id=self.case_id, number=len(state.cases) + 1, opened_on=self.occurred_on)
+            state.cases[self.case_id] = case
+            state.open_case_id = self.case_id
+        case.opened_on = min(case.opened_on, self.occurred_on)
+        case.inquiries.append(Inquiry(self.unit_id, self.occurred_on, self.originator_version))
+        case.touch(self.unit_id, self.occurred_on)
+
+
+class CaseEvent(MemberEvent):
+    """An action inside a case: it makes the acting unit a participant."""
+
+    def evolve(self, state: MemberState) -> None:
+        self.case(state).touch(self.unit_id, self.occurred_on)
+
+
+class RequirementsNotified(CaseEvent):
+    class_version = 1
+    documents: list[str]
+
+
+class EvidenceRecorded(CaseEvent):
+    class_version = 1
+    kind: EvidenceKind
+    reference: str
+    valid_until: date | None
+
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        self.case(state).evidence.append(
+            Evidence(self.kind, self.reference, self.occurred_on, self.valid_until, self.originator_version)
+        )
+
+
+class ArchiveReviewed(CaseEvent):
+    class_version = 1
+    finding: str
+
+
+class OriginContacted(CaseEvent):
+    class_version = 1
+    contacted_unit_id: str | None
+    contacted_name: str | None
+    outcome: ContactOutcome
+
+
+class UnitConsulted(CaseEvent):
+    class_version = 1
+    consulted_unit_id: str
+    note: str
+
+
+class IntroductionIssued(CaseEvent):
+    class_version = 1
+    to_unit_id: str | None
+    to_name: str | None
+    purpose: str
+
+
+class TransferHeld(CaseEvent):
+    class_version = 1
+    rule: str
+    until: date | None
+    note: str
+
+
+class PerformanceReportSent(CaseEvent):
+    class_version = 1
+    to_unit_id: str
+    covering_from: date
+    covering_to: date
+
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        self.case(state).reports.append(
+            Report(self.unit_id, self.to_unit_id, self.occurred_on, self.originator_version)
+        )
+
+
+class LetterIssued(CaseEvent):
+    class_version = 1
+    letter_no: str
+    to_unit_id: str
+    valid_until: date
+    dues_paid_through: YearMonth
+    special_circumstances: str | None
+    overridden_rules: list[str]
+
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        assert self.case_id is not None
+        state.letters.append(
+            Letter(
+                letter_no=self.letter_no,
+                issuer_unit_id=self.unit_id,
+                to_unit_id=self.to_unit_id,
+                issued_on=self.occurred_on,
+                valid_until=self.valid_until,
+                dues_paid_through=self.dues_paid_through,
+                case_id=self.case_id,
+                version=self.originator_version,
+            )
+        )
+
+
+class LetterEvent(CaseEvent):
+    """An event about one letter, named by its number."""
+
+    letter_no: str
+
+    def settle(self, state: MemberState, status: str) -> None:
+        """Mark the letter as no longer outstanding."""
+        letter = state.find_letter(self.letter_no)
+        if letter is not None and letter.outstanding:
+            letter.status = status
+            letter.settled_on = self.occurred_on
+
+
+class LetterDeclined(LetterEvent):
+    class_version = 1
+    reason_code: DeclineReason
+    note: str
+
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        self.settle(state, "declined")
+
+
+class LetterVoided(LetterEvent):
+    class_version = 1
+    reason: str
+
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        self.settle(state, "voided")
+
+
+class LetterExpired(LetterEvent):
+    class_version = 1
+
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        self.settle(state, "expired")
+
+
+class ReceiptReturned(LetterEvent):
+    class_version = 1
+
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        letter = state.find_letter(self.letter_no)
+        if letter is not None:
+            letter.receipt_returned_on = self.occurred_on
+
+
+class Referred(CaseEvent):
+    class_version = 1
+    to_unit_id: str
+    handover: Handover
+    reason: str
+
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        self.case(state).referrals.append(
+            Referral(
+                from_unit_id=self.unit_id,
+                to_unit_id=self.to_unit_id,
+                handover=self.handover,
+                reason=self.reason,
+                referred_on=self.occurred_on,
+                version=self.originator_version,
+            )
+        )
+
+
+def _answer_referral(event: CaseEvent, state: MemberState, answer: str) -> None:
+    for referral in reversed(event.case(state).referrals):
+        if referral.to_unit_id == event.unit_id and referral.answer is None:
+            referral.answer = answer
+            referral.answered_on = event.occurred_on
+            return
+
+
+class ReferralAccepted(CaseEvent):
+    class_version = 1
+
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        _answer_referral(self, state, "accepted")
+
+
+class ReferralDeclined(CaseEvent):
+    class_version = 1
+    reason_code: DeclineReason
+    note: str
+
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        _answer_referral(self, state, "declined")
+
+
+class Attached(CaseEvent):
+    class_version = 1
+    basis: Basis
+    letter_no: str | None
+    override_reason: str | None
+    overridden_rules: list[str]
+
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        case = self.case(state)
+        case.attached_unit_id = self.unit_id
+        case.attached_on = self.occurred_on
+        case.attached_basis = self.basis
+        for letter in state.letters:
+            if letter.outstanding:
+                used = letter.to_unit_id == self.unit_id
+                letter.status = "attached" if used else "superseded"
+                letter.settled_on = self.occurred_on
+        state.holder_unit_id = self.unit_id
+        state.holder_since = self.occurred_on
+
+
+class CaseWithdrawn(CaseEvent):
+    class_version = 1
+    reason: str
+
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        case = self.case(state)
+        case.closed_on = self.occurred_on
+        case.closed_by = "withdrawn"
+        if state.open_case_id == case.case_id:
+            state.open_case_id = None
+
+
+class LooseEvent(MemberEvent):
+    """An event that may happen inside or outside a case (dues, activities, contact)."""
+
+    def evolve(self, state: MemberState) -> None:
+        if self.case_id is not None and self.case_id in state.cases:
+            self.case(state).touch(self.unit_id, self.occurred_on)
+
+
+class DuesReceived(LooseEvent):
+    class_version = 1
+    months_from: YearMonth
+    months_to: YearMonth
+    amount: Decimal
+
+
+class ActivityAttended(LooseEvent):
+    class_version = 1
+    kind: str
+
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        case = state.cases.get(self.case_id) if self.case_id else None
+        if (
+            case is not None
+            and case.is_open
+            and case.attached_unit_id == self.unit_id
+            and case.attached_on is not None
+            and self.occurred_on >= case.attached_on
+        ):
+            case.closed_on = self.occurred_on
+            case.closed_by = "activity"
+            if state.open_case_id == case.case_id:
+                state.open_case_id = None
+
+
+class ContactMade(LooseEvent):
+    class_version = 1
+    channel: Channel
+    note: str
+
+
+class EntryVoided(LooseEvent):
+    class_version = 1
+    voided: int  # log position of the voided event
+    voided_version: int  # its version in this stream
+    reason: str
+
+
+# Events a closed case still accepts (R9).
+AFTER_CLOSE: tuple[type[MemberEvent], ...] = (ReceiptReturned, LetterExpired, EntryVoided)
+
+MEMBER_EVENTS: tuple[type[MemberEvent], ...] = (
+    MemberEnrolled,
+    MembershipConfirmed,
+    ProbationExtended,
+    InquiryReceived,
+    RequirementsNotified,
+    EvidenceRecorded,
+    ArchiveReviewed,
+    OriginContacted,
+    UnitConsulted,
+    IntroductionIssued,
+    TransferHeld,
+    PerformanceReportSent,
+    LetterIssued,
+    LetterDeclined,
+    LetterVoided,
+    LetterExpired,
+    ReceiptReturned,
+    Referred,
+    ReferralAccepted,
+    ReferralDeclined,
+    Attached,
+    DuesReceived,
+    ActivityAttended,
+    ContactMade,
+    CaseWithdrawn,
+    EntryVoided,
+)

@@ -1,0 +1,180 @@
+"""What a member's event stream adds up to: holder, letters, cases.
+
+The state is a plain fold over the member's events. The aggregate keeps it
+up to date event by event; ``fold`` rebuilds it from any prefix of the
+stream, which is how voided entries stop counting and how "as of" questions
+are answered (the same fold, stopped early).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from domain.values import Basis, EvidenceKind, Handover, Standing, YearMonth
+
+if TYPE_CHECKING:
+    from domain.member_events import MemberEvent
+
+
+@dataclass
+class Evidence:
+    kind: EvidenceKind
+    reference: str
+    recorded_on: date
+    valid_until: date | None
+    version: int
+
+    def valid_on(self, day: date) -> bool:
+        """True when the document existed and had not lapsed on ``day``."""
+        return self.recorded_on <= day and (self.valid_until is None or day <= self.valid_until)
+
+
+@dataclass
+class Report:
+    from_unit_id: str
+    to_unit_id: str
+    sent_on: date
+    version: int
+
+
+@dataclass
+class Referral:
+    from_unit_id: str
+    to_unit_id: str
+    handover: Handover
+    reason: str
+    referred_on: date
+    version: int
+    answer: str | None = None  # "accepted" or "declined"
+    answered_on: date | None = None
+
+
+@dataclass
+class Letter:
+    letter_no: str
+    issuer_unit_id: str
+    to_unit_id: str
+    issued_on: date
+    valid_until: date
+    dues_paid_through: YearMonth
+    case_id: UUID
+    version: int
+    # outstanding → attached | declined | voided | expired | superseded
+    status: str = "outstanding"
+    settled_on: date | None = None
+    receipt_returned_on: date | None = None
+
+    @property
+    def outstanding(self) -> bool:
+        """True while the letter is out and nobody has acted on it."""
+        return self.status == "outstanding"
+
+
+@dataclass
+class Inquiry:
+    unit_id: str
+    occurred_on: date
+    version: int
+
+
+@dataclass
+class Case:
+    case_id: UUID
+    number: int
+    opened_on: date
+    inquiries: list[Inquiry] = field(default_factory=list)
+    participants: list[str] = field(default_factory=list)
+    evidence: list[Evidence] = field(default_factory=list)
+    reports: list[Report] = field(default_factory=list)
+    referrals: list[Referral] = field(default_factory=list)
+    attached_unit_id: str | None = None
+    attached_on: date | None = None
+    attached_basis: Basis | None = None
+    closed_on: date | None = None
+    closed_by: str | None = None  # "activity" or "withdrawn"
+    last_action_on: date | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """True until an activity at the attaching unit or a withdrawal closes it."""
+        return self.closed_on is None
+
+    @property
+    def first_responder(self) -> str:
+        """The unit of the earliest inquiry, by business date and then log order (R5)."""
+        first = min(self.inquiries, key=lambda i: (i.occurred_on, i.version))
+        return first.unit_id
+
+    def touch(self, unit_id: str, day: date) -> None:
+        """Note that ``unit_id`` acted in the case on ``day``."""
+        if unit_id not in self.participants:
+            self.participants.append(unit_id)
+        if self.last_action_on is None or day > self.last_action_on:
+            self.last_action_on = day
+
+
+@dataclass
+class MemberState:
+    """Everything the rules need to know about one member, folded from the stream."""
+
+    name: str = ""
+    id_digest: str = ""
+    standing: Standing = Standing.FULL
+    probation_started_on: date | None = None
+    probation_extension_months: int = 0
+    developing_unit_id: str | None = None
+    household_region: str = ""
+    enrolled_on: date | None = None
+    holder_unit_id: str = ""
+    holder_since: date | None = None
+    letters: list[Letter] = field(default_factory=list)
+    cases: dict[UUID, Case] = field(default_factory=dict)
+    open_case_id: UUID | None = None
+    voided: dict[int, str] = field(default_factory=dict)  # version → reason
+
+    @property
+    def open_case(self) -> Case | None:
+        """The case now open, if any (R9: at most one)."""
+        return self.cases[self.open_case_id] if self.open_case_id else None
+
+    @property
+    def outstanding_letter(self) -> Letter | None:
+        """The letter now out, if any (R2: at most one)."""
+        return next((ltr for ltr in self.letters if ltr.outstanding), None)
+
+    @property
+    def in_transit_to(self) -> str | None:
+        """The addressee of the outstanding letter: the member is on the way there."""
+        letter = self.outstanding_letter
+        return letter.to_unit_id if letter else None
+
+    def find_letter(self, letter_no: str) -> Letter | None:
+        """The latest letter with this number."""
+        for letter in reversed(self.letters):
+            if letter.letter_no == letter_no:
+                return letter
+        return None
+
+    def latest_case(self) -> Case | None:
+        """The most recently opened case."""
+        return next(reversed(self.cases.values()), None) if self.cases else None
+
+
+def fold(events: Iterable[MemberEvent]) -> MemberState:
+    """The state after ``events`` (a member stream or a prefix of one), voids applied."""
+    from domain.member_events import EntryVoided
+
+    history = list(events)
+    state = MemberState()
+    for event in history:
+        if isinstance(event, EntryVoided):
+            state.voided[event.voided_version] = event.reason
+    for event in history:
+        if event.originator_version in state.voided or isinstance(event, EntryVoided):
+            continue
+        event.evolve(state)
+    return state

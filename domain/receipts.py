@@ -1,0 +1,75 @@
+"""Durable idempotency: what a command returned, kept under the caller's key.
+
+A receipt is written by the store in the same transaction as the command's
+events, so a command either left both or neither. Running a command again
+with the same key (after a timeout, a crash, from another process) returns
+the first outcome and stores nothing; the same key with a different command
+is refused. Refusals leave no receipt, so a refused command may succeed
+later when the facts have changed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Protocol, runtime_checkable
+from uuid import UUID
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a successful command returns."""
+
+    member_id: UUID | None = None
+    case_id: UUID | None = None
+    version: int | None = None
+    position: int | None = None
+    first_responder: str | None = None
+    unit_id: str | None = None
+    replayed: bool = False
+
+    def to_json(self) -> str:
+        """Serialise (without the position, which the store adds)."""
+        data: dict[str, Any] = asdict(self)
+        for name in ("member_id", "case_id"):
+            if data[name] is not None:
+                data[name] = str(data[name])
+        data.pop("position")
+        data.pop("replayed")
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, position: int | None) -> Outcome:
+        """The outcome a receipt kept, marked as a replay."""
+        data = json.loads(text)
+        for name in ("member_id", "case_id"):
+            if data.get(name) is not None:
+                data[name] = UUID(data[name])
+        return replace(cls(**data), position=position, replayed=True)
+
+
+@dataclass(frozen=True)
+class CommandReceipt:
+    """A receipt to store with a command's events."""
+
+    unit_id: str
+    key: str
+    fingerprint: str
+    outcome_json: str
+
+
+@dataclass(frozen=True)
+class StoredReceipt:
+    """A receipt as the store kept it (with the log position of the command's last event)."""
+
+    fingerprint: str
+    outcome_json: str
+    position: int | None
+
+
+@runtime_checkable
+class ReceiptStore(Protocol):
+    """A recorder that can keep receipts with events (``insert_events(..., receipt=...)``)."""
+
+    def find_receipt(self, unit_id: str, key: str) -> StoredReceipt | None:
+        """The receipt kept under (unit, key), if any."""

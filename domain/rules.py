@@ -1,0 +1,276 @@
+"""The rules of DESIGN.md, each one named as what must hold.
+
+Every function here is pure: it looks at folded state and the facts of the
+command (with the business date passed in), and either returns quietly,
+returns the names of rules that were overridden on the record, or raises a
+refusal carrying the rule's code.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from domain.errors import InvalidInput, NotFound, RuleRefused
+from domain.member_state import Case, Letter, MemberState
+from domain.unit import Unit
+from domain.values import Basis, EvidenceKind, Standing, add_months
+
+EVIDENCE_FOR_BASIS: dict[Basis, frozenset[EvidenceKind]] = {
+    Basis.WORKPLACE: frozenset({EvidenceKind.LABOUR_CONTRACT, EvidenceKind.EMPLOYMENT_PROOF}),
+    Basis.RESIDENCE: frozenset({EvidenceKind.LEASE, EvidenceKind.PROPERTY_CERTIFICATE}),
+    Basis.HOUSEHOLD: frozenset({EvidenceKind.HOUSEHOLD_REGISTRATION}),
+    Basis.OTHER: frozenset(),
+}
+
+
+# --- general ---------------------------------------------------------------
+
+
+def date_is_not_in_future(on: date, today: date, field: str = "occurred_on") -> None:
+    """Business dates may lie in the past (paper records), never in the future."""
+    if on > today:
+        raise InvalidInput(
+            f"{field} {on} is in the future (today is {today})", code="INVALID_DATE", field=field
+        )
+
+
+def date_is_not_before_enrolment(state: MemberState, on: date) -> None:
+    """Nothing happens to a member before the registry's first record of them."""
+    if state.enrolled_on is not None and on < state.enrolled_on:
+        raise InvalidInput(
+            f"occurred_on {on} is before the member's enrolment on {state.enrolled_on}",
+            code="INVALID_DATE",
+            field="occurred_on",
+        )
+
+
+def unit_can_act(unit: Unit, on: date, field: str = "unit_id") -> None:
+    """A dissolved unit cannot act (or receive members) on or after its dissolution."""
+    if unit.dissolved_on is not None and on >= unit.dissolved_on:
+        raise RuleRefused(
+            f"unit {unit.code} was dissolved on {unit.dissolved_on}"
+            + (f"; its successor is {unit.successor_unit_id}" if unit.successor_unit_id else ""),
+            code="UNIT_DISSOLVED",
+            field=field,
+        )
+
+
+def unit_is_holder(state: MemberState, unit: Unit, action: str) -> None:
+    """Some acts belong to the holding unit alone (confirmation, probation)."""
+    if unit.code != state.holder_unit_id:
+        raise RuleRefused(
+            f"only the holding unit {state.holder_unit_id} may {action}; {unit.code} does not hold"
+            " this member",
+            code="NOT_HOLDER",
+        )
+
+
+def member_is_probationary(state: MemberState) -> None:
+    """Confirmation and probation extensions need a probationary member."""
+    if state.standing is not Standing.PROBATIONARY:
+        raise RuleRefused("the member is already a full member", code="NOT_PROBATIONARY")
+
+
+# --- R9 cases ----------------------------------------------------------------
+
+
+def case_accepts_actions(state: MemberState, case_id: object, *, after_close: bool) -> Case:
+    """R9: case actions need an open case; a closed one only takes receipts, expiries, voids."""
+    if case_id is None:
+        case = state.open_case
+        if case is None:
+            raise RuleRefused(
+                "the member has no open case; record an inquiry first, it opens one",
+                code="R9_NO_OPEN_CASE",
+                field="case_id",
+            )
+        return case
+    case = state.cases.get(case_id)  # type: ignore[call-overload]
+    if case is None:
+        raise NotFound(f"this member has no case {case_id}", code="UNKNOWN_CASE", field="case_id")
+    if not case.is_open and not after_close:
+        raise RuleRefused(
+            f"case {case.number} closed on {case.closed_on} ({case.closed_by}); only receipts,"
+            " letter expiries and voids are accepted now — record a new inquiry to open a case",
+            code="R9_CASE_CLOSED",
+            field="case_id",
+        )
+    return case
+
+
+# --- R1 attachment basis ----------------------------------------------------
+
+
+def _basis_is_evidenced(
+    case: Case, basis: Basis, on: date, unit_region: str, household_region: str
+) -> bool:
+    kinds = EVIDENCE_FOR_BASIS[basis]
+    if any(e.kind in kinds and e.valid_on(on) for e in case.evidence):
+        return True
+    return basis is Basis.HOUSEHOLD and bool(unit_region) and unit_region == household_region
+
+
+def attachment_has_basis(
+    case: Case,
+    basis: Basis,
+    on: date,
+    *,
+    unit_region: str,
+    household_region: str,
+    override_reason: str | None,
+) -> bool:
+    """R1: a basis needs valid evidence, and the highest evidenced basis wins.
+
+    Returns True when the attachment stands only by ``override_reason``
+    (an R1 override, on the record); raises when it has neither.
+    """
+    if basis is not Basis.OTHER and not _basis_is_evidenced(
+        case, basis, on, unit_region, household_region
+    ):
+        if override_reason:
+            return True
+        wanted = ", ".join(sorted(k.value for k in EVIDENCE_FOR_BASIS[basis]))
+        extra = " or the unit's region equal to the household region" if basis is Basis.HOUSEHOLD else ""
+        raise RuleRefused(
+            f"basis {basis.value} needs valid evidence in the case ({wanted}{extra}) on {on};"
+            " record it, or give override_reason",
+            code="R1_BASIS_WITHOUT_EVIDENCE",
+            field="basis",
+        )
+    higher = [
+        b
+        for b in Basis
+        if b.rank < basis.rank
+        and b is not Basis.OTHER
+        and _basis_is_evidenced(case, b, on, unit_region, household_region)
+    ]
+    if basis is Basis.OTHER or higher:
+        if override_reason:
+            return True
+        if basis is Basis.OTHER:
+            raise RuleRefused(
+                "basis other is an exception: give override_reason saying why",
+                code="R1_BASIS_WITHOUT_EVIDENCE",
+                field="override_reason",
+            )
+        raise RuleRefused(
+            f"valid evidence for the higher basis {higher[0].value} exists; attach on that"
+            f" basis or give override_reason for choosing {basis.value}",
+            code="R1_LOWER_BASIS_WITHOUT_REASON",
+            field="override_reason",
+        )
+    return False
+
+
+# --- R2 no limbo -----------------------------------------------------------
+
+
+def no_letter_outstanding(state: MemberState) -> None:
+    """R2: one letter out at a time."""
+    letter = state.outstanding_letter
+    if letter is not None:
+        raise RuleRefused(
+            f"letter {letter.letter_no} from {letter.issuer_unit_id} to {letter.to_unit_id} is"
+            " still outstanding; void it (e.g. reason re-issued) or record it expired first",
+            code="R2_LETTER_OUTSTANDING",
+        )
+
+
+def issuer_holds_member(state: MemberState, issuer: Unit, holder: Unit | None, on: date) -> None:
+    """R2: only the holder issues, or the parent or successor of a dissolved holder."""
+    if issuer.code == state.holder_unit_id:
+        return
+    holder_gone = holder is not None and holder.dissolved_on is not None and holder.dissolved_on <= on
+    if holder_gone and holder is not None and issuer.code in (holder.parent_unit_id, holder.successor_unit_id):
+        return
+    raise RuleRefused(
+        f"{issuer.code} does not hold this member ({state.holder_unit_id} does); only the holder,"
+        " or the parent or successor of a dissolved holder, may issue a letter",
+        code="R2_NOT_HOLDER",
+    )
+
+
+def letter_addressed_to(
+    state: MemberState, unit_code: str, letter_no: str | None
+) -> Letter | None:
+    """R2: the outstanding letter addressed to ``unit_code`` (matching ``letter_no`` if given)."""
+    letter = state.outstanding_letter
+    if letter is None or letter.to_unit_id != unit_code:
+        return None
+    if letter_no is not None and letter.letter_no != letter_no:
+        return None
+    return letter
+
+
+def attachment_is_addressed(
+    state: MemberState, unit_code: str, letter_no: str | None, override_reason: str | None
+) -> tuple[Letter | None, bool]:
+    """R2: attaching away from the holder needs a letter addressed here, or a reason.
+
+    Returns the letter used and whether R2 was overridden.
+    """
+    if unit_code == state.holder_unit_id:
+        return None, False
+    letter = letter_addressed_to(state, unit_code, letter_no)
+    if letter is not None:
+        return letter, False
+    if override_reason:
+        return None, True
+    named = f"letter {letter_no}" if letter_no else "any outstanding letter"
+    raise RuleRefused(
+        f"{named} is not addressed to {unit_code}; attach on a letter, or give override_reason"
+        " (e.g. the letter was lost)",
+        code="R2_NOT_ADDRESSED",
+        field="letter_no",
+    )
+
+
+# --- R3 / R4 probationary members --------------------------------------------
+
+
+def probation_end(state: MemberState) -> date | None:
+    """Twelve months after probation started, plus any extensions."""
+    if state.probation_started_on is None:
+        return None
+    return add_months(state.probation_started_on, 12 + state.probation_extension_months)
+
+
+def probation_allows_transfer(
+    state: MemberState, on: date, special_circumstances: str | None
+) -> bool:
+    """R3: no letter 1–3 months before confirmation, barring special circumstances.
+
+    Returns True when the letter stands only by ``special_circumstances``.
+    """
+    end = probation_end(state)
+    if state.standing is not Standing.PROBATIONARY or end is None:
+        return False
+    if add_months(end, -3) <= on <= add_months(end, -1):
+        if special_circumstances:
+            return True
+        raise RuleRefused(
+            f"probation ends {end}: no transfer between {add_months(end, -3)} and"
+            f" {add_months(end, -1)}; record a TransferHeld until confirmation, or give"
+            " special_circumstances",
+            code="R3_NEAR_CONFIRMATION",
+            field="occurred_on",
+        )
+    return False
+
+
+def performance_report_sent(state: MemberState, case: Case, to_unit_id: str, on: date) -> None:
+    """R4: past six months of probation, the addressee must have the performance report."""
+    start = state.probation_started_on
+    if state.standing is not Standing.PROBATIONARY or start is None:
+        return
+    if on <= add_months(start, 6):
+        return
+    senders = {state.developing_unit_id, state.holder_unit_id}
+    if any(r.to_unit_id == to_unit_id and r.from_unit_id in senders for r in case.reports):
+        return
+    raise RuleRefused(
+        f"the member is more than six months into probation (since {start}); the developing"
+        f" unit or the holder must send the performance report to {to_unit_id} first",
+        code="R4_REPORT_MISSING",
+        field="to_unit_id",
+    )

@@ -1,0 +1,142 @@
+"""Application recorders that also keep command receipts in the events' transaction.
+
+Both extend eventsourcing's own recorders through their extension points
+(``_insert_events`` and ``_fetch_ids_after_insert_events``), so the library's
+ordering guarantees (PostgreSQL's table lock, SQLite's single writer) stay
+exactly as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
+from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+from psycopg import Cursor
+from psycopg.rows import DictRow
+from psycopg.sql import SQL, Identifier
+
+from domain.receipts import CommandReceipt, StoredReceipt
+
+RECEIPTS_TABLE = "harbor_command_receipts"
+
+# Any constant will do: it only has to be the same in every Harbor process.
+SCHEMA_LOCK_ID = 0x4841524230  # "HARB0"
+
+
+class PostgresRecorder(PostgresApplicationRecorder):
+    """PostgreSQL recorder with command receipts and race-free schema creation."""
+
+    def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name=events_table_name)
+        table = Identifier(self.datastore.schema or "public", RECEIPTS_TABLE)
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} ("
+                " unit_id text NOT NULL,"
+                " key text NOT NULL,"
+                " fingerprint text NOT NULL,"
+                " outcome text NOT NULL,"
+                " position bigint,"
+                " PRIMARY KEY (unit_id, key))"
+            ).format(table)
+        )
+        self._insert_receipt = SQL(
+            "INSERT INTO {} (unit_id, key, fingerprint, outcome) VALUES (%s, %s, %s, %s)"
+        ).format(table)
+        self._set_receipt_position = SQL(
+            "UPDATE {} SET position = %s WHERE unit_id = %s AND key = %s"
+        ).format(table)
+        self._select_receipt = SQL(
+            "SELECT fingerprint, outcome, position FROM {} WHERE unit_id = %s AND key = %s"
+        ).format(table)
+
+    def create_table(self) -> None:
+        """Create the schema, one process at a time (concurrent DDL fails in PostgreSQL)."""
+        with self.datastore.get_connection() as conn:
+            conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_ID,))
+            try:
+                super().create_table()
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_ID,))
+
+    def _insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> None:
+        super()._insert_events(curs, stored_events, **kwargs)
+        receipt: CommandReceipt | None = kwargs.get("receipt")
+        if receipt is not None:
+            curs.execute(
+                self._insert_receipt,
+                (receipt.unit_id, receipt.key, receipt.fingerprint, receipt.outcome_json),
+                prepare=True,
+            )
+
+    def _fetch_ids_after_insert_events(
+        self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+        receipt: CommandReceipt | None = kwargs.get("receipt")
+        if receipt is not None and ids:
+            curs.execute(
+                self._set_receipt_position, (max(ids), receipt.unit_id, receipt.key), prepare=True
+            )
+        return ids
+
+    def find_receipt(self, unit_id: str, key: str) -> StoredReceipt | None:
+        """The receipt kept under (unit, key), if any."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_receipt, (unit_id, key), prepare=True)
+            row = curs.fetchone()
+        if row is None:
+            return None
+        return StoredReceipt(row["fingerprint"], row["outcome"], row["position"])
+
+
+class SQLiteRecorder(SQLiteApplicationRecorder):
+    """SQLite recorder with command receipts."""
+
+    def __init__(self, datastore: SQLiteDatastore, events_table_name: str = "stored_events"):
+        super().__init__(datastore, events_table_name)
+
+    def construct_create_table_statements(self) -> list[str]:
+        """The library's tables plus the receipts table."""
+        return [
+            *super().construct_create_table_statements(),
+            f"CREATE TABLE IF NOT EXISTS {RECEIPTS_TABLE} ("
+            " unit_id TEXT NOT NULL,"
+            " key TEXT NOT NULL,"
+            " fingerprint TEXT NOT NULL,"
+            " outcome TEXT NOT NULL,"
+            " position INTEGER,"
+            " PRIMARY KEY (unit_id, key))",
+        ]
+
+    def _insert_events(
+        self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        ids = super()._insert_events(c, stored_events, **kwargs)
+        receipt: CommandReceipt | None = kwargs.get("receipt")
+        if receipt is not None:
+            c.execute(
+                f"INSERT INTO {RECEIPTS_TABLE} (unit_id, key, fingerprint, outcome, position)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (receipt.unit_id, receipt.key, receipt.fingerprint, receipt.outcome_json,
+                 max(ids) if ids else None),
+            )
+        return ids
+
+    def find_receipt(self, unit_id: str, key: str) -> StoredReceipt | None:
+        """The receipt kept under (unit, key), if any."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT fingerprint, outcome, position FROM {RECEIPTS_TABLE}"
+                " WHERE unit_id = ? AND key = ?",
+                (unit_id, key),
+            )
+            row = c.fetchone()
+        if row is None:
+            return None
+        return StoredReceipt(row["fingerprint"], row["outcome"], row["position"])
