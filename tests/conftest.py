@@ -1,0 +1,103 @@
+"""One suite, two backends: every store-touching test runs on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+import psycopg
+import pytest
+
+from domain.registry import Registry
+from store import open_registry
+
+TODAY = date(2026, 11, 26)
+PG_ADMIN_URL = os.environ.get(
+    "HARBOR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _pg_reachable() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return None
+    except psycopg.Error as e:
+        return f"PostgreSQL at {PG_ADMIN_URL} is not reachable: {e}".strip()
+
+
+_PG_PROBLEM = _pg_reachable()
+
+
+def require_postgres() -> None:
+    """Skip loudly without PostgreSQL; under CI its absence is a failure."""
+    if _PG_PROBLEM is None:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set and {_PG_PROBLEM}")
+    pytest.skip(f"SKIPPED POSTGRES TESTS — {_PG_PROBLEM} (set HARBOR_TEST_POSTGRES_URL)")
+
+
+def _with_db(url: str, dbname: str) -> str:
+    parts = urlparse(url)
+    return urlunparse(parts._replace(path=f"/{dbname}"))
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this test session, dropped at the end."""
+    require_postgres()
+    name = f"harbor_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield _with_db(PG_ADMIN_URL, name)
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def reset_postgres(url: str) -> None:
+    """Empty every Harbor table so each test starts from an empty log."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = [
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+                " AND tablename LIKE 'harbor%'"
+            )
+        ]
+        if tables:
+            conn.execute(
+                "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY"
+            )
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL to an empty store on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'harbor.db'}"
+    url: str = request.getfixturevalue("pg_database")
+    reset_postgres(url)
+    return url
+
+
+@pytest.fixture
+def registry(store_url: str) -> Iterator[Registry]:
+    """A Registry on an empty store whose today is fixed at TODAY."""
+    app = open_registry(store_url, clock=lambda: TODAY)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def pg_url(pg_database: str) -> str:
+    """An empty PostgreSQL store only (for tests that are about PostgreSQL itself)."""
+    reset_postgres(pg_database)
+    return pg_database
