@@ -39,8 +39,15 @@ def load_units(registry: Registry, recorded_by: str) -> None:
     for code, name, kind, parent, region in ARTICLE_UNITS:
         actor = Actor(code, recorded_by) if code == "sh-org-dept" else admin
         try:
-            registry.register_unit(actor, code=code, name=name, kind=kind, region=region,
-                                   parent_unit_id=parent, occurred_on=UNITS_REGISTERED_ON)
+            registry.register_unit(
+                actor,
+                code=code,
+                name=name,
+                kind=kind,
+                region=region,
+                parent_unit_id=parent,
+                occurred_on=UNITS_REGISTERED_ON,
+            )
         except Conflict as e:
             if e.code != "DUPLICATE_UNIT":
                 raise
@@ -48,97 +55,166 @@ def load_units(registry: Registry, recorded_by: str) -> None:
 
 def load_case_1(registry: Registry, recorded_by: str) -> UUID:
     """刘洋: answered first by the residence centre, referred on cold — dropped."""
+
     def by(unit: str) -> Actor:
         return Actor(unit, recorded_by)
 
     member = registry.enrol_member(
-        by("sh-univ"), name="刘洋", id_number=LIU_YANG_ID_NUMBER, standing="probationary",
-        household_region="外省某县", occurred_on=date(2011, 3, 1),
-        probation_started_on=date(2011, 3, 1), developing_unit_id="sh-univ",
+        by("sh-univ"),
+        name="刘洋",
+        id_number=LIU_YANG_ID_NUMBER,
+        standing="probationary",
+        household_region="外省某县",
+        occurred_on=date(2011, 3, 1),
+        probation_started_on=date(2011, 3, 1),
+        developing_unit_id="sh-univ",
         idempotency_key="demo-case-1-1",
     ).member_id
     assert member is not None
     registry.receive_inquiry(
-        by("sh-residence-center"), member, occurred_on=date(2011, 7, 20), channel="walk_in",
+        by("sh-residence-center"),
+        member,
+        occurred_on=date(2011, 7, 20),
+        channel="walk_in",
         summary="毕业后无固定工作，申请将组织关系转入居住地",
-        prior_contacts=[{"who": "工作单位负责人",
-                         "answer": "单位未建立党组织，且未签订劳动合同，请到居住地党员服务中心办理"}],
+        prior_contacts=[
+            {
+                "who": "工作单位负责人",
+                "answer": "单位未建立党组织，且未签订劳动合同，请到居住地党员服务中心办理",
+            }
+        ],
         idempotency_key="demo-case-1-2",
     )
     registry.refer_case(
-        by("sh-residence-center"), member, occurred_on=date(2011, 7, 20), to_unit_id="home-county",
-        handover="cold", reason="无房产证或租赁合同，建议挂靠户籍所在地",
+        by("sh-residence-center"),
+        member,
+        occurred_on=date(2011, 7, 20),
+        to_unit_id="home-county",
+        handover="cold",
+        reason="无房产证或租赁合同，建议挂靠户籍所在地",
         idempotency_key="demo-case-1-3",
     )
     registry.receive_inquiry(
-        by("sh-org-dept"), member, occurred_on=date(2011, 9, 1), channel="letter",
-        summary="致信市委书记，倾诉对党组织的向往和困惑", idempotency_key="demo-case-1-4",
+        by("sh-org-dept"),
+        member,
+        occurred_on=date(2011, 9, 1),
+        channel="letter",
+        summary="致信市委书记，倾诉对党组织的向往和困惑",
+        idempotency_key="demo-case-1-4",
     )
     registry.receive_dues(
-        by("sh-org-dept"), member, occurred_on=date(2011, 9, 1), months_from="2011-07",
-        months_to="2011-09", amount="0.60", idempotency_key="demo-case-1-5",
+        by("sh-org-dept"),
+        member,
+        occurred_on=date(2011, 9, 1),
+        months_from="2011-07",
+        months_to="2011-09",
+        amount="0.60",
+        idempotency_key="demo-case-1-5",
     )
     return member
 
 
 def load_case_2(registry: Registry, recorded_by: str) -> UUID:
     """The old comrade at the Daning centre: answered first and seen through."""
+
     def by(unit: str) -> Actor:
         return Actor(unit, recorded_by)
 
     member = registry.enrol_member(
-        by("zb-factory"), name="老同志", id_number=OLD_COMRADE_ID_NUMBER, standing="full",
-        household_region="上海·虹口", occurred_on=date(1990, 6, 1),
+        by("zb-factory"),
+        name="老同志",
+        id_number=OLD_COMRADE_ID_NUMBER,
+        standing="full",
+        household_region="上海·虹口",
+        occurred_on=date(1990, 6, 1),
         idempotency_key="demo-case-2-1",
     ).member_id
     assert member is not None
     registry.receive_dues(
-        by("zb-factory"), member, occurred_on=date(2004, 3, 15), months_from="2003-04",
-        months_to="2004-03", amount="24.00", idempotency_key="demo-case-2-2",
+        by("zb-factory"),
+        member,
+        occurred_on=date(2004, 3, 15),
+        months_from="2003-04",
+        months_to="2004-03",
+        amount="24.00",
+        idempotency_key="demo-case-2-2",
     )
     registry.dissolve_unit(
-        by("sh-org-dept"), "zb-factory", occurred_on=date(2004, 3, 31),
+        by("sh-org-dept"),
+        "zb-factory",
+        occurred_on=date(2004, 3, 31),
         idempotency_key="demo-case-2-3",
     )
     registry.receive_inquiry(
-        by("daning-center"), member, occurred_on=date(2006, 5, 8), channel="walk_in",
+        by("daning-center"),
+        member,
+        occurred_on=date(2006, 5, 8),
+        channel="walk_in",
         summary="称自己是党员，居住在虹口区，企业关闭回家两年多，无人通知参加组织活动",
         idempotency_key="demo-case-2-4",
     )
     registry.issue_introduction(
-        by("daning-center"), member, occurred_on=date(2006, 5, 8), to_name="档案管理部门",
-        purpose="查阅个人档案", idempotency_key="demo-case-2-5",
+        by("daning-center"),
+        member,
+        occurred_on=date(2006, 5, 8),
+        to_name="档案管理部门",
+        purpose="查阅个人档案",
+        idempotency_key="demo-case-2-5",
     )
     registry.review_archive(
-        by("daning-center"), member, occurred_on=date(2006, 5, 10),
-        finding="确认在原单位入党，未见组织关系转移证明", idempotency_key="demo-case-2-6",
+        by("daning-center"),
+        member,
+        occurred_on=date(2006, 5, 10),
+        finding="确认在原单位入党，未见组织关系转移证明",
+        idempotency_key="demo-case-2-6",
     )
     registry.consult_unit(
-        by("daning-center"), member, occurred_on=date(2006, 5, 11),
-        consulted_unit_id="hongkou-center", note="通报情况，希望引起重视和配合",
+        by("daning-center"),
+        member,
+        occurred_on=date(2006, 5, 11),
+        consulted_unit_id="hongkou-center",
+        note="通报情况，希望引起重视和配合",
         idempotency_key="demo-case-2-7",
     )
     registry.contact_origin(
-        by("daning-center"), member, occurred_on=date(2006, 5, 20),
-        contacted_unit_id="factory-superior", outcome="found_superior",
+        by("daning-center"),
+        member,
+        occurred_on=date(2006, 5, 20),
+        contacted_unit_id="factory-superior",
+        outcome="found_superior",
         idempotency_key="demo-case-2-8",
     )
     registry.issue_letter(
-        by("factory-superior"), member, occurred_on=date(2006, 6, 1), letter_no="2006-001",
-        to_unit_id="daning-center", valid_until=date(2006, 8, 30), dues_paid_through="2004-03",
+        by("factory-superior"),
+        member,
+        occurred_on=date(2006, 6, 1),
+        letter_no="2006-001",
+        to_unit_id="daning-center",
+        valid_until=date(2006, 8, 30),
+        dues_paid_through="2004-03",
         idempotency_key="demo-case-2-9",
     )
     registry.attach_member(
-        by("daning-center"), member, occurred_on=date(2006, 6, 5), basis="other",
-        letter_no="2006-001", override_reason="本人主动要求转入大宁社区党员服务中心",
+        by("daning-center"),
+        member,
+        occurred_on=date(2006, 6, 5),
+        basis="other",
+        letter_no="2006-001",
+        override_reason="本人主动要求转入大宁社区党员服务中心",
         idempotency_key="demo-case-2-10",
     )
     registry.return_receipt(
-        by("factory-superior"), member, occurred_on=date(2006, 6, 15), letter_no="2006-001",
+        by("factory-superior"),
+        member,
+        occurred_on=date(2006, 6, 15),
+        letter_no="2006-001",
         idempotency_key="demo-case-2-11",
     )
     registry.attend_activity(
-        by("daning-center"), member, occurred_on=date(2006, 6, 20), kind="组织生活会",
+        by("daning-center"),
+        member,
+        occurred_on=date(2006, 6, 20),
+        kind="组织生活会",
         idempotency_key="demo-case-2-12",
     )
     return member

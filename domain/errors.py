@@ -63,7 +63,7 @@ CODES: dict[str, str] = {
     "R2_LETTER_OUTSTANDING": "void, expire or settle the outstanding letter first",
     "R2_NOT_HOLDER": "only the holding unit (or a dissolved holder's parent/successor) issues",
     "R2_NOT_ADDRESSED": "no outstanding letter is addressed to this unit; give override_reason",
-    "R3_NEAR_CONFIRMATION": "1–3 months before confirmation: record a hold, or special_circumstances",
+    "R3_NEAR_CONFIRMATION": "1–3 months before confirmation: hold, or give special_circumstances",
     "R4_REPORT_MISSING": "send the performance report to the addressee first",
     "R9_CASE_CLOSED": "the case is closed; record a new inquiry to open a new case",
     "R9_NO_OPEN_CASE": "record an inquiry first: it opens the case",

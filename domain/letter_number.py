@@ -39,7 +39,9 @@ class LetterNumber(Aggregate):
         self.member_id: uuid.UUID | None = None
 
     @classmethod
-    def take(cls, issuer_unit_id: str, year: int, letter_no: str, member_id: uuid.UUID) -> LetterNumber:
+    def take(
+        cls, issuer_unit_id: str, year: int, letter_no: str, member_id: uuid.UUID
+    ) -> LetterNumber:
         """Claim the number for ``member_id``."""
         return cls._create(
             cls.LetterNumberTaken,

@@ -42,9 +42,9 @@ from domain.member_events import (
     PerformanceReportSent,
     ProbationExtended,
     ReceiptReturned,
-    Referred,
     ReferralAccepted,
     ReferralDeclined,
+    Referred,
     RequirementsNotified,
     TransferHeld,
     UnitConsulted,
@@ -335,7 +335,9 @@ class MemberRelationship(Aggregate):
         if covering_to < covering_from:
             raise InvalidInput("covering_to is before covering_from", field="covering_to")
         if covering_to > act.on:
-            raise InvalidInput("the report cannot cover days after it was sent", field="covering_to")
+            raise InvalidInput(
+                "the report cannot cover days after it was sent", field="covering_to"
+            )
         self._trigger(
             PerformanceReportSent,
             act,
@@ -363,8 +365,10 @@ class MemberRelationship(Aggregate):
         rules.no_letter_outstanding(self.state)
         rules.issuer_holds_member(self.state, act.actor, act.holder, act.on)
         if to_unit.code == self.state.holder_unit_id:
-            raise InvalidInput("the letter is addressed to the unit that already holds the member",
-                               field="to_unit_id")
+            raise InvalidInput(
+                "the letter is addressed to the unit that already holds the member",
+                field="to_unit_id",
+            )
         until = valid_until or act.on + LETTER_VALIDITY
         if until < act.on:
             raise InvalidInput("valid_until is before the letter's date", field="valid_until")
@@ -417,7 +421,10 @@ class MemberRelationship(Aggregate):
         self._must_be_issuer(act, letter)
         self._must_be_outstanding(letter)
         self._trigger(
-            LetterVoided, act, case.case_id, letter_no=letter.letter_no,
+            LetterVoided,
+            act,
+            case.case_id,
+            letter_no=letter.letter_no,
             reason=require_text(reason, "reason"),
         )
 
@@ -447,7 +454,9 @@ class MemberRelationship(Aggregate):
                 field="letter_no",
             )
         if letter.settled_on is not None and act.on < letter.settled_on:
-            raise InvalidInput("the receipt cannot return before the attachment", field="occurred_on")
+            raise InvalidInput(
+                "the receipt cannot return before the attachment", field="occurred_on"
+            )
         self._trigger(ReceiptReturned, act, case.case_id, letter_no=letter.letter_no)
 
     def refer(
@@ -535,7 +544,9 @@ class MemberRelationship(Aggregate):
             basis=basis,
             letter_no=letter.letter_no if letter else number,
             override_reason=reason,
-            overridden_rules=[r for r, used in (("R1", r1_overridden), ("R2", r2_overridden)) if used],
+            overridden_rules=[
+                r for r, used in (("R1", r1_overridden), ("R2", r2_overridden)) if used
+            ],
         )
 
     def withdraw_case(self, act: Act, *, case_id: uuid.UUID | None, reason: str) -> None:
@@ -555,15 +566,21 @@ class MemberRelationship(Aggregate):
         if not isinstance(amount, Decimal) or not amount.is_finite() or amount < 0:
             raise InvalidInput("amount must be a non-negative decimal number", field="amount")
         self._trigger(
-            DuesReceived, act, self.state.open_case_id,
-            months_from=months_from, months_to=months_to, amount=amount,
+            DuesReceived,
+            act,
+            self.state.open_case_id,
+            months_from=months_from,
+            months_to=months_to,
+            amount=amount,
         )
 
     def attend_activity(self, act: Act, *, kind: str) -> None:
         """The member took part in an activity of the acting unit (closes an attached case)."""
         self._begin(act)
         self._trigger(
-            ActivityAttended, act, self.state.open_case_id,
+            ActivityAttended,
+            act,
+            self.state.open_case_id,
             kind=require_text(kind, "kind", max_length=200),
         )
 
@@ -571,15 +588,22 @@ class MemberRelationship(Aggregate):
         """The acting unit reached the member."""
         self._begin(act)
         self._trigger(
-            ContactMade, act, self.state.open_case_id, channel=channel, note=require_text(note, "note")
+            ContactMade,
+            act,
+            self.state.open_case_id,
+            channel=channel,
+            note=require_text(note, "note"),
         )
 
     def void_entry(self, act: Act, *, position: int, version: int, reason: str) -> None:
         """A correction: the entry stays in the trail, marked, and stops counting."""
         self._begin(act)
         if not 1 <= version <= len(self.history):
-            raise NotFound(f"no entry at position {position} for this member", code="UNKNOWN_ENTRY",
-                           field="voided")
+            raise NotFound(
+                f"no entry at position {position} for this member",
+                code="UNKNOWN_ENTRY",
+                field="voided",
+            )
         target = self.history[version - 1]
         why_not = self._why_not_voidable(act, target)
         if why_not:
@@ -610,9 +634,12 @@ class MemberRelationship(Aggregate):
         self._begin(act)
         letter = self.state.find_letter(require_text(letter_no, "letter_no", max_length=50))
         if letter is None or (case_id is not None and letter.case_id != case_id):
-            raise NotFound(f"this member has no letter {letter_no}"
-                           + (f" in case {case_id}" if case_id else ""),
-                           code="UNKNOWN_LETTER", field="letter_no")
+            raise NotFound(
+                f"this member has no letter {letter_no}"
+                + (f" in case {case_id}" if case_id else ""),
+                code="UNKNOWN_LETTER",
+                field="letter_no",
+            )
         case = rules.case_accepts_actions(self.state, letter.case_id, after_close=after_close)
         return case, letter
 
@@ -620,7 +647,8 @@ class MemberRelationship(Aggregate):
     def _must_be_issuer(act: Act, letter: Letter) -> None:
         if letter.issuer_unit_id != act.actor.code:
             raise RuleRefused(
-                f"letter {letter.letter_no} was issued by {letter.issuer_unit_id}, not {act.actor.code}",
+                f"letter {letter.letter_no} was issued by {letter.issuer_unit_id},"
+                f" not {act.actor.code}",
                 code="NOT_ISSUER",
             )
 
@@ -667,8 +695,14 @@ class MemberRelationship(Aggregate):
             return "a letter is withdrawn with a letter void (LetterVoided), not an entry void"
         if isinstance(target, InquiryReceived):
             case = self.state.cases.get(target.case_id) if target.case_id else None
-            if case is not None and case.inquiries and case.inquiries[0].version == target.originator_version:
-                return "the inquiry that opened the case cannot be voided; withdraw the case instead"
+            if (
+                case is not None
+                and case.inquiries
+                and case.inquiries[0].version == target.originator_version
+            ):
+                return (
+                    "the inquiry that opened the case cannot be voided; withdraw the case instead"
+                )
         latest = self.state.latest_case()
         if target.case_id is not None and latest is not None and target.case_id != latest.case_id:
             return "a later case exists; entries of earlier cases can no longer be voided"

@@ -104,7 +104,9 @@ class InquiryReceived(MemberEvent):
         assert self.case_id is not None
         case = state.cases.get(self.case_id)
         if case is None:
-            case = Case(case_id=self.case_id, number=len(state.cases) + 1, opened_on=self.occurred_on)
+            case = Case(
+                case_id=self.case_id, number=len(state.cases) + 1, opened_on=self.occurred_on
+            )
             state.cases[self.case_id] = case
             state.open_case_id = self.case_id
         case.opened_on = min(case.opened_on, self.occurred_on)
@@ -133,7 +135,13 @@ class EvidenceRecorded(CaseEvent):
     def evolve(self, state: MemberState) -> None:
         super().evolve(state)
         self.case(state).evidence.append(
-            Evidence(self.kind, self.reference, self.occurred_on, self.valid_until, self.originator_version)
+            Evidence(
+                self.kind,
+                self.reference,
+                self.occurred_on,
+                self.valid_until,
+                self.originator_version,
+            )
         )
 
 

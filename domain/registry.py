@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import partial
 from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
@@ -75,10 +76,10 @@ class Actor:
     recorded_by: str
 
 
-Decide = Callable[[MemberRelationship, Act], Sequence[Aggregate]]
+Decide = Callable[[MemberRelationship, Act], Sequence[Aggregate] | None]
 
 
-class Registry(Application):
+class Registry(Application[UUID]):
     """Harbor's command side: units and member relationships."""
 
     name = "Harbor"
@@ -107,7 +108,9 @@ class Registry(Application):
         try:
             unit = self._read(lambda: self.repository.get(unit_id_for(code)))
         except AggregateNotFoundError:
-            raise NotFound(f"no unit {code!r} is registered", code="UNKNOWN_UNIT", field=field) from None
+            raise NotFound(
+                f"no unit {code!r} is registered", code="UNKNOWN_UNIT", field=field
+            ) from None
         assert isinstance(unit, Unit)
         return unit
 
@@ -134,7 +137,9 @@ class Registry(Application):
     def _scan(self, topic: str) -> Iterator[Any]:
         start = 1
         while True:
-            page = self._read(lambda: self.recorder.select_notifications(start, 500, topics=[topic]))
+            page = self._read(
+                partial(self.recorder.select_notifications, start, 500, topics=[topic])
+            )
             for n in page:
                 yield self.mapper.to_domain_event(n)
             if len(page) < 500:
@@ -143,7 +148,8 @@ class Registry(Application):
 
     def position(self) -> int:
         """The log position of the latest event (0 for an empty log)."""
-        return self._read(lambda: self.recorder.max_notification_id()) or 0
+        latest = self._read(lambda: self.recorder.max_notification_id())
+        return int(latest or 0)
 
     # --- units ----------------------------------------------------------------
 
@@ -160,16 +166,20 @@ class Registry(Application):
         idempotency_key: str | None = None,
     ) -> Outcome:
         """Register a unit (the acting unit may be the new unit itself)."""
-        params = dict(code=code, name=name, kind=kind, region=region, parent=parent_unit_id,
-                      on=occurred_on)
+        params = dict(
+            code=code, name=name, kind=kind, region=region, parent=parent_unit_id, on=occurred_on
+        )
 
         def decide(on: date) -> Aggregate:
             unit_code = require_text(code, "code", max_length=64)
             if not all(ch.isalnum() or ch in "-_." for ch in unit_code):
-                raise InvalidInput("code may hold letters, digits, '-', '_' and '.' only", field="code")
+                raise InvalidInput(
+                    "code may hold letters, digits, '-', '_' and '.' only", field="code"
+                )
             if self._exists(unit_id_for(unit_code)):
-                raise Conflict(f"unit {unit_code} is already registered", code="DUPLICATE_UNIT",
-                               field="code")
+                raise Conflict(
+                    f"unit {unit_code} is already registered", code="DUPLICATE_UNIT", field="code"
+                )
             if actor.unit_id != unit_code:
                 self._acting_unit(actor, on)
             parent = optional_text(parent_unit_id, "parent_unit_id", max_length=64)
@@ -186,11 +196,23 @@ class Registry(Application):
                 recorded_by=actor.recorded_by,
             )
 
-        return self._unit_command("register_unit", actor, params, occurred_on, idempotency_key,
-                                  decide, duplicate_code="DUPLICATE_UNIT")
+        return self._unit_command(
+            "register_unit",
+            actor,
+            params,
+            occurred_on,
+            idempotency_key,
+            decide,
+            duplicate_code="DUPLICATE_UNIT",
+        )
 
     def rename_unit(
-        self, actor: Actor, unit_code: str, *, name: str, occurred_on: date | None = None,
+        self,
+        actor: Actor,
+        unit_code: str,
+        *,
+        name: str,
+        occurred_on: date | None = None,
         idempotency_key: str | None = None,
     ) -> Outcome:
         """Record a unit's new name."""
@@ -198,16 +220,31 @@ class Registry(Application):
         def decide(on: date) -> Aggregate:
             self._acting_unit(actor, on)
             unit = self.unit(unit_code)
-            unit.rename(name=require_text(name, "name", max_length=200), unit_id=actor.unit_id,
-                        occurred_on=on, recorded_by=actor.recorded_by)
+            unit.rename(
+                name=require_text(name, "name", max_length=200),
+                unit_id=actor.unit_id,
+                occurred_on=on,
+                recorded_by=actor.recorded_by,
+            )
             return unit
 
-        return self._unit_command("rename_unit", actor, dict(unit=unit_code, name=name,
-                                  on=occurred_on), occurred_on, idempotency_key, decide)
+        return self._unit_command(
+            "rename_unit",
+            actor,
+            dict(unit=unit_code, name=name, on=occurred_on),
+            occurred_on,
+            idempotency_key,
+            decide,
+        )
 
     def dissolve_unit(
-        self, actor: Actor, unit_code: str, *, successor_unit_id: str | None = None,
-        occurred_on: date | None = None, idempotency_key: str | None = None,
+        self,
+        actor: Actor,
+        unit_code: str,
+        *,
+        successor_unit_id: str | None = None,
+        occurred_on: date | None = None,
+        idempotency_key: str | None = None,
     ) -> Outcome:
         """Record that a unit no longer exists; its members become orphaned (R8)."""
 
@@ -218,15 +255,25 @@ class Registry(Application):
             if successor is not None:
                 if successor == unit.code:
                     raise InvalidInput("a unit cannot succeed itself", field="successor_unit_id")
-                rules.unit_can_act(self.unit(successor, "successor_unit_id"), on,
-                                   field="successor_unit_id")
-            unit.dissolve(successor_unit_id=successor, unit_id=actor.unit_id, occurred_on=on,
-                          recorded_by=actor.recorded_by)
+                rules.unit_can_act(
+                    self.unit(successor, "successor_unit_id"), on, field="successor_unit_id"
+                )
+            unit.dissolve(
+                successor_unit_id=successor,
+                unit_id=actor.unit_id,
+                occurred_on=on,
+                recorded_by=actor.recorded_by,
+            )
             return unit
 
-        return self._unit_command("dissolve_unit", actor, dict(unit=unit_code,
-                                  successor=successor_unit_id, on=occurred_on), occurred_on,
-                                  idempotency_key, decide)
+        return self._unit_command(
+            "dissolve_unit",
+            actor,
+            dict(unit=unit_code, successor=successor_unit_id, on=occurred_on),
+            occurred_on,
+            idempotency_key,
+            decide,
+        )
 
     # --- members: enrolment and standing ----------------------------------------
 
@@ -248,14 +295,22 @@ class Registry(Application):
         digest = self.identity.digest(id_number)
         member_id = self.identity.member_id_from_digest(digest)
         on = occurred_on or self.clock()
-        params = dict(digest=digest, name=name, standing=standing, region=household_region,
-                      on=on, probation=probation_started_on, developing=developing_unit_id,
-                      holder=holder_unit_id)
+        params = dict(
+            digest=digest,
+            name=name,
+            standing=standing,
+            region=household_region,
+            on=on,
+            probation=probation_started_on,
+            developing=developing_unit_id,
+            holder=holder_unit_id,
+        )
 
         def attempt() -> Outcome:
             if self._exists(member_id):
-                raise Conflict("this ID number is already enrolled", code="DUPLICATE_MEMBER",
-                               field="id_number")
+                raise Conflict(
+                    "this ID number is already enrolled", code="DUPLICATE_MEMBER", field="id_number"
+                )
             acting = self._acting_unit(actor, on)
             holder = self.unit(holder_unit_id, "holder_unit_id") if holder_unit_id else acting
             developing = (
@@ -272,8 +327,13 @@ class Registry(Application):
                 household_region=household_region,
                 holder=holder,
             )
-            return self._commit([member], actor, idempotency_key, fingerprint,
-                                Outcome(member_id=member_id, version=member.version))
+            return self._commit(
+                [member],
+                actor,
+                idempotency_key,
+                fingerprint,
+                Outcome(member_id=member_id, version=member.version),
+            )
 
         fingerprint = _fingerprint("enrol_member", None, params)
         replay = self._replay(actor, idempotency_key, fingerprint)
@@ -285,316 +345,718 @@ class Registry(Application):
             replay = self._replay(actor, idempotency_key, fingerprint)
             if replay:
                 return replay
-            raise Conflict("this ID number is already enrolled", code="DUPLICATE_MEMBER",
-                           field="id_number") from None
+            raise Conflict(
+                "this ID number is already enrolled", code="DUPLICATE_MEMBER", field="id_number"
+            ) from None
 
-    def confirm_membership(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                           expected_version: int | None = None,
-                           idempotency_key: str | None = None) -> Outcome:
+    def confirm_membership(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """转正: the probationary member becomes a full member."""
-        return self._on_member("confirm_membership", actor, member_id, occurred_on,
-                               expected_version, idempotency_key, {},
-                               lambda m, act: _none(m.confirm_membership(act)))
+        return self._on_member(
+            "confirm_membership",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
+            {},
+            lambda m, act: m.confirm_membership(act),
+        )
 
-    def extend_probation(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                         months: int, expected_version: int | None = None,
-                         idempotency_key: str | None = None) -> Outcome:
+    def extend_probation(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        months: int,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Extend probation by whole months."""
-        return self._on_member("extend_probation", actor, member_id, occurred_on,
-                               expected_version, idempotency_key, dict(months=months),
-                               lambda m, act: _none(m.extend_probation(act, months=months)))
+        return self._on_member(
+            "extend_probation",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
+            dict(months=months),
+            lambda m, act: m.extend_probation(act, months=months),
+        )
 
     # --- members: the case ---------------------------------------------------------
 
     def receive_inquiry(
-        self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-        channel: Channel | str, summary: str,
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        channel: Channel | str,
+        summary: str,
         prior_contacts: Sequence[PriorContact | dict[str, str]] = (),
-        expected_version: int | None = None, idempotency_key: str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
     ) -> Outcome:
         """The member came forward: opens a case or joins the open one."""
         contacts = [_prior_contact(c, i) for i, c in enumerate(prior_contacts)]
+
+        def decide(m: MemberRelationship, act: Act) -> None:
+            m.receive_inquiry(
+                act,
+                channel=parse_enum(Channel, channel, "channel"),
+                summary=summary,
+                prior_contacts=contacts,
+            )
+
         return self._on_member(
-            "receive_inquiry", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "receive_inquiry",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(channel=channel, summary=summary, prior=[(c.who, c.answer) for c in contacts]),
-            lambda m, act: _none(m.receive_inquiry(
-                act, channel=parse_enum(Channel, channel, "channel"), summary=summary,
-                prior_contacts=contacts)),
+            decide,
         )
 
-    def notify_requirements(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                            documents: Sequence[str], case_id: UUID | str | None = None,
-                            expected_version: int | None = None,
-                            idempotency_key: str | None = None) -> Outcome:
+    def notify_requirements(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        documents: Sequence[str],
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """一次性告知: tell the member every document needed, at once."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "notify_requirements", actor, member_id, occurred_on, expected_version,
-            idempotency_key, dict(case=cid, documents=list(documents)),
-            lambda m, act: _none(m.notify_requirements(act, case_id=cid, documents=documents)))
+            "notify_requirements",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
+            dict(case=cid, documents=list(documents)),
+            lambda m, act: m.notify_requirements(act, case_id=cid, documents=documents),
+        )
 
-    def record_evidence(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                        kind: EvidenceKind | str, reference: str, valid_until: date | None = None,
-                        case_id: UUID | str | None = None, expected_version: int | None = None,
-                        idempotency_key: str | None = None) -> Outcome:
+    def record_evidence(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        kind: EvidenceKind | str,
+        reference: str,
+        valid_until: date | None = None,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Record a document the member showed (labour contract, lease, ...)."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "record_evidence", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "record_evidence",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(case=cid, kind=kind, reference=reference, valid_until=valid_until),
-            lambda m, act: _none(m.record_evidence(
-                act, case_id=cid, kind=parse_enum(EvidenceKind, kind, "kind"),
-                reference=reference, valid_until=valid_until)))
+            lambda m, act: m.record_evidence(
+                act,
+                case_id=cid,
+                kind=parse_enum(EvidenceKind, kind, "kind"),
+                reference=reference,
+                valid_until=valid_until,
+            ),
+        )
 
-    def review_archive(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                       finding: str, case_id: UUID | str | None = None,
-                       expected_version: int | None = None,
-                       idempotency_key: str | None = None) -> Outcome:
+    def review_archive(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        finding: str,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Record what the member's personal file (档案) showed."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "review_archive", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "review_archive",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(case=cid, finding=finding),
-            lambda m, act: _none(m.review_archive(act, case_id=cid, finding=finding)))
+            lambda m, act: m.review_archive(act, case_id=cid, finding=finding),
+        )
 
-    def contact_origin(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                       outcome: ContactOutcome | str, contacted_unit_id: str | None = None,
-                       contacted_name: str | None = None, case_id: UUID | str | None = None,
-                       expected_version: int | None = None,
-                       idempotency_key: str | None = None) -> Outcome:
+    def contact_origin(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        outcome: ContactOutcome | str,
+        contacted_unit_id: str | None = None,
+        contacted_name: str | None = None,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Record an attempt to reach the member's original unit or its superior."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "contact_origin", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "contact_origin",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(case=cid, outcome=outcome, unit=contacted_unit_id, name=contacted_name),
-            lambda m, act: _none(m.contact_origin(
-                act, case_id=cid, outcome=parse_enum(ContactOutcome, outcome, "outcome"),
+            lambda m, act: m.contact_origin(
+                act,
+                case_id=cid,
+                outcome=parse_enum(ContactOutcome, outcome, "outcome"),
                 contacted_unit=self._opt_unit(contacted_unit_id, "contacted_unit_id"),
-                contacted_name=contacted_name)))
+                contacted_name=contacted_name,
+            ),
+        )
 
-    def consult_unit(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                     consulted_unit_id: str, note: str, case_id: UUID | str | None = None,
-                     expected_version: int | None = None,
-                     idempotency_key: str | None = None) -> Outcome:
+    def consult_unit(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        consulted_unit_id: str,
+        note: str,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Record coordination with another unit (the case stays here)."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "consult_unit", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "consult_unit",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(case=cid, unit=consulted_unit_id, note=note),
-            lambda m, act: _none(m.consult_unit(
-                act, case_id=cid, consulted=self.unit(consulted_unit_id, "consulted_unit_id"),
-                note=note)))
+            lambda m, act: m.consult_unit(
+                act,
+                case_id=cid,
+                consulted=self.unit(consulted_unit_id, "consulted_unit_id"),
+                note=note,
+            ),
+        )
 
-    def issue_introduction(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                           purpose: str, to_unit_id: str | None = None, to_name: str | None = None,
-                           case_id: UUID | str | None = None,
-                           expected_version: int | None = None,
-                           idempotency_key: str | None = None) -> Outcome:
+    def issue_introduction(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        purpose: str,
+        to_unit_id: str | None = None,
+        to_name: str | None = None,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Issue an introduction letter so the member can inquire somewhere."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "issue_introduction", actor, member_id, occurred_on, expected_version,
-            idempotency_key, dict(case=cid, purpose=purpose, unit=to_unit_id, name=to_name),
-            lambda m, act: _none(m.issue_introduction(
-                act, case_id=cid, to_unit=self._opt_unit(to_unit_id, "to_unit_id"),
-                to_name=to_name, purpose=purpose)))
+            "issue_introduction",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
+            dict(case=cid, purpose=purpose, unit=to_unit_id, name=to_name),
+            lambda m, act: m.issue_introduction(
+                act,
+                case_id=cid,
+                to_unit=self._opt_unit(to_unit_id, "to_unit_id"),
+                to_name=to_name,
+                purpose=purpose,
+            ),
+        )
 
-    def hold_transfer(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                      rule: str, note: str, until: date | None = None,
-                      case_id: UUID | str | None = None, expected_version: int | None = None,
-                      idempotency_key: str | None = None) -> Outcome:
+    def hold_transfer(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        rule: str,
+        note: str,
+        until: date | None = None,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Record that the transfer waits under a named rule."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "hold_transfer", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "hold_transfer",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(case=cid, rule=rule, note=note, until=until),
-            lambda m, act: _none(m.hold_transfer(act, case_id=cid, rule=rule, until=until,
-                                                 note=note)))
+            lambda m, act: m.hold_transfer(act, case_id=cid, rule=rule, until=until, note=note),
+        )
 
-    def send_performance_report(self, actor: Actor, member_id: UUID | str, *,
-                                occurred_on: date, to_unit_id: str, covering_from: date,
-                                covering_to: date, case_id: UUID | str | None = None,
-                                expected_version: int | None = None,
-                                idempotency_key: str | None = None) -> Outcome:
+    def send_performance_report(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        to_unit_id: str,
+        covering_from: date,
+        covering_to: date,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Record the performance report (考察材料) sent to the receiving unit."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "send_performance_report", actor, member_id, occurred_on, expected_version,
-            idempotency_key, dict(case=cid, to=to_unit_id, start=covering_from, end=covering_to),
-            lambda m, act: _none(m.send_performance_report(
-                act, case_id=cid, to_unit=self.unit(to_unit_id, "to_unit_id"),
-                covering_from=covering_from, covering_to=covering_to)))
+            "send_performance_report",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
+            dict(case=cid, to=to_unit_id, start=covering_from, end=covering_to),
+            lambda m, act: m.send_performance_report(
+                act,
+                case_id=cid,
+                to_unit=self.unit(to_unit_id, "to_unit_id"),
+                covering_from=covering_from,
+                covering_to=covering_to,
+            ),
+        )
 
-    def issue_letter(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                     letter_no: str, to_unit_id: str, dues_paid_through: YearMonth | str,
-                     valid_until: date | None = None, special_circumstances: str | None = None,
-                     case_id: UUID | str | None = None, expected_version: int | None = None,
-                     idempotency_key: str | None = None) -> Outcome:
+    def issue_letter(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        letter_no: str,
+        to_unit_id: str,
+        dues_paid_through: YearMonth | str,
+        valid_until: date | None = None,
+        special_circumstances: str | None = None,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Issue the transfer letter (组织关系介绍信) to the receiving unit."""
         cid = _opt_uuid(case_id, "case_id")
-        dues = (dues_paid_through if isinstance(dues_paid_through, YearMonth)
-                else YearMonth.parse(dues_paid_through, "dues_paid_through"))
+        dues = (
+            dues_paid_through
+            if isinstance(dues_paid_through, YearMonth)
+            else YearMonth.parse(dues_paid_through, "dues_paid_through")
+        )
 
         def decide(m: MemberRelationship, act: Act) -> Sequence[Aggregate]:
-            m.issue_letter(act, case_id=cid, letter_no=letter_no,
-                           to_unit=self.unit(to_unit_id, "to_unit_id"), valid_until=valid_until,
-                           dues_paid_through=dues, special_circumstances=special_circumstances)
+            m.issue_letter(
+                act,
+                case_id=cid,
+                letter_no=letter_no,
+                to_unit=self.unit(to_unit_id, "to_unit_id"),
+                valid_until=valid_until,
+                dues_paid_through=dues,
+                special_circumstances=special_circumstances,
+            )
             number = letter_no.strip()
             if self._exists(letter_number_id(act.actor.code, act.on.year, number)):
                 raise _letter_no_taken(act.actor.code, act.on.year, number)
             return [LetterNumber.take(act.actor.code, act.on.year, number, m.id)]
 
         return self._on_member(
-            "issue_letter", actor, member_id, occurred_on, expected_version, idempotency_key,
-            dict(case=cid, no=letter_no, to=to_unit_id, dues=str(dues), until=valid_until,
-                 special=special_circumstances), decide)
+            "issue_letter",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
+            dict(
+                case=cid,
+                no=letter_no,
+                to=to_unit_id,
+                dues=str(dues),
+                until=valid_until,
+                special=special_circumstances,
+            ),
+            decide,
+        )
 
-    def decline_letter(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                       letter_no: str, reason_code: DeclineReason | str, note: str | None = None,
-                       case_id: UUID | str | None = None, expected_version: int | None = None,
-                       idempotency_key: str | None = None) -> Outcome:
+    def decline_letter(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        letter_no: str,
+        reason_code: DeclineReason | str,
+        note: str | None = None,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """拒接: the addressee refuses the letter, with a stated cause."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "decline_letter", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "decline_letter",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(case=cid, no=letter_no, reason=reason_code, note=note),
-            lambda m, act: _none(m.decline_letter(
-                act, case_id=cid, letter_no=letter_no,
-                reason_code=parse_enum(DeclineReason, reason_code, "reason_code"), note=note)))
+            lambda m, act: m.decline_letter(
+                act,
+                case_id=cid,
+                letter_no=letter_no,
+                reason_code=parse_enum(DeclineReason, reason_code, "reason_code"),
+                note=note,
+            ),
+        )
 
-    def void_letter(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                    letter_no: str, reason: str, case_id: UUID | str | None = None,
-                    expected_version: int | None = None,
-                    idempotency_key: str | None = None) -> Outcome:
+    def void_letter(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        letter_no: str,
+        reason: str,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """The issuer withdraws its letter (lost, re-issued, ...)."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "void_letter", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "void_letter",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(case=cid, no=letter_no, reason=reason),
-            lambda m, act: _none(m.void_letter(act, case_id=cid, letter_no=letter_no,
-                                               reason=reason)))
+            lambda m, act: m.void_letter(act, case_id=cid, letter_no=letter_no, reason=reason),
+        )
 
-    def expire_letter(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                      letter_no: str, case_id: UUID | str | None = None,
-                      expected_version: int | None = None,
-                      idempotency_key: str | None = None) -> Outcome:
+    def expire_letter(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        letter_no: str,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Record that an expired letter came back unused."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "expire_letter", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "expire_letter",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(case=cid, no=letter_no),
-            lambda m, act: _none(m.expire_letter(act, case_id=cid, letter_no=letter_no)))
+            lambda m, act: m.expire_letter(act, case_id=cid, letter_no=letter_no),
+        )
 
-    def return_receipt(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                       letter_no: str, case_id: UUID | str | None = None,
-                       expected_version: int | None = None,
-                       idempotency_key: str | None = None) -> Outcome:
+    def return_receipt(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        letter_no: str,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Record that the receipt (回执) of a used letter reached its issuer."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "return_receipt", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "return_receipt",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(case=cid, no=letter_no),
-            lambda m, act: _none(m.return_receipt(act, case_id=cid, letter_no=letter_no)))
+            lambda m, act: m.return_receipt(act, case_id=cid, letter_no=letter_no),
+        )
 
-    def refer_case(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                   to_unit_id: str, handover: Handover | str, reason: str,
-                   case_id: UUID | str | None = None, expected_version: int | None = None,
-                   idempotency_key: str | None = None) -> Outcome:
+    def refer_case(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        to_unit_id: str,
+        handover: Handover | str,
+        reason: str,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Send the member on to another unit, warm (accompanied) or cold."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "refer_case", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "refer_case",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(case=cid, to=to_unit_id, handover=handover, reason=reason),
-            lambda m, act: _none(m.refer(
-                act, case_id=cid, to_unit=self.unit(to_unit_id, "to_unit_id"),
-                handover=parse_enum(Handover, handover, "handover"), reason=reason)))
+            lambda m, act: m.refer(
+                act,
+                case_id=cid,
+                to_unit=self.unit(to_unit_id, "to_unit_id"),
+                handover=parse_enum(Handover, handover, "handover"),
+                reason=reason,
+            ),
+        )
 
-    def accept_referral(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                        case_id: UUID | str | None = None, expected_version: int | None = None,
-                        idempotency_key: str | None = None) -> Outcome:
+    def accept_referral(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """The addressee takes the referred case on."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "accept_referral", actor, member_id, occurred_on, expected_version, idempotency_key,
-            dict(case=cid), lambda m, act: _none(m.accept_referral(act, case_id=cid)))
+            "accept_referral",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
+            dict(case=cid),
+            lambda m, act: m.accept_referral(act, case_id=cid),
+        )
 
-    def decline_referral(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                         reason_code: DeclineReason | str, note: str | None = None,
-                         case_id: UUID | str | None = None, expected_version: int | None = None,
-                         idempotency_key: str | None = None) -> Outcome:
+    def decline_referral(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        reason_code: DeclineReason | str,
+        note: str | None = None,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """The addressee refuses the referral, with a stated cause."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "decline_referral", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "decline_referral",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(case=cid, reason=reason_code, note=note),
-            lambda m, act: _none(m.decline_referral(
-                act, case_id=cid, reason_code=parse_enum(DeclineReason, reason_code, "reason_code"),
-                note=note)))
+            lambda m, act: m.decline_referral(
+                act,
+                case_id=cid,
+                reason_code=parse_enum(DeclineReason, reason_code, "reason_code"),
+                note=note,
+            ),
+        )
 
-    def attach_member(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                      basis: Basis | str, letter_no: str | None = None,
-                      override_reason: str | None = None, case_id: UUID | str | None = None,
-                      expected_version: int | None = None,
-                      idempotency_key: str | None = None) -> Outcome:
+    def attach_member(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        basis: Basis | str,
+        letter_no: str | None = None,
+        override_reason: str | None = None,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """The acting unit takes the member in and becomes the holder."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "attach_member", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "attach_member",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(case=cid, basis=basis, no=letter_no, reason=override_reason),
-            lambda m, act: _none(m.attach(
-                act, case_id=cid, basis=parse_enum(Basis, basis, "basis"), letter_no=letter_no,
-                override_reason=override_reason)))
+            lambda m, act: m.attach(
+                act,
+                case_id=cid,
+                basis=parse_enum(Basis, basis, "basis"),
+                letter_no=letter_no,
+                override_reason=override_reason,
+            ),
+        )
 
-    def withdraw_case(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                      reason: str, case_id: UUID | str | None = None,
-                      expected_version: int | None = None,
-                      idempotency_key: str | None = None) -> Outcome:
+    def withdraw_case(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        reason: str,
+        case_id: UUID | str | None = None,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Close the case without an attachment."""
         cid = _opt_uuid(case_id, "case_id")
         return self._on_member(
-            "withdraw_case", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "withdraw_case",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(case=cid, reason=reason),
-            lambda m, act: _none(m.withdraw_case(act, case_id=cid, reason=reason)))
+            lambda m, act: m.withdraw_case(act, case_id=cid, reason=reason),
+        )
 
     # --- members: life of the relationship ------------------------------------------
 
-    def receive_dues(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                     months_from: YearMonth | str, months_to: YearMonth | str,
-                     amount: Decimal | str | int, expected_version: int | None = None,
-                     idempotency_key: str | None = None) -> Outcome:
+    def receive_dues(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        months_from: YearMonth | str,
+        months_to: YearMonth | str,
+        amount: Decimal | str | int,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Record party dues (党费) received for whole months."""
-        start = months_from if isinstance(months_from, YearMonth) else YearMonth.parse(
-            months_from, "months_from")
-        end = months_to if isinstance(months_to, YearMonth) else YearMonth.parse(
-            months_to, "months_to")
+        start = (
+            months_from
+            if isinstance(months_from, YearMonth)
+            else YearMonth.parse(months_from, "months_from")
+        )
+        end = (
+            months_to
+            if isinstance(months_to, YearMonth)
+            else YearMonth.parse(months_to, "months_to")
+        )
         money = _decimal(amount, "amount")
         return self._on_member(
-            "receive_dues", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "receive_dues",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(start=str(start), end=str(end), amount=str(money)),
-            lambda m, act: _none(m.receive_dues(act, months_from=start, months_to=end,
-                                                amount=money)))
+            lambda m, act: m.receive_dues(act, months_from=start, months_to=end, amount=money),
+        )
 
-    def attend_activity(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                        kind: str, expected_version: int | None = None,
-                        idempotency_key: str | None = None) -> Outcome:
+    def attend_activity(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        kind: str,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Record that the member took part in an activity of the acting unit."""
         return self._on_member(
-            "attend_activity", actor, member_id, occurred_on, expected_version, idempotency_key,
-            dict(kind=kind), lambda m, act: _none(m.attend_activity(act, kind=kind)))
+            "attend_activity",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
+            dict(kind=kind),
+            lambda m, act: m.attend_activity(act, kind=kind),
+        )
 
-    def make_contact(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                     channel: Channel | str, note: str, expected_version: int | None = None,
-                     idempotency_key: str | None = None) -> Outcome:
+    def make_contact(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        channel: Channel | str,
+        note: str,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Record that the acting unit reached the member."""
         return self._on_member(
-            "make_contact", actor, member_id, occurred_on, expected_version, idempotency_key,
+            "make_contact",
+            actor,
+            member_id,
+            occurred_on,
+            expected_version,
+            idempotency_key,
             dict(channel=channel, note=note),
-            lambda m, act: _none(m.make_contact(
-                act, channel=parse_enum(Channel, channel, "channel"), note=note)))
+            lambda m, act: m.make_contact(
+                act, channel=parse_enum(Channel, channel, "channel"), note=note
+            ),
+        )
 
-    def void_entry(self, actor: Actor, member_id: UUID | str, *, occurred_on: date,
-                   position: int, reason: str, expected_version: int | None = None,
-                   idempotency_key: str | None = None) -> Outcome:
+    def void_entry(
+        self,
+        actor: Actor,
+        member_id: UUID | str,
+        *,
+        occurred_on: date,
+        position: int,
+        reason: str,
+        expected_version: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Outcome:
         """Void an entry (by its log position): it stays in the trail and stops counting."""
         mid = _uuid(member_id, "member_id")
 
@@ -603,8 +1065,16 @@ class Registry(Application):
             m.void_entry(act, position=position, version=version, reason=reason)
             return []
 
-        return self._on_member("void_entry", actor, mid, occurred_on, expected_version,
-                               idempotency_key, dict(position=position, reason=reason), decide)
+        return self._on_member(
+            "void_entry",
+            actor,
+            mid,
+            occurred_on,
+            expected_version,
+            idempotency_key,
+            dict(position=position, reason=reason),
+            decide,
+        )
 
     # --- the machinery ---------------------------------------------------------------
 
@@ -637,7 +1107,7 @@ class Registry(Application):
             acting = self._acting_unit(actor, occurred_on)
             holder = self._opt_unit(member.holder_unit_id, "holder_unit_id")
             act = Act(acting, actor.recorded_by, occurred_on, self.clock(), holder)
-            others = decide(member, act)
+            others = decide(member, act) or []
             last: MemberEvent = member.pending_events[-1]  # type: ignore[assignment]
             case = member.state.cases.get(last.case_id) if last.case_id else None
             outcome = Outcome(
@@ -654,8 +1124,9 @@ class Registry(Application):
                     return replay
                 for other in others:
                     if isinstance(other, LetterNumber) and self._exists(other.id):
-                        raise _letter_no_taken(actor.unit_id, occurred_on.year,
-                                               getattr(last, "letter_no", "")) from None
+                        raise _letter_no_taken(
+                            actor.unit_id, occurred_on.year, getattr(last, "letter_no", "")
+                        ) from None
                 if expected_version is not None:
                     raise StaleVersion(
                         "the member changed while this command was being decided; reload and"
@@ -684,15 +1155,21 @@ class Registry(Application):
         unit = decide(on)
         assert isinstance(unit, Unit)
         try:
-            return self._commit([unit], actor, idempotency_key, fingerprint,
-                                Outcome(unit_id=unit.code, version=unit.version))
+            return self._commit(
+                [unit],
+                actor,
+                idempotency_key,
+                fingerprint,
+                Outcome(unit_id=unit.code, version=unit.version),
+            )
         except IntegrityError:
             replay = self._replay(actor, idempotency_key, fingerprint)
             if replay:
                 return replay
             if duplicate_code:
-                raise Conflict(f"unit {unit.code} is already registered", code=duplicate_code,
-                               field="code") from None
+                raise Conflict(
+                    f"unit {unit.code} is already registered", code=duplicate_code, field="code"
+                ) from None
             raise StaleVersion(f"unit {unit.code} changed meanwhile; try again") from None
 
     def _commit(
@@ -705,8 +1182,9 @@ class Registry(Application):
     ) -> Outcome:
         receipt = None
         if idempotency_key is not None:
-            receipt = CommandReceipt(actor.unit_id, _key(idempotency_key), fingerprint,
-                                     outcome.to_json())
+            receipt = CommandReceipt(
+                actor.unit_id, _key(idempotency_key), fingerprint, outcome.to_json()
+            )
         try:
             recordings = self.save(*aggregates, receipt=receipt)
         except (OperationalError, InterfaceError) as e:
@@ -749,13 +1227,17 @@ class Registry(Application):
 
     def _version_at(self, member_id: UUID, position: int) -> int:
         if not isinstance(position, int) or position < 1:
-            raise InvalidInput("position must be a log position (a whole number ≥ 1)",
-                               field="voided")
+            raise InvalidInput(
+                "position must be a log position (a whole number ≥ 1)", field="voided"
+            )
         found = self._read(lambda: self.recorder.select_notifications(position, 1, stop=position))
         if not found or found[0].originator_id != member_id:
-            raise NotFound(f"log position {position} is not an entry of this member",
-                           code="UNKNOWN_ENTRY", field="voided")
-        return found[0].originator_version
+            raise NotFound(
+                f"log position {position} is not an entry of this member",
+                code="UNKNOWN_ENTRY",
+                field="voided",
+            )
+        return int(found[0].originator_version)
 
     @staticmethod
     def _read(fn: Callable[[], Any]) -> Any:
@@ -765,10 +1247,6 @@ class Registry(Application):
             raise Unavailable(
                 f"the event store could not be reached ({e.__class__.__name__}); retry"
             ) from e
-
-
-def _none(_: object) -> Sequence[Aggregate]:
-    return []
 
 
 def _letter_no_taken(issuer: str, year: int, number: str) -> Conflict:
@@ -785,16 +1263,24 @@ def _fingerprint(command: str, member_id: UUID | None, params: dict[str, Any]) -
             return value.value  # enums
         return str(value) if value is not None else None
 
-    body = json.dumps([command, str(member_id), {k: plain(v) if not isinstance(v, list) else v
-                                                 for k, v in params.items()}],
-                      sort_keys=True, default=str, ensure_ascii=False)
+    body = json.dumps(
+        [
+            command,
+            str(member_id),
+            {k: plain(v) if not isinstance(v, list) else v for k, v in params.items()},
+        ],
+        sort_keys=True,
+        default=str,
+        ensure_ascii=False,
+    )
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
 def _key(key: str) -> str:
     if not isinstance(key, str) or not 1 <= len(key) <= 200 or not key.isprintable():
-        raise InvalidInput("an idempotency key is 1–200 printable characters",
-                           field="idempotency_key")
+        raise InvalidInput(
+            "an idempotency key is 1–200 printable characters", field="idempotency_key"
+        )
     return key
 
 
@@ -815,7 +1301,9 @@ def _decimal(value: Decimal | str | int, field: str) -> Decimal:
     try:
         result = value if isinstance(value, Decimal) else Decimal(str(value))
     except InvalidOperation:
-        raise InvalidInput(f"{field} must be a decimal number (got {value!r})", field=field) from None
+        raise InvalidInput(
+            f"{field} must be a decimal number (got {value!r})", field=field
+        ) from None
     if not result.is_finite() or result < 0:
         raise InvalidInput(f"{field} must be a non-negative number", field=field)
     return result

@@ -85,17 +85,17 @@ def case_accepts_actions(state: MemberState, case_id: object, *, after_close: bo
                 field="case_id",
             )
         return case
-    case = state.cases.get(case_id)  # type: ignore[call-overload]
-    if case is None:
+    found: Case | None = state.cases.get(case_id)  # type: ignore[call-overload]
+    if found is None:
         raise NotFound(f"this member has no case {case_id}", code="UNKNOWN_CASE", field="case_id")
-    if not case.is_open and not after_close:
+    if not found.is_open and not after_close:
         raise RuleRefused(
-            f"case {case.number} closed on {case.closed_on} ({case.closed_by}); only receipts,"
+            f"case {found.number} closed on {found.closed_on} ({found.closed_by}); only receipts,"
             " letter expiries and voids are accepted now — record a new inquiry to open a case",
             code="R9_CASE_CLOSED",
             field="case_id",
         )
-    return case
+    return found
 
 
 # --- R1 attachment basis ----------------------------------------------------
@@ -130,7 +130,11 @@ def attachment_has_basis(
         if override_reason:
             return True
         wanted = ", ".join(sorted(k.value for k in EVIDENCE_FOR_BASIS[basis]))
-        extra = " or the unit's region equal to the household region" if basis is Basis.HOUSEHOLD else ""
+        extra = (
+            " or the unit's region equal to the household region"
+            if basis is Basis.HOUSEHOLD
+            else ""
+        )
         raise RuleRefused(
             f"basis {basis.value} needs valid evidence in the case ({wanted}{extra}) on {on};"
             " record it, or give override_reason",
@@ -180,8 +184,14 @@ def issuer_holds_member(state: MemberState, issuer: Unit, holder: Unit | None, o
     """R2: only the holder issues, or the parent or successor of a dissolved holder."""
     if issuer.code == state.holder_unit_id:
         return
-    holder_gone = holder is not None and holder.dissolved_on is not None and holder.dissolved_on <= on
-    if holder_gone and holder is not None and issuer.code in (holder.parent_unit_id, holder.successor_unit_id):
+    holder_gone = (
+        holder is not None and holder.dissolved_on is not None and holder.dissolved_on <= on
+    )
+    if (
+        holder_gone
+        and holder is not None
+        and issuer.code in (holder.parent_unit_id, holder.successor_unit_id)
+    ):
         return
     raise RuleRefused(
         f"{issuer.code} does not hold this member ({state.holder_unit_id} does); only the holder,"
@@ -190,9 +200,7 @@ def issuer_holds_member(state: MemberState, issuer: Unit, holder: Unit | None, o
     )
 
 
-def letter_addressed_to(
-    state: MemberState, unit_code: str, letter_no: str | None
-) -> Letter | None:
+def letter_addressed_to(state: MemberState, unit_code: str, letter_no: str | None) -> Letter | None:
     """R2: the outstanding letter addressed to ``unit_code`` (matching ``letter_no`` if given)."""
     letter = state.outstanding_letter
     if letter is None or letter.to_unit_id != unit_code:

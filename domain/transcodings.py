@@ -55,7 +55,8 @@ class EnumAsValue(Transcoding):
         return obj.value
 
     def decode(self, data: Any) -> Enum:
-        return self.type(data)
+        member: Enum = self.type(data)
+        return member
 
 
 def register_domain_transcodings(transcoder: JSONTranscoder) -> None:

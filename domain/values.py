@@ -96,7 +96,9 @@ def parse_enum(enum_type: type[E], value: object, field: str) -> E:
         return enum_type(value)
     except ValueError:
         allowed = ", ".join(str(m.value) for m in enum_type)
-        raise InvalidInput(f"{field} must be one of: {allowed} (got {value!r})", field=field) from None
+        raise InvalidInput(
+            f"{field} must be one of: {allowed} (got {value!r})", field=field
+        ) from None
 
 
 _YM = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
@@ -114,7 +116,9 @@ class YearMonth:
         """Parse ``YYYY-MM`` or refuse naming the field."""
         m = _YM.match(text) if isinstance(text, str) else None
         if not m:
-            raise InvalidInput(f"{field} must be a month written YYYY-MM (got {text!r})", field=field)
+            raise InvalidInput(
+                f"{field} must be a month written YYYY-MM (got {text!r})", field=field
+            )
         return cls(int(m.group(1)), int(m.group(2)))
 
     def __str__(self) -> str:

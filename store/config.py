@@ -37,7 +37,7 @@ def parse_database_url(url: str) -> StoreConfig:
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
         # sqlite:///relative/path and sqlite:////absolute/path, as SQLAlchemy spells them.
-        path = unquote(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else ""
+        path = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
         if not path:
             raise ValueError(f"HARBOR_DATABASE_URL {url!r}: write sqlite:///path/to/file.db")
         if path != ":memory:":

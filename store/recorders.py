@@ -123,8 +123,13 @@ class SQLiteRecorder(SQLiteApplicationRecorder):
             c.execute(
                 f"INSERT INTO {RECEIPTS_TABLE} (unit_id, key, fingerprint, outcome, position)"
                 " VALUES (?, ?, ?, ?, ?)",
-                (receipt.unit_id, receipt.key, receipt.fingerprint, receipt.outcome_json,
-                 max(ids) if ids else None),
+                (
+                    receipt.unit_id,
+                    receipt.key,
+                    receipt.fingerprint,
+                    receipt.outcome_json,
+                    max(ids) if ids else None,
+                ),
             )
         return ids
 

@@ -1,0 +1,618 @@
+"""The `harbor` command line: parse, call the application service, print. No rules here."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from api.demo import load_article_cases
+from api.trail import render_trail
+from domain.errors import HarborError, NotFound, Unavailable
+from domain.receipts import Outcome
+from domain.registry import DEV_ID_KEY, Actor, Registry
+from domain.values import (
+    Basis,
+    Channel,
+    ContactOutcome,
+    DeclineReason,
+    EvidenceKind,
+    Handover,
+    Standing,
+    UnitKind,
+)
+from store import open_registry
+from store.config import database_url, parse_database_url
+
+EXIT_REFUSED = 1
+EXIT_UNAVAILABLE = 3
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _choices(enum_type: Any) -> list[str]:
+    return [m.value for m in enum_type]
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One option of a member command: its flag, the keyword it fills, and argparse settings."""
+
+    flag: str
+    dest: str
+    help: str
+    required: bool = False
+    type: Callable[[str], Any] = str
+    choices: list[str] | None = None
+    many: bool = False
+
+
+@dataclass(frozen=True)
+class MemberCommand:
+    """A subcommand that calls one Registry method on one member."""
+
+    name: str
+    method: str
+    help: str
+    opts: list[Opt] = field(default_factory=list)
+    in_case: bool = True
+
+
+CASE_NOTE = Opt("--note", "note", "free text")
+MEMBER_COMMANDS: list[MemberCommand] = [
+    MemberCommand(
+        "inquiry",
+        "receive_inquiry",
+        "the member came forward: opens a case or joins the open one",
+        [
+            Opt("--channel", "channel", "how the member came", True, choices=_choices(Channel)),
+            Opt("--summary", "summary", "what the member asked", True),
+            Opt(
+                "--prior",
+                "prior_contacts",
+                "someone asked before: WHO=ANSWER (repeatable)",
+                many=True,
+            ),
+        ],
+        in_case=False,
+    ),
+    MemberCommand(
+        "requirements",
+        "notify_requirements",
+        "一次性告知: every document needed, at once",
+        [Opt("--document", "documents", "a document (repeatable)", True, many=True)],
+    ),
+    MemberCommand(
+        "evidence",
+        "record_evidence",
+        "record a document the member showed",
+        [
+            Opt("--kind", "kind", "document kind", True, choices=_choices(EvidenceKind)),
+            Opt("--reference", "reference", "its number or description", True),
+            Opt("--valid-until", "valid_until", "last day it is valid", type=_date),
+        ],
+    ),
+    MemberCommand(
+        "archive-review",
+        "review_archive",
+        "record what the personal file (档案) showed",
+        [Opt("--finding", "finding", "what was found", True)],
+    ),
+    MemberCommand(
+        "origin-contact",
+        "contact_origin",
+        "record an attempt to reach the original unit",
+        [
+            Opt("--outcome", "outcome", "result", True, choices=_choices(ContactOutcome)),
+            Opt("--contacted-unit", "contacted_unit_id", "a registered unit"),
+            Opt("--contacted-name", "contacted_name", "an organisation outside the registry"),
+        ],
+    ),
+    MemberCommand(
+        "consult",
+        "consult_unit",
+        "record coordination with another unit",
+        [
+            Opt("--with", "consulted_unit_id", "the unit consulted", True),
+            Opt("--note", "note", "what was discussed", True),
+        ],
+    ),
+    MemberCommand(
+        "introduce",
+        "issue_introduction",
+        "issue an introduction letter (not a transfer)",
+        [
+            Opt("--purpose", "purpose", "why the member goes there", True),
+            Opt("--to-unit", "to_unit_id", "a registered unit"),
+            Opt("--to-name", "to_name", "somewhere outside the registry"),
+        ],
+    ),
+    MemberCommand(
+        "hold",
+        "hold_transfer",
+        "record that the transfer waits under a rule",
+        [
+            Opt("--rule", "rule", "the rule, e.g. R3", True),
+            Opt("--note", "note", "why", True),
+            Opt("--until", "until", "until when", type=_date),
+        ],
+    ),
+    MemberCommand(
+        "report",
+        "send_performance_report",
+        "record the performance report (考察材料) sent",
+        [
+            Opt("--to", "to_unit_id", "the receiving unit", True),
+            Opt("--covering-from", "covering_from", "first day covered", True, type=_date),
+            Opt("--covering-to", "covering_to", "last day covered", True, type=_date),
+        ],
+    ),
+    MemberCommand(
+        "letter",
+        "issue_letter",
+        "issue the transfer letter (组织关系介绍信)",
+        [
+            Opt("--no", "letter_no", "letter number (unique per unit and year)", True),
+            Opt("--to", "to_unit_id", "the receiving unit", True),
+            Opt("--dues-paid-through", "dues_paid_through", "YYYY-MM", True),
+            Opt("--valid-until", "valid_until", "default: 90 days after the letter", type=_date),
+            Opt("--special", "special_circumstances", "special circumstances (R3 override)"),
+        ],
+    ),
+    MemberCommand(
+        "letter-decline",
+        "decline_letter",
+        "拒接: refuse a letter addressed here",
+        [
+            Opt("--no", "letter_no", "letter number", True),
+            Opt("--reason", "reason_code", "why", True, choices=_choices(DeclineReason)),
+            Opt("--note", "note", "the stated cause (required for reason other)"),
+        ],
+    ),
+    MemberCommand(
+        "letter-void",
+        "void_letter",
+        "withdraw a letter this unit issued",
+        [
+            Opt("--no", "letter_no", "letter number", True),
+            Opt("--reason", "reason", "lost, re-issued, ...", True),
+        ],
+    ),
+    MemberCommand(
+        "letter-expire",
+        "expire_letter",
+        "record an expired letter that came back",
+        [Opt("--no", "letter_no", "letter number", True)],
+    ),
+    MemberCommand(
+        "receipt",
+        "return_receipt",
+        "record the receipt (回执) of a used letter",
+        [Opt("--no", "letter_no", "letter number", True)],
+    ),
+    MemberCommand(
+        "refer",
+        "refer_case",
+        "send the member on to another unit",
+        [
+            Opt("--to", "to_unit_id", "the unit referred to", True),
+            Opt(
+                "--handover",
+                "handover",
+                "warm: accompanied; cold: told to go",
+                True,
+                choices=_choices(Handover),
+            ),
+            Opt("--reason", "reason", "why", True),
+        ],
+    ),
+    MemberCommand("referral-accept", "accept_referral", "take a referred case on"),
+    MemberCommand(
+        "referral-decline",
+        "decline_referral",
+        "refuse a referral, with a cause",
+        [
+            Opt("--reason", "reason_code", "why", True, choices=_choices(DeclineReason)),
+            Opt("--note", "note", "the stated cause (required for reason other)"),
+        ],
+    ),
+    MemberCommand(
+        "attach",
+        "attach_member",
+        "take the member in: this unit becomes the holder",
+        [
+            Opt(
+                "--basis",
+                "basis",
+                "workplace, residence, household or other",
+                True,
+                choices=_choices(Basis),
+            ),
+            Opt("--letter", "letter_no", "the letter addressed here"),
+            Opt("--override-reason", "override_reason", "why, where R1 or R2 needs an override"),
+        ],
+    ),
+    MemberCommand(
+        "withdraw",
+        "withdraw_case",
+        "close the case without an attachment",
+        [Opt("--reason", "reason", "why", True)],
+    ),
+    MemberCommand(
+        "dues",
+        "receive_dues",
+        "record party dues (党费) received",
+        [
+            Opt("--from", "months_from", "first month, YYYY-MM", True),
+            Opt("--to", "months_to", "last month, YYYY-MM", True),
+            Opt("--amount", "amount", "amount in yuan", True),
+        ],
+        in_case=False,
+    ),
+    MemberCommand(
+        "activity",
+        "attend_activity",
+        "record an activity the member attended here",
+        [Opt("--kind", "kind", "e.g. 组织生活会", True)],
+        in_case=False,
+    ),
+    MemberCommand(
+        "contact",
+        "make_contact",
+        "record that this unit reached the member",
+        [
+            Opt("--channel", "channel", "how", True, choices=_choices(Channel)),
+            Opt("--note", "note", "what was said", True),
+        ],
+        in_case=False,
+    ),
+    MemberCommand(
+        "confirm", "confirm_membership", "转正: the probationary member becomes full", in_case=False
+    ),
+    MemberCommand(
+        "extend-probation",
+        "extend_probation",
+        "extend probation by whole months",
+        [Opt("--months", "months", "1 to 12", True, type=int)],
+        in_case=False,
+    ),
+    MemberCommand(
+        "void",
+        "void_entry",
+        "void an entry by its log position (it stays, marked)",
+        [
+            Opt("--position", "position", "log position of the entry", True, type=int),
+            Opt("--reason", "reason", "why it is wrong", True),
+        ],
+        in_case=False,
+    ),
+]
+
+
+def _who(args: argparse.Namespace) -> str:
+    return args.as_name or os.environ.get("USER") or getpass.getuser()
+
+
+def _add_actor_options(p: argparse.ArgumentParser, *, unit_required: bool = True) -> None:
+    p.add_argument("--unit", required=unit_required, help="the acting unit's code")
+    p.add_argument(
+        "--as",
+        dest="as_name",
+        metavar="NAME",
+        help="who records it (default: your operating-system user)",
+    )
+    p.add_argument("--idempotency-key", help="repeat-safe key: the same key never records twice")
+
+
+def _add_member_options(p: argparse.ArgumentParser, cmd: MemberCommand) -> None:
+    p.add_argument("member", help="member id, or the member's ID number")
+    _add_actor_options(p)
+    p.add_argument("--on", type=_date, help="business date YYYY-MM-DD (default: today)")
+    p.add_argument(
+        "--expected-version",
+        type=int,
+        help="refuse with STALE_VERSION unless the member is at this version",
+    )
+    if cmd.in_case:
+        p.add_argument("--case", dest="case_id", help="case id (default: the open case)")
+    for o in cmd.opts:
+        kwargs: dict[str, Any] = {"dest": o.dest, "help": o.help, "required": o.required}
+        if o.many:
+            kwargs["action"] = "append"
+        else:
+            kwargs["type"] = o.type
+        if o.choices:
+            kwargs["choices"] = o.choices
+        p.add_argument(o.flag, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole command line."""
+    parser = argparse.ArgumentParser(
+        prog="harbor",
+        description="Harbor — an event-sourced registry of party members' organisational"
+        " relationships (党员组织关系). The store is HARBOR_DATABASE_URL"
+        " (default sqlite:///./harbor.db).",
+    )
+    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    db = sub.add_parser("db", help="the database").add_subparsers(dest="db_command", required=True)
+    db.add_parser("init", help="create the schema (safe to run again, or from two places at once)")
+
+    units = sub.add_parser("units", help="register and list units").add_subparsers(
+        dest="units_command", required=True
+    )
+    add = units.add_parser("add", help="register a unit")
+    add.add_argument("code", help="stable code, e.g. daning-center")
+    add.add_argument("--name", required=True)
+    add.add_argument("--kind", required=True, choices=_choices(UnitKind))
+    add.add_argument("--region", required=True, help="e.g. 上海·闸北")
+    add.add_argument("--parent", help="parent unit code")
+    add.add_argument("--on", type=_date, help="date registered (default: today)")
+    _add_actor_options(add, unit_required=False)
+    units.add_parser("list", help="list every unit")
+    rename = units.add_parser("rename", help="record a unit's new name")
+    rename.add_argument("code")
+    rename.add_argument("--name", required=True)
+    rename.add_argument("--on", type=_date)
+    _add_actor_options(rename)
+    dissolve = units.add_parser("dissolve", help="record that a unit no longer exists")
+    dissolve.add_argument("code")
+    dissolve.add_argument("--successor", help="the unit that takes over")
+    dissolve.add_argument("--on", type=_date)
+    _add_actor_options(dissolve)
+
+    enrol = sub.add_parser("enrol", help="enrol a member (DUPLICATE_MEMBER if already known)")
+    enrol.add_argument("--name", required=True)
+    enrol.add_argument("--id-number", required=True, help="resident ID number (never stored)")
+    enrol.add_argument("--standing", required=True, choices=_choices(Standing))
+    enrol.add_argument("--household-region", required=True)
+    enrol.add_argument("--probation-started", type=_date, help="for probationary members")
+    enrol.add_argument("--developing-unit", help="the unit that developed the member")
+    enrol.add_argument("--holder", help="holding unit (default: the acting unit)")
+    enrol.add_argument("--on", type=_date)
+    _add_actor_options(enrol)
+
+    lookup = sub.add_parser("lookup", help="the member id for an ID number")
+    lookup.add_argument("id_number")
+
+    for cmd in MEMBER_COMMANDS:
+        _add_member_options(sub.add_parser(cmd.name, help=cmd.help, description=cmd.help), cmd)
+
+    history = sub.add_parser("history", help="a member's whole trail, case by case")
+    history.add_argument("member", help="member id, or the member's ID number")
+
+    demo = sub.add_parser("demo", help="load the article's two cases and print their trails")
+    demo.add_argument("--as", dest="as_name", metavar="NAME", help="who records the demo")
+    return parser
+
+
+def _member_id(registry: Registry, text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        return registry.member_id_for(text)
+
+
+def _print_outcome(outcome: Outcome, as_json: bool) -> None:
+    data = {k: (str(v) if isinstance(v, UUID) else v) for k, v in outcome.__dict__.items()}
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False))
+        return
+    parts = [
+        f"{k.replace('_', ' ')} {v}"
+        for k, v in data.items()
+        if v not in (None, False) and k != "replayed"
+    ]
+    prefix = "already recorded (same idempotency key): " if outcome.replayed else "recorded: "
+    print(prefix + ", ".join(parts))
+
+
+def _run_member_command(registry: Registry, args: argparse.Namespace, cmd: MemberCommand) -> None:
+    kwargs: dict[str, Any] = {o.dest: getattr(args, o.dest) for o in cmd.opts}
+    if cmd.method == "receive_inquiry":
+        kwargs["prior_contacts"] = [_prior(p) for p in (kwargs["prior_contacts"] or [])]
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if cmd.in_case and args.case_id:
+        kwargs["case_id"] = args.case_id
+    outcome = getattr(registry, cmd.method)(
+        Actor(args.unit, _who(args)),
+        _member_id(registry, args.member),
+        occurred_on=args.on or registry.clock(),
+        expected_version=args.expected_version,
+        idempotency_key=args.idempotency_key,
+        **kwargs,
+    )
+    _print_outcome(outcome, args.json)
+
+
+def _prior(text: str) -> dict[str, str]:
+    who, sep, answer = text.partition("=")
+    if not sep:
+        raise HarborError("--prior is WHO=ANSWER", code="INVALID_INPUT", field="prior_contacts")
+    return {"who": who, "answer": answer}
+
+
+def _unit_name(registry: Registry) -> Callable[[str], str]:
+    cache: dict[str, str] = {}
+
+    def name(code: str) -> str:
+        if code not in cache:
+            try:
+                cache[code] = registry.unit(code).name
+            except NotFound:
+                cache[code] = code
+        return cache[code]
+
+    return name
+
+
+def _demo(registry: Registry, args: argparse.Namespace) -> None:
+    members = load_article_cases(registry, recorded_by=args.as_name or "demo")
+    name = _unit_name(registry)
+    if args.json:
+        print(
+            json.dumps({"liu_yang": str(members.liu_yang), "old_comrade": str(members.old_comrade)})
+        )
+        return
+    print("Harbor demo — the two cases of “把党员服务工作落实到细微之处” (2011-09-19)\n")
+    for label, member_id in (
+        ("Case 1 — 刘洋 (Liu Yang)", members.liu_yang),
+        ("Case 2 — 老同志 at the Daning centre", members.old_comrade),
+    ):
+        print(label)
+        print(render_trail(registry.member(member_id), name))
+        print()
+
+
+def dispatch(registry: Registry, args: argparse.Namespace) -> None:
+    """Run one parsed command against ``registry``."""
+    by_name = {c.name: c for c in MEMBER_COMMANDS}
+    command = args.command
+    if command in by_name:
+        _run_member_command(registry, args, by_name[command])
+    elif command == "db":
+        config = parse_database_url(database_url())
+        print(f"schema ready in {config.display} (log position {registry.position()})")
+        if registry.env.get("HARBOR_ID_KEY") in (None, "", DEV_ID_KEY):
+            print(
+                "note: HARBOR_ID_KEY is not set; member ids use the development key."
+                " Set a secret key before enrolling real members.",
+                file=sys.stderr,
+            )
+    elif command == "units":
+        _units(registry, args)
+    elif command == "enrol":
+        outcome = registry.enrol_member(
+            Actor(args.unit, _who(args)),
+            name=args.name,
+            id_number=args.id_number,
+            standing=args.standing,
+            household_region=args.household_region,
+            occurred_on=args.on,
+            probation_started_on=args.probation_started,
+            developing_unit_id=args.developing_unit,
+            holder_unit_id=args.holder,
+            idempotency_key=args.idempotency_key,
+        )
+        _print_outcome(outcome, args.json)
+    elif command == "lookup":
+        mid = registry.member_id_for(args.id_number)
+        registry.member(mid)  # UNKNOWN_MEMBER when not enrolled
+        print(mid)
+    elif command == "history":
+        print(
+            render_trail(registry.member(_member_id(registry, args.member)), _unit_name(registry))
+        )
+    elif command == "demo":
+        _demo(registry, args)
+
+
+def _units(registry: Registry, args: argparse.Namespace) -> None:
+    sub = args.units_command
+    if sub == "list":
+        rows = registry.units()
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "code": u.code,
+                            "name": u.name,
+                            "kind": u.kind.value,
+                            "parent": u.parent_unit_id,
+                            "region": u.region,
+                            "dissolved_on": str(u.dissolved_on) if u.dissolved_on else None,
+                        }
+                        for u in rows
+                    ],
+                    ensure_ascii=False,
+                )
+            )
+            return
+        for u in rows:
+            gone = f"  dissolved {u.dissolved_on}" if u.dissolved_on else ""
+            parent = f"  parent {u.parent_unit_id}" if u.parent_unit_id else ""
+            print(f"{u.code:24} {u.kind.value:15} {u.region:10} {u.name}{parent}{gone}")
+        return
+    actor = Actor(args.unit or args.code, _who(args))
+    if sub == "add":
+        outcome = registry.register_unit(
+            actor,
+            code=args.code,
+            name=args.name,
+            kind=args.kind,
+            region=args.region,
+            parent_unit_id=args.parent,
+            occurred_on=args.on,
+            idempotency_key=args.idempotency_key,
+        )
+    elif sub == "rename":
+        outcome = registry.rename_unit(
+            actor,
+            args.code,
+            name=args.name,
+            occurred_on=args.on,
+            idempotency_key=args.idempotency_key,
+        )
+    else:
+        outcome = registry.dissolve_unit(
+            actor,
+            args.code,
+            successor_unit_id=args.successor,
+            occurred_on=args.on,
+            idempotency_key=args.idempotency_key,
+        )
+    _print_outcome(outcome, args.json)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `harbor` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        registry = open_registry()
+    except ValueError as e:
+        print(f"harbor: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # the store itself could not be opened
+        print(
+            f"harbor: cannot open the store {parse_database_url(database_url()).display}: {e}",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
+    try:
+        dispatch(registry, args)
+    except Unavailable as e:
+        print(f"harbor: {e}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    except HarborError as e:
+        if args.json:
+            print(
+                json.dumps(
+                    {"code": e.code, "field": e.field, "message": e.message}, ensure_ascii=False
+                ),
+                file=sys.stderr,
+            )
+        else:
+            print(f"refused: {e}", file=sys.stderr)
+        return EXIT_REFUSED
+    finally:
+        registry.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
