@@ -1,0 +1,131 @@
+"""The command line: the README's `make run`, and subcommands calling the application service."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from api.cli import MEMBER_COMMANDS, build_parser, main
+from domain.registry import Registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_make_run_prints_both_article_cases_on_a_fresh_embedded_store(tmp_path: Path) -> None:
+    env = {**os.environ, "HARBOR_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+
+    done = subprocess.run(["make", "-s", "run"], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "Case 1 — 刘洋" in out and "Case 2 — 老同志" in out
+    assert "answered first by 居住地街道党员服务中心 (sh-residence-center)" in out
+    assert "answered first by 闸北区大宁社区（街道）党员服务中心 (daning-center)" in out
+    assert "referred to home-county (cold)" in out
+    assert "2006-06-05" in out and "attached, basis other on letter 2006-001" in out
+
+
+@pytest.fixture
+def cli(store_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("HARBOR_DATABASE_URL", store_url)
+
+    def run(*argv: str) -> int:
+        return main(list(argv))
+
+    return run
+
+
+def _units(cli) -> None:  # type: ignore[no-untyped-def]
+    assert cli("units", "add", "sh-org-dept", "--name", "组织部", "--kind", "org_department",
+               "--region", "上海", "--on", "2000-01-01") == 0
+    assert cli("units", "add", "daning-center", "--name", "大宁", "--kind", "service_center",
+               "--region", "上海·闸北", "--unit", "sh-org-dept", "--on", "2000-01-01") == 0
+
+
+def test_enrol_then_inquiry_from_the_command_line(cli, capsys: pytest.CaptureFixture[str],
+                                                  store_url: str) -> None:
+    _units(cli)
+    assert cli("--json", "enrol", "--unit", "daning-center", "--name", "张三", "--id-number",
+               "310109195001010022", "--standing", "full", "--household-region", "上海·虹口",
+               "--on", "2001-01-01", "--as", "clerk-wang") == 0
+    member_id = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["member_id"]
+
+    code = cli("--json", "inquiry", "310109195001010022", "--unit", "daning-center",
+               "--channel", "walk_in", "--summary", "想转入", "--prior", "单位=去街道",
+               "--on", "2006-05-08")
+
+    assert code == 0
+    outcome = json.loads(capsys.readouterr().out)
+    assert outcome["member_id"] == member_id and outcome["first_responder"] == "daning-center"
+    from store import open_registry
+
+    app: Registry = open_registry(store_url)
+    try:
+        enrolled, inquiry = app.member(member_id).history
+        assert enrolled.recorded_by == "clerk-wang"
+        assert inquiry.recorded_by == (os.environ.get("USER") or getpass.getuser())
+        assert inquiry.unit_id == "daning-center"
+    finally:
+        app.close()
+
+
+def test_a_refusal_exits_1_and_names_the_code(cli, capsys: pytest.CaptureFixture[str]) -> None:
+    _units(cli)
+    cli("enrol", "--unit", "daning-center", "--name", "张三", "--id-number",
+        "310109195001010022", "--standing", "full", "--household-region", "上海·虹口",
+        "--on", "2001-01-01")
+    capsys.readouterr()
+
+    code = cli("attach", "310109195001010022", "--unit", "daning-center", "--basis", "other",
+               "--on", "2006-05-08")
+
+    assert code == 1
+    assert "R9_NO_OPEN_CASE" in capsys.readouterr().err
+
+
+def test_the_same_idempotency_key_twice_records_once(cli, capsys: pytest.CaptureFixture[str],
+                                                      store_url: str) -> None:
+    _units(cli)
+    cli("enrol", "--unit", "daning-center", "--name", "张三", "--id-number",
+        "310109195001010022", "--standing", "full", "--household-region", "上海·虹口",
+        "--on", "2001-01-01")
+    args = ("contact", "310109195001010022", "--unit", "daning-center", "--channel", "phone",
+            "--note", "电话联系", "--on", "2006-05-08", "--idempotency-key", "k-1")
+
+    assert cli(*args) == 0 and cli(*args) == 0
+
+    out = capsys.readouterr().out
+    assert "already recorded (same idempotency key)" in out
+    from store import open_registry
+
+    app = open_registry(store_url)
+    try:
+        assert app.member(app.member_id_for("310109195001010022")).version == 2
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize("command", [c.name for c in MEMBER_COMMANDS] + ["enrol", "demo"])
+def test_every_subcommand_has_help(command: str) -> None:
+    parser = build_parser()
+
+    with pytest.raises(SystemExit) as done:
+        parser.parse_args([command, "--help"])
+
+    assert done.value.code == 0
+
+
+def test_harbor_help_runs_as_a_console_script() -> None:
+    harbor = Path(sys.executable).parent / "harbor"
+
+    done = subprocess.run([str(harbor), "--help"], capture_output=True, text=True, timeout=60)
+
+    assert done.returncode == 0 and "HARBOR_DATABASE_URL" in done.stdout
