@@ -34,6 +34,16 @@ from store.config import database_url, parse_database_url
 EXIT_REFUSED = 1
 EXIT_UNAVAILABLE = 3
 
+# Areas that add their own subcommands: each module has add_commands(subparsers),
+# COMMANDS (the names it handles) and run(registry, args) -> exit code.
+EXTENSIONS: list[str] = []
+
+
+def _extensions() -> list[Any]:
+    import importlib
+
+    return [importlib.import_module(name) for name in EXTENSIONS]
+
 
 def _date(text: str) -> date:
     try:
@@ -397,6 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="load the article's two cases and print their trails")
     demo.add_argument("--as", dest="as_name", metavar="NAME", help="who records the demo")
+    for extension in _extensions():
+        extension.add_commands(sub)
     return parser
 
 
@@ -478,10 +490,14 @@ def _demo(registry: Registry, args: argparse.Namespace) -> None:
         print()
 
 
-def dispatch(registry: Registry, args: argparse.Namespace) -> None:
-    """Run one parsed command against ``registry``."""
+def dispatch(registry: Registry, args: argparse.Namespace) -> int:
+    """Run one parsed command against ``registry``; returns the exit code."""
     by_name = {c.name: c for c in MEMBER_COMMANDS}
     command = args.command
+    for extension in _extensions():
+        if command in extension.COMMANDS:
+            code: int = extension.run(registry, args)
+            return code
     if command in by_name:
         _run_member_command(registry, args, by_name[command])
     elif command == "db":
@@ -519,6 +535,7 @@ def dispatch(registry: Registry, args: argparse.Namespace) -> None:
         )
     elif command == "demo":
         _demo(registry, args)
+    return 0
 
 
 def _units(registry: Registry, args: argparse.Namespace) -> None:
@@ -594,7 +611,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return EXIT_UNAVAILABLE
     try:
-        dispatch(registry, args)
+        return dispatch(registry, args)
     except Unavailable as e:
         print(f"harbor: {e}", file=sys.stderr)
         return EXIT_UNAVAILABLE
@@ -611,7 +628,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     finally:
         registry.close()
-    return 0
 
 
 if __name__ == "__main__":

@@ -124,3 +124,22 @@ def last_event(registry: Registry, member: UUID, event_type: type[E]) -> E:
     event = registry.member(member).history[-1]
     assert isinstance(event, event_type), f"latest event is {type(event).__name__}"
     return event
+
+
+def letter_status(registry: Registry, member: UUID, letter_no: str = LETTER_NO) -> str:
+    """Where the letter stands: outstanding, attached, declined, voided, expired, superseded."""
+    letter = registry.member(member).state.find_letter(letter_no)
+    assert letter is not None, f"no letter {letter_no}"
+    return letter.status
+
+
+def position_of(registry: Registry, member: UUID, event_type: type[MemberEvent]) -> int:
+    """The log position of the member's latest event of ``event_type``."""
+    topic = f"{event_type.__module__}:{event_type.__qualname__}"
+    positions = [
+        n.id
+        for n in registry.recorder.select_notifications(1, 10_000, topics=[topic])
+        if n.originator_id == member
+    ]
+    assert positions, f"the member has no {event_type.__name__}"
+    return positions[-1]

@@ -21,6 +21,7 @@ from tests.scenarios import (
     enrol,
     issue_letter,
     last_event,
+    letter_status,
     member_with_letter_out,
     open_case,
     record_evidence,
@@ -255,7 +256,7 @@ def test_attaching_at_the_addressee_uses_the_letter_and_moves_the_holder(
     assert state.holder_unit_id == "daning-center"
     assert state.holder_since == ATTACH_ON
     assert state.in_transit_to is None
-    assert state.find_letter(LETTER_NO).status == "attached"  # type: ignore[union-attr]
+    assert letter_status(registry, member) == "attached"
 
 
 def test_attaching_at_a_unit_no_outstanding_letter_names_is_refused(registry: Registry) -> None:
@@ -300,4 +301,4 @@ def test_attaching_without_the_letter_with_a_reason_is_an_r2_override_on_the_rec
     assert attached.overridden_rules == ["R2"]
     assert attached.override_reason == "介绍信遗失，经原单位电话确认"
     assert state.holder_unit_id == "hongkou-center"
-    assert state.find_letter(LETTER_NO).status == "superseded"  # type: ignore[union-attr]
+    assert letter_status(registry, member) == "superseded"

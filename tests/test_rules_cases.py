@@ -1,0 +1,314 @@
+"""R9: one open case per member; what a closed case still accepts."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from domain.member_events import (
+    ArchiveReviewed,
+    DuesReceived,
+    EntryVoided,
+    InquiryReceived,
+    LetterExpired,
+    ReceiptReturned,
+)
+from domain.registry import Registry
+from tests.scenarios import (
+    INQUIRY_ON,
+    LETTER_NO,
+    enrol,
+    issue_letter,
+    last_event,
+    member_with_letter_out,
+    open_case,
+    position_of,
+    record_evidence,
+    refused,
+)
+from tests.support import as_unit, register_article_units
+
+AFTER = date(2026, 4, 1)
+daning = as_unit("daning-center")
+
+# Case actions of daning-center on 2026-04-01, each taking an optional case_id.
+CASE_ACTIONS: dict[str, Callable[[Registry, UUID, UUID | None], Any]] = {
+    "notify_requirements": lambda r, m, c: r.notify_requirements(
+        daning, m, occurred_on=AFTER, documents=["租赁合同"], case_id=c),
+    "record_evidence": lambda r, m, c: r.record_evidence(
+        daning, m, occurred_on=AFTER, kind="lease", reference="L-1", case_id=c),
+    "review_archive": lambda r, m, c: r.review_archive(
+        daning, m, occurred_on=AFTER, finding="档案齐全", case_id=c),
+    "consult_unit": lambda r, m, c: r.consult_unit(
+        daning, m, occurred_on=AFTER, consulted_unit_id="hongkou-center", note="通报", case_id=c),
+    "hold_transfer": lambda r, m, c: r.hold_transfer(
+        daning, m, occurred_on=AFTER, rule="R3", note="待转正", case_id=c),
+    "refer_case": lambda r, m, c: r.refer_case(
+        daning, m, occurred_on=AFTER, to_unit_id="hongkou-center", handover="warm",
+        reason="居住在虹口", case_id=c),
+    "issue_letter": lambda r, m, c: r.issue_letter(
+        as_unit("factory-superior"), m, occurred_on=AFTER, letter_no="2026-050",
+        to_unit_id="hongkou-center", dues_paid_through="2026-03", case_id=c),
+    "attach_member": lambda r, m, c: r.attach_member(
+        daning, m, occurred_on=AFTER, basis="other", override_reason="本人要求", case_id=c),
+    "withdraw_case": lambda r, m, c: r.withdraw_case(
+        daning, m, occurred_on=AFTER, reason="本人撤回", case_id=c),
+}
+
+
+def attached_and_closed(registry: Registry) -> tuple[UUID, UUID]:
+    """Letter 2026-001 used at daning-center on 2026-03-20; the member attended daning's
+    activity on 2026-03-25, which closed the case. Returns (member, case)."""
+    member = member_with_letter_out(registry)
+    case = registry.member(member).state.open_case_id
+    assert case is not None
+    registry.review_archive(daning, member, occurred_on=date(2026, 3, 12), finding="档案齐全")
+    registry.attach_member(daning, member, occurred_on=date(2026, 3, 20), basis="other",
+                           override_reason="本人要求")
+    registry.attend_activity(daning, member, occurred_on=date(2026, 3, 25), kind="组织生活会")
+    return member, case
+
+
+def withdrawn_with_letter_out(registry: Registry) -> tuple[UUID, UUID]:
+    """Letter 2026-001 (valid until 2026-06-08) is still out when the case is withdrawn."""
+    member = member_with_letter_out(registry)
+    case = registry.member(member).state.open_case_id
+    assert case is not None
+    registry.withdraw_case(daning, member, occurred_on=date(2026, 3, 15), reason="本人撤回")
+    return member, case
+
+
+# --- no open case ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("action", CASE_ACTIONS, ids=list(CASE_ACTIONS))
+def test_case_actions_without_an_open_case_are_refused(registry: Registry, action: str) -> None:
+    register_article_units(registry)
+    member = enrol(registry)
+
+    error = refused(registry, "R9_NO_OPEN_CASE",
+                    lambda: CASE_ACTIONS[action](registry, member, None))
+
+    assert error.field == "case_id"
+
+
+# --- one open case ---------------------------------------------------------------
+
+
+def test_an_inquiry_opens_a_case(registry: Registry) -> None:
+    register_article_units(registry)
+    member = enrol(registry)
+
+    outcome = registry.receive_inquiry(daning, member, occurred_on=INQUIRY_ON,
+                                       channel="walk_in", summary="申请转入")
+
+    state = registry.member(member).state
+    assert state.open_case_id == outcome.case_id
+    assert outcome.first_responder == "daning-center"
+
+
+def test_a_second_inquiry_joins_the_open_case(registry: Registry) -> None:
+    register_article_units(registry)
+    member = enrol(registry)
+    first = open_case(registry, member)
+
+    outcome = registry.receive_inquiry(as_unit("sh-org-dept"), member,
+                                       occurred_on=date(2026, 3, 9), channel="letter",
+                                       summary="来信反映")
+
+    assert outcome.case_id == first
+    assert outcome.first_responder == "daning-center"
+    assert len(registry.member(member).state.cases) == 1
+
+
+def test_a_back_dated_inquiry_by_another_unit_becomes_first_responder(
+    registry: Registry,
+) -> None:
+    register_article_units(registry)
+    member = enrol(registry)
+    first = open_case(registry, member)
+
+    outcome = registry.receive_inquiry(as_unit("hongkou-center"), member,
+                                       occurred_on=date(2026, 2, 20), channel="phone",
+                                       summary="补录：二月电话咨询")
+
+    assert outcome.case_id == first
+    assert outcome.first_responder == "hongkou-center"
+    assert registry.member(member).state.cases[first].opened_on == date(2026, 2, 20)
+
+
+def test_an_inquiry_the_same_day_by_another_unit_does_not_take_over_first_response(
+    registry: Registry,
+) -> None:
+    register_article_units(registry)
+    member = enrol(registry)
+    open_case(registry, member)
+
+    outcome = registry.receive_inquiry(as_unit("hongkou-center"), member, occurred_on=INQUIRY_ON,
+                                       channel="phone", summary="同日电话咨询")
+
+    assert outcome.first_responder == "daning-center"
+
+
+# --- closing ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("action", CASE_ACTIONS, ids=list(CASE_ACTIONS))
+def test_after_the_closing_activity_case_actions_are_refused(
+    registry: Registry, action: str
+) -> None:
+    member, case = attached_and_closed(registry)
+
+    refused(registry, "R9_CASE_CLOSED", lambda: CASE_ACTIONS[action](registry, member, case))
+
+
+def test_after_the_closing_activity_the_member_has_no_open_case(registry: Registry) -> None:
+    member, case = attached_and_closed(registry)
+
+    refused(registry, "R9_NO_OPEN_CASE",
+            lambda: CASE_ACTIONS["record_evidence"](registry, member, None))
+
+    closed = registry.member(member).state.cases[case]
+    assert (closed.closed_on, closed.closed_by) == (date(2026, 3, 25), "activity")
+
+
+def test_an_activity_at_another_unit_does_not_close_the_case(registry: Registry) -> None:
+    member = member_with_letter_out(registry)
+    registry.attach_member(daning, member, occurred_on=date(2026, 3, 20), basis="other",
+                           override_reason="本人要求")
+
+    registry.attend_activity(as_unit("hongkou-center"), member, occurred_on=date(2026, 3, 25),
+                             kind="主题党日")
+
+    assert registry.member(member).state.open_case is not None
+
+
+def test_an_activity_dated_before_the_attachment_does_not_close_the_case(
+    registry: Registry,
+) -> None:
+    member = member_with_letter_out(registry)
+    registry.attach_member(daning, member, occurred_on=date(2026, 3, 20), basis="other",
+                           override_reason="本人要求")
+
+    registry.attend_activity(daning, member, occurred_on=date(2026, 3, 19), kind="补录活动")
+
+    assert registry.member(member).state.open_case is not None
+
+
+def test_an_activity_on_the_attachment_day_closes_the_case(registry: Registry) -> None:
+    member = member_with_letter_out(registry)
+    registry.attach_member(daning, member, occurred_on=date(2026, 3, 20), basis="other",
+                           override_reason="本人要求")
+
+    registry.attend_activity(daning, member, occurred_on=date(2026, 3, 20), kind="组织生活会")
+
+    assert registry.member(member).state.open_case is None
+
+
+def test_a_closed_case_still_takes_the_return_receipt(registry: Registry) -> None:
+    member, case = attached_and_closed(registry)
+
+    registry.return_receipt(as_unit("factory-superior"), member, occurred_on=date(2026, 4, 1),
+                            letter_no=LETTER_NO)
+
+    assert last_event(registry, member, ReceiptReturned).case_id == case
+
+
+def test_a_closed_case_still_takes_a_void(registry: Registry) -> None:
+    member, case = attached_and_closed(registry)
+    position = position_of(registry, member, ArchiveReviewed)
+
+    registry.void_entry(daning, member, occurred_on=date(2026, 4, 1), position=position,
+                        reason="录入错误")
+
+    assert last_event(registry, member, EntryVoided).case_id == case
+
+
+def test_a_withdrawal_closes_the_case(registry: Registry) -> None:
+    member, case = withdrawn_with_letter_out(registry)
+
+    refused(registry, "R9_CASE_CLOSED",
+            lambda: CASE_ACTIONS["record_evidence"](registry, member, case))
+
+    closed = registry.member(member).state.cases[case]
+    assert (closed.closed_on, closed.closed_by) == (date(2026, 3, 15), "withdrawn")
+
+
+def test_a_withdrawn_case_still_takes_the_expiry_of_its_letter(registry: Registry) -> None:
+    member, case = withdrawn_with_letter_out(registry)
+
+    registry.expire_letter(as_unit("factory-superior"), member, occurred_on=date(2026, 6, 9),
+                           letter_no=LETTER_NO)
+
+    assert last_event(registry, member, LetterExpired).case_id == case
+    assert registry.member(member).state.in_transit_to is None
+
+
+def test_a_withdrawn_case_no_longer_takes_a_letter_void(registry: Registry) -> None:
+    member, _ = withdrawn_with_letter_out(registry)
+
+    refused(registry, "R9_CASE_CLOSED",
+            lambda: registry.void_letter(as_unit("factory-superior"), member,
+                                         occurred_on=date(2026, 3, 16), letter_no=LETTER_NO,
+                                         reason="撤回"))
+
+
+def test_dues_after_the_close_are_recorded_outside_the_case(registry: Registry) -> None:
+    member, _ = attached_and_closed(registry)
+
+    registry.receive_dues(daning, member, occurred_on=date(2026, 4, 1), months_from="2026-03",
+                          months_to="2026-03", amount="2.00")
+
+    assert last_event(registry, member, DuesReceived).case_id is None
+
+
+def test_a_new_inquiry_after_the_close_opens_a_second_case(registry: Registry) -> None:
+    member, first = attached_and_closed(registry)
+
+    second = open_case(registry, member, by="hongkou-center", on=date(2026, 5, 6))
+
+    state = registry.member(member).state
+    assert second != first
+    assert state.open_case_id == second
+    assert state.cases[second].number == 2
+    assert last_event(registry, member, InquiryReceived).case_id == second
+
+
+def test_a_new_inquiry_after_a_withdrawal_opens_a_second_case(registry: Registry) -> None:
+    register_article_units(registry)
+    member = enrol(registry)
+    first = open_case(registry, member)
+    registry.withdraw_case(daning, member, occurred_on=date(2026, 3, 3), reason="本人撤回")
+
+    second = open_case(registry, member, on=date(2026, 3, 4))
+
+    assert second != first
+    assert registry.member(member).state.cases[second].number == 2
+
+
+def test_the_second_case_starts_without_the_first_cases_evidence(registry: Registry) -> None:
+    register_article_units(registry)
+    member = enrol(registry)
+    open_case(registry, member)
+    record_evidence(registry, member, "lease")
+    registry.withdraw_case(daning, member, occurred_on=date(2026, 3, 3), reason="本人撤回")
+
+    second = open_case(registry, member, on=date(2026, 3, 4))
+
+    assert registry.member(member).state.cases[second].evidence == []
+
+
+def test_a_letter_issued_in_the_second_case_belongs_to_it(registry: Registry) -> None:
+    member, _ = attached_and_closed(registry)
+    second = open_case(registry, member, by="hongkou-center", on=date(2026, 5, 6))
+
+    issue_letter(registry, member, by="daning-center", to="hongkou-center",
+                 on=date(2026, 5, 7), letter_no="2026-101")
+
+    letter = registry.member(member).state.find_letter("2026-101")
+    assert letter is not None
+    assert letter.case_id == second

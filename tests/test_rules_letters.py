@@ -1,0 +1,320 @@
+"""The letter side of R2 (no limbo), R3 (near confirmation) and R4 (performance report)."""
+
+from __future__ import annotations
+
+from datetime import date
+from uuid import UUID
+
+import pytest
+
+from domain.member_events import LetterIssued, TransferHeld
+from domain.registry import Registry
+from tests.scenarios import (
+    LETTER_NO,
+    enrol,
+    issue_letter,
+    last_event,
+    member_with_letter_out,
+    open_case,
+    refused,
+)
+from tests.support import ADMIN, as_unit, register_article_units
+
+# --- R2: the holder issues, one letter at a time ----------------------------------
+
+
+def test_a_second_letter_while_one_is_out_is_refused(registry: Registry) -> None:
+    member = member_with_letter_out(registry)
+
+    refused(registry, "R2_LETTER_OUTSTANDING",
+            lambda: issue_letter(registry, member, to="hongkou-center", letter_no="2026-002",
+                                 on=date(2026, 3, 12)))
+
+
+def test_a_new_letter_may_follow_once_the_first_is_voided(registry: Registry) -> None:
+    member = member_with_letter_out(registry)
+    registry.void_letter(as_unit("factory-superior"), member, occurred_on=date(2026, 3, 11),
+                         letter_no=LETTER_NO, reason="地址写错，重新开具")
+
+    issue_letter(registry, member, to="hongkou-center", letter_no="2026-002",
+                 on=date(2026, 3, 12))
+
+    assert registry.member(member).state.in_transit_to == "hongkou-center"
+
+
+def test_a_letter_from_a_unit_that_does_not_hold_the_member_is_refused(
+    registry: Registry,
+) -> None:
+    register_article_units(registry)
+    member = enrol(registry)
+    open_case(registry, member)
+
+    refused(registry, "R2_NOT_HOLDER",
+            lambda: issue_letter(registry, member, by="daning-center", to="hongkou-center"))
+
+
+def test_while_a_letter_is_out_the_issuer_still_holds_and_the_member_is_in_transit(
+    registry: Registry,
+) -> None:
+    register_article_units(registry)
+    member = enrol(registry)
+    open_case(registry, member)
+
+    issue_letter(registry, member)
+
+    relationship = registry.member(member)
+    assert relationship.holder_unit_id == "factory-superior"
+    assert relationship.state.holder_unit_id == "factory-superior"
+    assert relationship.state.in_transit_to == "daning-center"
+
+
+def dissolved_holder(registry: Registry, *, successor: str | None = None) -> UUID:
+    """A member held by zb-factory (child of factory-superior), which was dissolved on
+    2004-03-31; the member walked in at daning-center on 2006-05-08 (case 2 of cases.md)."""
+    register_article_units(registry)
+    member = enrol(registry, by="zb-factory", on=date(1990, 6, 1), household_region="上海·虹口")
+    registry.dissolve_unit(ADMIN, "zb-factory", successor_unit_id=successor,
+                           occurred_on=date(2004, 3, 31))
+    open_case(registry, member, on=date(2006, 5, 8))
+    return member
+
+
+def test_the_parent_of_a_dissolved_holder_may_issue(registry: Registry) -> None:
+    member = dissolved_holder(registry)
+
+    issue_letter(registry, member, by="factory-superior", on=date(2006, 6, 1),
+                 letter_no="2006-001")
+
+    letter = last_event(registry, member, LetterIssued)
+    assert letter.unit_id == "factory-superior"
+    assert registry.member(member).state.in_transit_to == "daning-center"
+
+
+def test_the_successor_of_a_dissolved_holder_may_issue(registry: Registry) -> None:
+    member = dissolved_holder(registry, successor="sh-residence-center")
+
+    issue_letter(registry, member, by="sh-residence-center", on=date(2006, 6, 1),
+                 letter_no="2006-001")
+
+    assert last_event(registry, member, LetterIssued).unit_id == "sh-residence-center"
+
+
+def test_another_unit_may_not_issue_for_a_dissolved_holder(registry: Registry) -> None:
+    member = dissolved_holder(registry, successor="sh-residence-center")
+
+    refused(registry, "R2_NOT_HOLDER",
+            lambda: issue_letter(registry, member, by="hongkou-center", on=date(2006, 6, 1),
+                                 letter_no="2006-001"))
+
+
+def test_the_parent_of_a_holder_that_still_exists_may_not_issue(registry: Registry) -> None:
+    register_article_units(registry)
+    member = enrol(registry, by="zb-factory")
+    open_case(registry, member)
+
+    refused(registry, "R2_NOT_HOLDER",
+            lambda: issue_letter(registry, member, by="factory-superior"))
+
+
+def test_the_parent_may_not_issue_for_a_day_before_the_holder_was_dissolved(
+    registry: Registry,
+) -> None:
+    register_article_units(registry)
+    member = enrol(registry, by="zb-factory", on=date(1990, 6, 1))
+    open_case(registry, member, on=date(2004, 1, 5))
+    registry.dissolve_unit(ADMIN, "zb-factory", occurred_on=date(2004, 3, 31))
+
+    refused(registry, "R2_NOT_HOLDER",
+            lambda: issue_letter(registry, member, by="factory-superior", on=date(2004, 3, 30),
+                                 letter_no="2004-001"))
+
+
+# --- R3: no letter one to three months before confirmation --------------------------
+
+PROBATION_STARTED = date(2025, 1, 10)  # probation ends 2026-01-10
+
+
+def probationer(registry: Registry, started_on: date = PROBATION_STARTED) -> UUID:
+    """A probationary member of sh-univ (developing unit and holder) whose case is open at
+    daning-center, with the performance report already sent there (so R4 holds)."""
+    register_article_units(registry)
+    member = enrol(registry, by="sh-univ", on=started_on, standing="probationary",
+                   probation_started_on=started_on, developing_unit_id="sh-univ")
+    open_case(registry, member, on=date(2025, 7, 1))
+    registry.send_performance_report(as_unit("sh-univ"), member, occurred_on=date(2025, 7, 1),
+                                     to_unit_id="daning-center", covering_from=started_on,
+                                     covering_to=date(2025, 6, 30))
+    return member
+
+
+@pytest.mark.parametrize(
+    "on",
+    [
+        pytest.param(date(2025, 10, 10), id="end-3m"),
+        pytest.param(date(2025, 11, 10), id="end-2m"),
+        pytest.param(date(2025, 12, 10), id="end-1m"),
+    ],
+)
+def test_a_letter_one_to_three_months_before_confirmation_is_refused(
+    registry: Registry, on: date
+) -> None:
+    member = probationer(registry)
+
+    error = refused(registry, "R3_NEAR_CONFIRMATION",
+                    lambda: issue_letter(registry, member, by="sh-univ", on=on))
+
+    assert error.field == "occurred_on"
+    assert registry.member(member).state.in_transit_to is None
+
+
+@pytest.mark.parametrize(
+    "on",
+    [
+        pytest.param(date(2025, 10, 9), id="end-3m-1d"),
+        pytest.param(date(2025, 12, 11), id="end-1m+1d"),
+    ],
+)
+def test_a_letter_just_outside_the_window_is_accepted(registry: Registry, on: date) -> None:
+    member = probationer(registry)
+
+    issue_letter(registry, member, by="sh-univ", on=on)
+
+    letter = last_event(registry, member, LetterIssued)
+    assert letter.overridden_rules == []
+    assert letter.special_circumstances is None
+
+
+def test_a_letter_inside_the_window_with_special_circumstances_is_an_r3_override(
+    registry: Registry,
+) -> None:
+    member = probationer(registry)
+
+    issue_letter(registry, member, by="sh-univ", on=date(2025, 11, 10),
+                 special_circumstances="随配偶调动外省")
+
+    letter = last_event(registry, member, LetterIssued)
+    assert letter.overridden_rules == ["R3"]
+    assert letter.special_circumstances == "随配偶调动外省"
+
+
+def test_inside_the_window_the_clerk_records_a_hold_instead(registry: Registry) -> None:
+    member = probationer(registry)
+
+    registry.hold_transfer(as_unit("sh-univ"), member, occurred_on=date(2025, 11, 10),
+                           rule="R3", until=date(2026, 1, 10), note="待转正后再转接")
+
+    assert last_event(registry, member, TransferHeld).until == date(2026, 1, 10)
+
+
+def test_an_extended_probation_moves_the_window_later(registry: Registry) -> None:
+    member = probationer(registry)
+    registry.extend_probation(as_unit("sh-univ"), member, occurred_on=date(2025, 9, 1), months=3)
+
+    issue_letter(registry, member, by="sh-univ", on=date(2025, 11, 10))
+
+    assert last_event(registry, member, LetterIssued).overridden_rules == []
+
+
+def test_an_extended_probation_refuses_letters_in_the_new_window(registry: Registry) -> None:
+    member = probationer(registry)
+    registry.extend_probation(as_unit("sh-univ"), member, occurred_on=date(2025, 9, 1), months=3)
+
+    refused(registry, "R3_NEAR_CONFIRMATION",
+            lambda: issue_letter(registry, member, by="sh-univ", on=date(2026, 2, 10)))
+
+
+def test_a_confirmed_member_is_not_held_by_the_window(registry: Registry) -> None:
+    member = probationer(registry)
+    registry.confirm_membership(as_unit("sh-univ"), member, occurred_on=date(2025, 9, 1))
+
+    issue_letter(registry, member, by="sh-univ", on=date(2025, 11, 10))
+
+    assert last_event(registry, member, LetterIssued).overridden_rules == []
+
+
+def test_a_full_member_is_not_held_by_the_window(registry: Registry) -> None:
+    register_article_units(registry)
+    member = enrol(registry, by="sh-univ", on=PROBATION_STARTED)
+    open_case(registry, member, on=date(2025, 7, 1))
+
+    issue_letter(registry, member, by="sh-univ", on=date(2025, 11, 10))
+
+    assert last_event(registry, member, LetterIssued).overridden_rules == []
+
+
+# --- R4: past six months, the report goes first -------------------------------------
+
+R4_STARTED = date(2025, 3, 15)  # six months on 2025-09-15; R3 window 2025-12-15..2026-02-15
+
+
+def developing_elsewhere(registry: Registry) -> UUID:
+    """A probationary member developed by sh-univ but held by factory-superior, whose case
+    is open at daning-center; no performance report has been sent."""
+    register_article_units(registry)
+    member = enrol(registry, by="sh-univ", on=R4_STARTED, standing="probationary",
+                   probation_started_on=R4_STARTED, developing_unit_id="sh-univ",
+                   holder_unit_id="factory-superior")
+    open_case(registry, member, on=date(2025, 8, 1))
+    return member
+
+
+def send_report(registry: Registry, member: UUID, *, by: str, to: str = "daning-center") -> None:
+    registry.send_performance_report(as_unit(by), member, occurred_on=date(2025, 9, 10),
+                                     to_unit_id=to, covering_from=R4_STARTED,
+                                     covering_to=date(2025, 9, 10))
+
+
+def test_a_letter_six_months_into_probation_needs_no_report(registry: Registry) -> None:
+    member = developing_elsewhere(registry)
+
+    issue_letter(registry, member, on=date(2025, 9, 15), letter_no="2025-001")
+
+    assert registry.member(member).state.in_transit_to == "daning-center"
+
+
+def test_a_letter_a_day_past_six_months_without_a_report_is_refused(registry: Registry) -> None:
+    member = developing_elsewhere(registry)
+
+    error = refused(registry, "R4_REPORT_MISSING",
+                    lambda: issue_letter(registry, member, on=date(2025, 9, 16),
+                                         letter_no="2025-001"))
+
+    assert error.field == "to_unit_id"
+
+
+@pytest.mark.parametrize("sender", ["sh-univ", "factory-superior"], ids=["developing", "holder"])
+def test_a_letter_past_six_months_is_accepted_after_the_report_to_its_addressee(
+    registry: Registry, sender: str
+) -> None:
+    member = developing_elsewhere(registry)
+    send_report(registry, member, by=sender)
+
+    issue_letter(registry, member, on=date(2025, 9, 16), letter_no="2025-001")
+
+    assert last_event(registry, member, LetterIssued).to_unit_id == "daning-center"
+
+
+def test_a_report_to_another_addressee_does_not_count(registry: Registry) -> None:
+    member = developing_elsewhere(registry)
+    send_report(registry, member, by="sh-univ", to="hongkou-center")
+
+    refused(registry, "R4_REPORT_MISSING",
+            lambda: issue_letter(registry, member, on=date(2025, 9, 16), letter_no="2025-001"))
+
+
+def test_a_report_from_a_unit_that_neither_developed_nor_holds_does_not_count(
+    registry: Registry,
+) -> None:
+    member = developing_elsewhere(registry)
+    send_report(registry, member, by="sh-residence-center")
+
+    refused(registry, "R4_REPORT_MISSING",
+            lambda: issue_letter(registry, member, on=date(2025, 9, 16), letter_no="2025-001"))
+
+
+def test_special_circumstances_do_not_excuse_a_missing_report(registry: Registry) -> None:
+    member = developing_elsewhere(registry)
+
+    refused(registry, "R4_REPORT_MISSING",
+            lambda: issue_letter(registry, member, on=date(2025, 9, 16), letter_no="2025-001",
+                                 special_circumstances="随配偶调动外省"))
