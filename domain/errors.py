@@ -58,7 +58,7 @@ class Unavailable(HarborError):
 # Every code a refusal can carry, with what the clerk should do about it.
 # Kept here so the README, the API docs and tests draw from one list.
 CODES: dict[str, str] = {
-    "R1_BASIS_WITHOUT_EVIDENCE": "record valid evidence for the basis, or give override_reason",
+    "R1_BASIS_WITHOUT_EVIDENCE": "record valid evidence, or attach on basis other with a reason",
     "R1_LOWER_BASIS_WITHOUT_REASON": "a higher basis has valid evidence: use it or give a reason",
     "R2_LETTER_OUTSTANDING": "void, expire or settle the outstanding letter first",
     "R2_NOT_HOLDER": "only the holding unit (or a dissolved holder's parent/successor) issues",

@@ -552,6 +552,13 @@ class MemberRelationship(Aggregate):
     def withdraw_case(self, act: Act, *, case_id: uuid.UUID | None, reason: str) -> None:
         """The case ends without an attachment (the member withdrew, died, ...)."""
         case = self._case(act, case_id)
+        letter = self.state.outstanding_letter
+        if letter is not None and letter.case_id == case.case_id:
+            raise RuleRefused(
+                f"letter {letter.letter_no} to {letter.to_unit_id} is still out; its issuer must"
+                " void it before the case is withdrawn (a closed case takes no letter voids)",
+                code="R2_LETTER_OUTSTANDING",
+            )
         self._trigger(CaseWithdrawn, act, case.case_id, reason=require_text(reason, "reason"))
 
     # --- life of the relationship -------------------------------------------
@@ -693,6 +700,8 @@ class MemberRelationship(Aggregate):
             return f"only {target.unit_id}, which recorded the entry, may void it"
         if isinstance(target, LetterIssued):
             return "a letter is withdrawn with a letter void (LetterVoided), not an entry void"
+        if isinstance(target, LetterVoided | LetterDeclined | LetterExpired):
+            return "a letter once settled stays settled; issue a new letter instead"
         if isinstance(target, InquiryReceived):
             case = self.state.cases.get(target.case_id) if target.case_id else None
             if (

@@ -16,11 +16,15 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 from domain.member_state import (
+    Action,
     Case,
     Evidence,
+    Hold,
+    Holding,
     Inquiry,
     Letter,
     MemberState,
+    Override,
     Referral,
     Report,
 )
@@ -77,6 +81,10 @@ class MemberEnrolled(Aggregate.Created, MemberEvent):
         state.enrolled_on = self.occurred_on
         state.holder_unit_id = self.holder_unit_id
         state.holder_since = self.occurred_on
+        state.holdings.append(
+            Holding(self.holder_unit_id, self.occurred_on, self.originator_version)
+        )
+        state.signs_of_life.append(self.occurred_on)
 
 
 class MembershipConfirmed(MemberEvent):
@@ -111,14 +119,15 @@ class InquiryReceived(MemberEvent):
             state.open_case_id = self.case_id
         case.opened_on = min(case.opened_on, self.occurred_on)
         case.inquiries.append(Inquiry(self.unit_id, self.occurred_on, self.originator_version))
-        case.touch(self.unit_id, self.occurred_on)
+        case.touch(self.unit_id, self.occurred_on, self.originator_version)
+        state.signs_of_life.append(self.occurred_on)
 
 
 class CaseEvent(MemberEvent):
     """An action inside a case: it makes the acting unit a participant."""
 
     def evolve(self, state: MemberState) -> None:
-        self.case(state).touch(self.unit_id, self.occurred_on)
+        self.case(state).touch(self.unit_id, self.occurred_on, self.originator_version)
 
 
 class RequirementsNotified(CaseEvent):
@@ -176,6 +185,10 @@ class TransferHeld(CaseEvent):
     until: date | None
     note: str
 
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        self.case(state).holds.append(Hold(self.rule, self.until, self.originator_version))
+
 
 class PerformanceReportSent(CaseEvent):
     class_version = 1
@@ -202,6 +215,7 @@ class LetterIssued(CaseEvent):
     def evolve(self, state: MemberState) -> None:
         super().evolve(state)
         assert self.case_id is not None
+        self.case(state).latest_letter_version = self.originator_version
         state.letters.append(
             Letter(
                 letter_no=self.letter_no,
@@ -214,6 +228,17 @@ class LetterIssued(CaseEvent):
                 version=self.originator_version,
             )
         )
+        if self.overridden_rules:
+            state.overrides.append(
+                Override(
+                    "R3",
+                    self.unit_id,
+                    self.occurred_on,
+                    self.originator_version,
+                    self.case_id,
+                    self.special_circumstances or "",
+                )
+            )
 
 
 class LetterEvent(CaseEvent):
@@ -291,6 +316,7 @@ def _answer_referral(event: CaseEvent, state: MemberState, answer: str) -> None:
         if referral.to_unit_id == event.unit_id and referral.answer is None:
             referral.answer = answer
             referral.answered_on = event.occurred_on
+            referral.answered_version = event.originator_version
             return
 
 
@@ -325,13 +351,33 @@ class Attached(CaseEvent):
         case.attached_unit_id = self.unit_id
         case.attached_on = self.occurred_on
         case.attached_basis = self.basis
+        _close_if_attended(state, case)
         for letter in state.letters:
             if letter.outstanding:
                 used = letter.to_unit_id == self.unit_id
                 letter.status = "attached" if used else "superseded"
                 letter.settled_on = self.occurred_on
+        if state.holder_unit_id != self.unit_id:
+            state.holdings.append(Holding(self.unit_id, self.occurred_on, self.originator_version))
         state.holder_unit_id = self.unit_id
         state.holder_since = self.occurred_on
+        for rule in self.overridden_rules:
+            state.overrides.append(
+                Override(
+                    rule,
+                    self.unit_id,
+                    self.occurred_on,
+                    self.originator_version,
+                    self.case_id,
+                    self.override_reason or "",
+                )
+            )
+
+
+def _close_if_attended(state: MemberState, case: Case) -> None:
+    case.close_if_attended()
+    if not case.is_open and state.open_case_id == case.case_id:
+        state.open_case_id = None
 
 
 class CaseWithdrawn(CaseEvent):
@@ -352,7 +398,7 @@ class LooseEvent(MemberEvent):
 
     def evolve(self, state: MemberState) -> None:
         if self.case_id is not None and self.case_id in state.cases:
-            self.case(state).touch(self.unit_id, self.occurred_on)
+            self.case(state).touch(self.unit_id, self.occurred_on, self.originator_version)
 
 
 class DuesReceived(LooseEvent):
@@ -361,6 +407,10 @@ class DuesReceived(LooseEvent):
     months_to: YearMonth
     amount: Decimal
 
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        state.signs_of_life.append(self.months_to.last_day())
+
 
 class ActivityAttended(LooseEvent):
     class_version = 1
@@ -368,24 +418,21 @@ class ActivityAttended(LooseEvent):
 
     def evolve(self, state: MemberState) -> None:
         super().evolve(state)
+        state.signs_of_life.append(self.occurred_on)
         case = state.cases.get(self.case_id) if self.case_id else None
-        if (
-            case is not None
-            and case.is_open
-            and case.attached_unit_id == self.unit_id
-            and case.attached_on is not None
-            and self.occurred_on >= case.attached_on
-        ):
-            case.closed_on = self.occurred_on
-            case.closed_by = "activity"
-            if state.open_case_id == case.case_id:
-                state.open_case_id = None
+        if case is not None:
+            case.activities.append(Action(self.unit_id, self.occurred_on, self.originator_version))
+            _close_if_attended(state, case)
 
 
 class ContactMade(LooseEvent):
     class_version = 1
     channel: Channel
     note: str
+
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        state.signs_of_life.append(self.occurred_on)
 
 
 class EntryVoided(LooseEvent):

@@ -51,6 +51,7 @@ class Referral:
     version: int
     answer: str | None = None  # "accepted" or "declined"
     answered_on: date | None = None
+    answered_version: int | None = None
 
 
 @dataclass
@@ -75,6 +76,45 @@ class Letter:
 
 
 @dataclass
+class Holding:
+    """A period in which one unit held the member (from ``since`` until the next holding)."""
+
+    unit_id: str
+    since: date
+    version: int
+
+
+@dataclass
+class Override:
+    """A rule bent on the record (R1, R2 at attachment; R3 on a letter)."""
+
+    rule: str
+    unit_id: str
+    occurred_on: date
+    version: int
+    case_id: UUID | None
+    reason: str
+
+
+@dataclass
+class Hold:
+    """A transfer held under a rule (e.g. R3 until confirmation)."""
+
+    rule: str
+    until: date | None
+    version: int
+
+
+@dataclass
+class Action:
+    """One entry in a case: who acted, when (business date), at which stream version."""
+
+    unit_id: str
+    occurred_on: date
+    version: int
+
+
+@dataclass
 class Inquiry:
     unit_id: str
     occurred_on: date
@@ -88,6 +128,9 @@ class Case:
     opened_on: date
     inquiries: list[Inquiry] = field(default_factory=list)
     participants: list[str] = field(default_factory=list)
+    actions: list[Action] = field(default_factory=list)
+    holds: list[Hold] = field(default_factory=list)
+    activities: list[Action] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
     reports: list[Report] = field(default_factory=list)
     referrals: list[Referral] = field(default_factory=list)
@@ -97,6 +140,7 @@ class Case:
     closed_on: date | None = None
     closed_by: str | None = None  # "activity" or "withdrawn"
     last_action_on: date | None = None
+    latest_letter_version: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -104,13 +148,39 @@ class Case:
         return self.closed_on is None
 
     @property
+    def active_hold(self) -> Hold | None:
+        """The latest hold, unless a letter was issued after it."""
+        if not self.holds:
+            return None
+        hold = self.holds[-1]
+        return (
+            hold
+            if self.latest_letter_version is None or self.latest_letter_version < hold.version
+            else None
+        )
+
+    @property
     def first_responder(self) -> str:
         """The unit of the earliest inquiry, by business date and then log order (R5)."""
         first = min(self.inquiries, key=lambda i: (i.occurred_on, i.version))
         return first.unit_id
 
-    def touch(self, unit_id: str, day: date) -> None:
-        """Note that ``unit_id`` acted in the case on ``day``."""
+    def close_if_attended(self) -> None:
+        """R9: the case closes at the first activity at the attaching unit on or after attaching."""
+        if not self.is_open or self.attached_unit_id is None or self.attached_on is None:
+            return
+        days = [
+            a.occurred_on
+            for a in self.activities
+            if a.unit_id == self.attached_unit_id and a.occurred_on >= self.attached_on
+        ]
+        if days:
+            self.closed_on = min(days)
+            self.closed_by = "activity"
+
+    def touch(self, unit_id: str, day: date, version: int) -> None:
+        """Note that ``unit_id`` acted in the case on ``day`` (stream ``version``)."""
+        self.actions.append(Action(unit_id, day, version))
         if unit_id not in self.participants:
             self.participants.append(unit_id)
         if self.last_action_on is None or day > self.last_action_on:
@@ -135,6 +205,9 @@ class MemberState:
     cases: dict[UUID, Case] = field(default_factory=dict)
     open_case_id: UUID | None = None
     voided: dict[int, str] = field(default_factory=dict)  # version → reason
+    holdings: list[Holding] = field(default_factory=list)
+    signs_of_life: list[date] = field(default_factory=list)  # R7: the member was heard from
+    overrides: list[Override] = field(default_factory=list)
 
     @property
     def open_case(self) -> Case | None:

@@ -119,16 +119,15 @@ def attachment_has_basis(
     household_region: str,
     override_reason: str | None,
 ) -> bool:
-    """R1: a basis needs valid evidence, and the highest evidenced basis wins.
+    """R1: a named basis needs valid evidence, and the highest evidenced basis wins.
 
-    Returns True when the attachment stands only by ``override_reason``
-    (an R1 override, on the record); raises when it has neither.
+    The only overrides are DESIGN.md's two: basis ``other``, and a lower basis
+    while a higher one is evidenced. Returns True when ``override_reason``
+    carried one of them (an R1 override, on the record); raises otherwise.
     """
     if basis is not Basis.OTHER and not _basis_is_evidenced(
         case, basis, on, unit_region, household_region
     ):
-        if override_reason:
-            return True
         wanted = ", ".join(sorted(k.value for k in EVIDENCE_FOR_BASIS[basis]))
         extra = (
             " or the unit's region equal to the household region"
@@ -137,7 +136,7 @@ def attachment_has_basis(
         )
         raise RuleRefused(
             f"basis {basis.value} needs valid evidence in the case ({wanted}{extra}) on {on};"
-            " record it, or give override_reason",
+            " record it first, or attach on basis other with override_reason",
             code="R1_BASIS_WITHOUT_EVIDENCE",
             field="basis",
         )
@@ -213,11 +212,13 @@ def letter_addressed_to(state: MemberState, unit_code: str, letter_no: str | Non
 def attachment_is_addressed(
     state: MemberState, unit_code: str, letter_no: str | None, override_reason: str | None
 ) -> tuple[Letter | None, bool]:
-    """R2: attaching away from the holder needs a letter addressed here, or a reason.
+    """R2: attaching needs the outstanding letter addressed here, or a reason.
 
-    Returns the letter used and whether R2 was overridden.
+    The holder may attach the member to itself while no letter is out (the
+    member stays where it is). Returns the letter used and whether R2 was
+    overridden.
     """
-    if unit_code == state.holder_unit_id:
+    if unit_code == state.holder_unit_id and state.outstanding_letter is None:
         return None, False
     letter = letter_addressed_to(state, unit_code, letter_no)
     if letter is not None:

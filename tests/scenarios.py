@@ -14,7 +14,7 @@ from uuid import UUID
 
 import pytest
 
-from domain.errors import HarborError
+from domain.errors import CODES, HarborError
 from domain.member_events import MemberEvent
 from domain.registry import Registry
 from tests.support import as_unit, event_count, register_article_units
@@ -29,6 +29,7 @@ LETTER_NO = "2026-001"
 
 def refused(registry: Registry, code: str, fn: Callable[[], Any]) -> HarborError:
     """Call ``fn``, expect a refusal with ``code``, and check that nothing was stored."""
+    assert code in CODES, f"{code} is not a documented refusal code"
     before = event_count(registry)
 
     with pytest.raises(HarborError) as caught:

@@ -225,12 +225,6 @@ def test_expired_evidence_for_a_higher_basis_does_not_make_a_basis_lower(
     assert attached.overridden_rules == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: rules.attachment_has_basis lets override_reason stand in for missing evidence"
-    " on a named basis (workplace/residence/household); DESIGN R1 names only two R1 overrides"
-    " (basis other, a lower basis) and says 'Only the overrides named here exist'",
-)
 def test_a_reason_does_not_stand_in_for_missing_evidence_on_a_named_basis(
     registry: Registry,
 ) -> None:

@@ -14,7 +14,7 @@ from domain.member_events import (
     DuesReceived,
     EntryVoided,
     InquiryReceived,
-    LetterExpired,
+    LetterVoided,
     ReceiptReturned,
 )
 from domain.registry import Registry
@@ -73,11 +73,13 @@ def attached_and_closed(registry: Registry) -> tuple[UUID, UUID]:
     return member, case
 
 
-def withdrawn_with_letter_out(registry: Registry) -> tuple[UUID, UUID]:
-    """Letter 2026-001 (valid until 2026-06-08) is still out when the case is withdrawn."""
+def withdrawn_after_voiding_the_letter(registry: Registry) -> tuple[UUID, UUID]:
+    """Letter 2026-001 is voided by its issuer, then the case is withdrawn on 2026-03-15."""
     member = member_with_letter_out(registry)
     case = registry.member(member).state.open_case_id
     assert case is not None
+    registry.void_letter(as_unit("factory-superior"), member, occurred_on=date(2026, 3, 14),
+                         letter_no=LETTER_NO, reason="本人撤回")
     registry.withdraw_case(daning, member, occurred_on=date(2026, 3, 15), reason="本人撤回")
     return member, case
 
@@ -228,8 +230,30 @@ def test_a_closed_case_still_takes_a_void(registry: Registry) -> None:
     assert last_event(registry, member, EntryVoided).case_id == case
 
 
+def test_after_the_closing_activity_an_expiry_is_judged_on_the_letter_not_refused_by_r9(
+    registry: Registry,
+) -> None:
+    member, _ = attached_and_closed(registry)
+
+    refused(registry, "LETTER_NOT_OUTSTANDING",
+            lambda: registry.expire_letter(as_unit("factory-superior"), member,
+                                           occurred_on=date(2026, 6, 9), letter_no=LETTER_NO))
+
+
+def test_an_activity_entered_before_a_back_dated_attachment_closes_the_case(
+    registry: Registry,
+) -> None:
+    member = member_with_letter_out(registry)
+    registry.attend_activity(daning, member, occurred_on=date(2026, 3, 25), kind="组织生活会")
+
+    registry.attach_member(daning, member, occurred_on=date(2026, 3, 20), basis="other",
+                           override_reason="本人要求")
+
+    assert registry.member(member).state.open_case is None
+
+
 def test_a_withdrawal_closes_the_case(registry: Registry) -> None:
-    member, case = withdrawn_with_letter_out(registry)
+    member, case = withdrawn_after_voiding_the_letter(registry)
 
     refused(registry, "R9_CASE_CLOSED",
             lambda: CASE_ACTIONS["record_evidence"](registry, member, case))
@@ -238,23 +262,39 @@ def test_a_withdrawal_closes_the_case(registry: Registry) -> None:
     assert (closed.closed_on, closed.closed_by) == (date(2026, 3, 15), "withdrawn")
 
 
-def test_a_withdrawn_case_still_takes_the_expiry_of_its_letter(registry: Registry) -> None:
-    member, case = withdrawn_with_letter_out(registry)
+def test_a_case_with_a_letter_out_cannot_be_withdrawn(registry: Registry) -> None:
+    member = member_with_letter_out(registry)
 
-    registry.expire_letter(as_unit("factory-superior"), member, occurred_on=date(2026, 6, 9),
-                           letter_no=LETTER_NO)
+    refused(registry, "R2_LETTER_OUTSTANDING",
+            lambda: registry.withdraw_case(daning, member, occurred_on=date(2026, 3, 15),
+                                           reason="本人撤回"))
 
-    assert last_event(registry, member, LetterExpired).case_id == case
-    assert registry.member(member).state.in_transit_to is None
+    assert registry.member(member).state.open_case_id is not None
 
 
-def test_a_withdrawn_case_no_longer_takes_a_letter_void(registry: Registry) -> None:
-    member, _ = withdrawn_with_letter_out(registry)
+def test_a_withdrawn_case_still_takes_a_void_of_its_entries(registry: Registry) -> None:
+    member = member_with_letter_out(registry)
+    registry.review_archive(daning, member, occurred_on=date(2026, 3, 13), finding="档案完整")
+    registry.void_letter(as_unit("factory-superior"), member, occurred_on=date(2026, 3, 14),
+                         letter_no=LETTER_NO, reason="本人撤回")
+    registry.withdraw_case(daning, member, occurred_on=date(2026, 3, 15), reason="本人撤回")
+    position = position_of(registry, member, ArchiveReviewed)
 
-    refused(registry, "R9_CASE_CLOSED",
-            lambda: registry.void_letter(as_unit("factory-superior"), member,
-                                         occurred_on=date(2026, 3, 16), letter_no=LETTER_NO,
-                                         reason="撤回"))
+    registry.void_entry(daning, member, occurred_on=date(2026, 3, 16), position=position,
+                        reason="误录")
+
+    state = registry.member(member).state
+    assert state.voided and next(iter(state.cases.values())).closed_by == "withdrawn"
+
+
+def test_a_letter_void_cannot_itself_be_voided(registry: Registry) -> None:
+    member, _ = withdrawn_after_voiding_the_letter(registry)
+    position = position_of(registry, member, LetterVoided)
+
+    refused(registry, "NOT_VOIDABLE",
+            lambda: registry.void_entry(as_unit("factory-superior"), member,
+                                        occurred_on=date(2026, 3, 16), position=position,
+                                        reason="误录"))
 
 
 def test_dues_after_the_close_are_recorded_outside_the_case(registry: Registry) -> None:

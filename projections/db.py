@@ -1,0 +1,93 @@
+"""One small SQL surface over the store's own connections, for both backends.
+
+Projection SQL is written once with ``?`` placeholders and portable syntax
+(``INSERT … ON CONFLICT``, text dates, JSON as text); on PostgreSQL the
+placeholders become ``%s``. Transactions run on the event store's own
+datastore, so projection rows and the library's tracking record commit
+together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from eventsourcing.postgres import PostgresDatastore
+from eventsourcing.sqlite import SQLiteDatastore
+
+
+class Cursor(Protocol):
+    """What projection code needs of a cursor."""
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None: ...
+    def fetchall(self) -> list[tuple[Any, ...]]: ...
+    def fetchone(self) -> tuple[Any, ...] | None: ...
+
+    @property
+    def raw(self) -> Any: ...
+
+
+class _SQLiteCursor:
+    def __init__(self, raw: Any):
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.raw.execute(sql, tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.raw.executemany(sql, [tuple(r) for r in rows])
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in self.raw.fetchall()]
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        row = self.raw.fetchone()
+        return tuple(row) if row is not None else None
+
+
+class _PostgresCursor:
+    def __init__(self, raw: Any):
+        self.raw = raw
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self.raw.execute(sql.replace("?", "%s"), tuple(params))
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self.raw.executemany(sql.replace("?", "%s"), [tuple(r) for r in rows])
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return [tuple(r.values()) if isinstance(r, dict) else tuple(r) for r in self.raw.fetchall()]
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        row = self.raw.fetchone()
+        if row is None:
+            return None
+        return tuple(row.values()) if isinstance(row, dict) else tuple(row)
+
+
+class Db:
+    """Transactions on the event store's datastore, with a portable cursor."""
+
+    def __init__(self, datastore: SQLiteDatastore | PostgresDatastore):
+        self.datastore = datastore
+        self.backend = "postgres" if isinstance(datastore, PostgresDatastore) else "sqlite"
+
+    @contextmanager
+    def transaction(self, *, commit: bool = True) -> Iterator[Cursor]:
+        """A transaction (rolled back on error, or always when ``commit`` is False)."""
+        with self.datastore.transaction(commit=commit) as raw:
+            yield _PostgresCursor(raw) if self.backend == "postgres" else _SQLiteCursor(raw)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read-only statement."""
+        with self.transaction(commit=False) as cur:
+            cur.execute(sql, params)
+            return cur.fetchall()
+
+    def placeholders(self, n: int) -> str:
+        """``?, ?, …`` for an IN list of ``n`` values."""
+        return ", ".join("?" * n)
