@@ -36,7 +36,7 @@ EXIT_UNAVAILABLE = 3
 
 # Areas that add their own subcommands: each module has add_commands(subparsers),
 # COMMANDS (the names it handles) and run(registry, args) -> exit code.
-EXTENSIONS: list[str] = []
+EXTENSIONS: list[str] = ["api.cli_projections"]
 
 
 def _extensions() -> list[Any]:
@@ -402,9 +402,6 @@ def build_parser() -> argparse.ArgumentParser:
     for cmd in MEMBER_COMMANDS:
         _add_member_options(sub.add_parser(cmd.name, help=cmd.help, description=cmd.help), cmd)
 
-    history = sub.add_parser("history", help="a member's whole trail, case by case")
-    history.add_argument("member", help="member id, or the member's ID number")
-
     demo = sub.add_parser("demo", help="load the article's two cases and print their trails")
     demo.add_argument("--as", dest="as_name", metavar="NAME", help="who records the demo")
     for extension in _extensions():
@@ -488,6 +485,10 @@ def _demo(registry: Registry, args: argparse.Namespace) -> None:
         print(label)
         print(render_trail(registry.member(member_id), name))
         print()
+    from api.cli_projections import scorecard_text
+
+    print("Scorecards (first-inquiry responsibility, judged today)")
+    print(scorecard_text(registry))
 
 
 def dispatch(registry: Registry, args: argparse.Namespace) -> int:
@@ -529,10 +530,6 @@ def dispatch(registry: Registry, args: argparse.Namespace) -> int:
         mid = registry.member_id_for(args.id_number)
         registry.member(mid)  # UNKNOWN_MEMBER when not enrolled
         print(mid)
-    elif command == "history":
-        print(
-            render_trail(registry.member(_member_id(registry, args.member)), _unit_name(registry))
-        )
     elif command == "demo":
         _demo(registry, args)
     return 0

@@ -1,0 +1,335 @@
+"""`harbor` subcommands that read the projections, follow the log and rebuild it."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from domain.errors import NotFound
+from domain.registry import Registry
+from projections.history import member_history
+from projections.queries import ReadModels
+from projections.runner import Projector, rebuild
+
+COMMANDS = {"status", "history", "queue", "scorecard", "findings", "rebuild", "project", "case"}
+RULES = ["R1", "R2", "R3", "R5", "R6", "R7", "R8"]
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def add_commands(sub: Any) -> None:
+    """Register the read-side subcommands."""
+
+    def on(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--on",
+            type=_date,
+            help="judge time-dependent rules on this date (default: today, Asia/Shanghai)",
+        )
+
+    status = sub.add_parser("status", help="who holds a member now: holder, status, colour")
+    status.add_argument("member", help="member id, or the member's ID number")
+    on(status)
+
+    history = sub.add_parser(
+        "history", help="a member's whole trail, as it happened or as it was recorded on any date"
+    )
+    history.add_argument("member", help="member id, or the member's ID number")
+    when = history.add_mutually_exclusive_group()
+    when.add_argument("--as-of", type=_date, help="what had happened by this date")
+    when.add_argument("--as-recorded", type=_date, help="what the registry knew on this date")
+    when.add_argument("--position", type=int, help="what the registry knew at this log position")
+
+    case = sub.add_parser("case", help="one case: first responder, path, outcome, trail")
+    case.add_argument("case_id")
+    on(case)
+
+    queue = sub.add_parser("queue", help="a unit's queues: 待办, 未办结, cases it answered first")
+    queue.add_argument("unit")
+    on(queue)
+
+    score = sub.add_parser("scorecard", help="answered first, seen through (句号), dropped (逗号)")
+    score.add_argument("unit", nargs="?", help="one unit (default: all)")
+    on(score)
+
+    findings = sub.add_parser("findings", help="compliance findings, judged on a date")
+    findings.add_argument("--rule", choices=RULES)
+    findings.add_argument("--unit", help="only findings against this unit")
+    findings.add_argument("--severity", choices=["override", "breach"])
+    findings.add_argument("--open", action="store_true", help="only unresolved findings")
+    findings.add_argument("--csv", action="store_true", help="print CSV")
+    on(findings)
+
+    rebuilding = sub.add_parser(
+        "rebuild",
+        help="rebuild every projection from position zero"
+        " beside the live tables, then swap them in",
+    )
+    rebuilding.add_argument("--batch", type=int, default=1000, help="events per transaction")
+
+    project = sub.add_parser(
+        "project", help="follow the log and keep projections current until stopped (Ctrl-C)"
+    )
+    project.add_argument("--batch", type=int, default=1000, help="events per transaction")
+    project.add_argument("--poll", type=float, default=0.2, help="seconds between polls")
+
+
+def _member_id(registry: Registry, text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        return registry.member_id_for(text)
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def run(registry: Registry, args: argparse.Namespace) -> int:
+    """Run one read-side subcommand."""
+    command = args.command
+    if command == "rebuild":
+        return _rebuild(registry, args.batch)
+    if command == "project":
+        return _project(registry, args.batch, args.poll)
+    Projector(registry).catch_up()  # reading from the command line: show everything recorded
+    models = ReadModels(registry)
+    if command == "status":
+        _show(models.member_status(_member_id(registry, args.member), args.on), args.json)
+    elif command == "history":
+        data = member_history(
+            registry,
+            _member_id(registry, args.member),
+            as_of=args.as_of,
+            as_recorded=args.as_recorded,
+            position=args.position,
+        )
+        if args.json:
+            _print(data)
+        else:
+            print(render_history(data, _unit_names(models)))
+    elif command == "case":
+        data = models.case(args.case_id, args.on)
+        if args.json:
+            _print(data)
+        else:
+            print(render_case(data, _unit_names(models)))
+    elif command == "queue":
+        _show_queue(models.unit_queue(args.unit, args.on), args.json)
+    elif command == "scorecard":
+        cards = [c.as_dict() for c in models.scorecards(args.unit, args.on)]
+        if args.json:
+            _print(cards)
+        else:
+            print(render_scorecards(cards, _unit_names(models)))
+    elif command == "findings":
+        found = [
+            f.as_dict()
+            for f in models.findings(
+                on=args.on,
+                rule=args.rule,
+                unit_id=args.unit,
+                severity=args.severity,
+                open_only=args.open,
+            )
+        ]
+        if args.csv:
+            _csv(found)
+        elif args.json:
+            _print(found)
+        else:
+            for f in found:
+                resolved = (
+                    f"resolved {f['resolved']}"
+                    if f["resolved"]
+                    else "on record"
+                    if f["severity"] == "override"
+                    else "open"
+                )
+                print(
+                    f"{f['rule']:3} {f['severity']:8} {f['unit_id']:22} since {f['since']}"
+                    f"  {resolved:20} member {f['member_id'][:8]}  {f['detail']}"
+                )
+            print(f"{len(found)} finding(s)")
+    return 0
+
+
+def _show(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print(data)
+        return
+    for key, value in data.items():
+        if value is not None:
+            print(f"{key.replace('_', ' '):20} {value}")
+
+
+def _show_queue(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print(data)
+        return
+    print(f"queue of {data['unit_id']} on {data['on']}")
+    for title, key in (
+        ("待办 (waiting for us)", "todo"),
+        ("未办结 (waiting for the other side)", "waiting_on_others"),
+        ("cases we answered first", "first_responder_cases"),
+    ):
+        print(f"  {title}: {len(data[key])}")
+        for item in data[key]:
+            print("    " + ", ".join(f"{k} {v}" for k, v in item.items() if v is not None))
+
+
+def _csv(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def _unit_names(models: ReadModels) -> Callable[[str], str]:
+    names = {u["code"]: u["name"] for u in models.units()}
+    return lambda code: names.get(code, code)
+
+
+def render_scorecards(cards: list[dict[str, Any]], name: Callable[[str], str]) -> str:
+    """Scorecards as a table, units that answered first at least once."""
+    lines = [f"{'unit':44} first  句号 seen through  逗号 dropped  open  median days"]
+    for c in cards:
+        if not c["answered_first"]:
+            continue
+        median = (
+            "" if c["median_days_to_attachment"] is None else f"{c['median_days_to_attachment']:g}"
+        )
+        label = f"{name(c['unit_id'])} ({c['unit_id']})"
+        lines.append(
+            f"{label:44} {c['answered_first']:5}  {c['seen_through']:17}"
+            f"  {c['dropped']:12}  {c['open']:4}  {median}"
+        )
+    return "\n".join(lines)
+
+
+def render_case(data: dict[str, Any], name: Callable[[str], str]) -> str:
+    """One case, for people."""
+    lines = [
+        f"case {data['case_id']} (member {data['member_id']}), judged on {data['on']}",
+        f"  answered first by {name(data['first_responder'])} ({data['first_responder']}):"
+        f" {data['outcome']}" + (" — stalled" if data["stalled"] else ""),
+        "  path: " + " → ".join(data["path"]),
+    ]
+    for r in data["referrals"]:
+        lines.append(
+            f"  referral {r['from']} → {r['to']} ({r['handover']}, {r['referred_on']}):"
+            f" {r['state']}"
+        )
+    for t in data["trail"]:
+        mark = " [voided]" if t["voided"] else ""
+        lines.append(f"    {t['occurred_on']}  {name(t['unit_id'])}  {t['summary']}{mark}")
+    return "\n".join(lines)
+
+
+def render_history(data: dict[str, Any], name: Callable[[str], str]) -> str:
+    """A member's history, for people."""
+    if not data["known"]:
+        return f"member {data['member_id']}: nothing recorded by then"
+    when = (
+        f"as of {data['as_of']}"
+        if data["as_of"]
+        else f"as recorded on {data['as_recorded']}"
+        if data["as_recorded"]
+        else f"as recorded at position {data['position']}"
+        if data["position"]
+        else f"now ({data['on']})"
+    )
+    lines = [
+        f"{data['name']}  member {data['member_id']}  {when}",
+        f"  holder: {name(data['holder_unit_id'])} ({data['holder_unit_id']}) since"
+        f" {data['since']}"
+        + (f", in transit to {data['in_transit_to']}" if data["in_transit_to"] else ""),
+    ]
+    outside = [t for t in data["trail"] if t["case_id"] is None]
+    for t in outside:
+        lines.append(
+            f"  {t['occurred_on']}  {name(t['unit_id'])}  {t['summary']}"
+            + (" [voided]" if t["voided"] else "")
+        )
+    for case in data["cases"]:
+        lines.append(render_case(case, name))
+    for f in data["findings"]:
+        resolved = f"resolved {f['resolved']}" if f["resolved"] else "open"
+        lines.append(
+            f"  finding {f['rule']} ({f['severity']}) against {f['unit_id']} since"
+            f" {f['since']}, {resolved}: {f['detail']}"
+        )
+    return "\n".join(lines)
+
+
+def _rebuild(registry: Registry, batch: int) -> int:
+    total = registry.position()
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("rebuilding projections"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} events/s"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    ) as bar:
+        task = bar.add_task("rebuild", total=max(total, 1), rate="-")
+
+        def advance(events: int, position: int) -> None:
+            bar.update(task, completed=min(position, total))
+            speed = bar.tasks[task].speed
+            bar.update(task, rate=f"{speed:,.0f}" if speed else "-")
+
+        generation = rebuild(registry, batch_size=batch, progress=advance)
+    print(f"rebuilt {total} log positions into generation {generation}; it is live now")
+    return 0
+
+
+def _project(registry: Registry, batch: int, poll: float) -> int:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    projector = Projector(registry, batch_size=batch)
+    print(
+        f"following the log from position {projector.position()} (Ctrl-C to stop)",
+        file=sys.stderr,
+        flush=True,
+    )
+    projector.follow(stop, poll_seconds=poll)
+    print(f"stopped at position {projector.position()}", file=sys.stderr)
+    return 0
+
+
+def scorecard_text(registry: Registry) -> str:
+    """The scorecards as the demo prints them."""
+    Projector(registry).catch_up()
+    models = ReadModels(registry)
+    try:
+        cards = [c.as_dict() for c in models.scorecards()]
+    except NotFound:
+        cards = []
+    return render_scorecards(cards, _unit_names(models))

@@ -1,0 +1,321 @@
+"""Reading the projections: status, case trail, unit queues, scorecards, findings.
+
+Queries read the stable views (the live generation) and judge time-dependent
+rules against the date asked for (default: today in Asia/Shanghai).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+from domain.errors import NotFound
+from domain.registry import Registry
+from projections import judgements as j
+from projections.db import Db
+from projections.schema import COLUMNS, ensure_schema, view
+
+Rec = dict[str, Any]
+
+
+def _recs(db: Db, name: str, where: str = "", params: tuple[Any, ...] = ()) -> list[Rec]:
+    columns = COLUMNS[name]
+    rows = db.query(f"SELECT {', '.join(columns)} FROM {view(name)} {where}", params)
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+@dataclass(frozen=True)
+class ScoreCard:
+    """How a unit answers first: cases, seen through (句号), dropped (逗号)."""
+
+    unit_id: str
+    answered_first: int
+    seen_through: int
+    dropped: int
+    withdrawn: int
+    open: int
+    median_days_to_attachment: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values."""
+        return dict(self.__dict__)
+
+
+class ReadModels:
+    """The read side of Harbor, over the live projection tables."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+        self.db = Db(registry.recorder.datastore)  # type: ignore[attr-defined]
+        ensure_schema(self.db)
+
+    def _today(self, on: date | None) -> date:
+        return on or self.registry.clock()
+
+    # --- units -------------------------------------------------------------------
+
+    def units(self) -> list[Rec]:
+        """Every unit as the projection knows it."""
+        return _recs(self.db, "units", "ORDER BY code")
+
+    def _dissolved(self) -> dict[str, date]:
+        return {
+            u["code"]: date.fromisoformat(u["dissolved_on"])
+            for u in _recs(self.db, "units", "WHERE dissolved_on IS NOT NULL")
+        }
+
+    # --- members --------------------------------------------------------------------
+
+    def member_status(self, member_id: UUID | str, on: date | None = None) -> Rec:
+        """Holder, since, standing, status and ledger colour of one member."""
+        day = self._today(on)
+        found = _recs(self.db, "members", "WHERE member_id = ?", (str(member_id),))
+        if not found:
+            raise NotFound(
+                f"no member {member_id} in the projections (yet)",
+                code="UNKNOWN_MEMBER",
+                field="member_id",
+            )
+        member = found[0]
+        dissolved = self._dissolved().get(member["holder_unit_id"])
+        open_case = None
+        if member["open_case_id"]:
+            cases = _recs(self.db, "cases", "WHERE case_id = ?", (member["open_case_id"],))
+            open_case = cases[0] if cases else None
+        return {
+            "member_id": member["member_id"],
+            "name": member["name"],
+            "standing": member["standing"],
+            "holder_unit_id": member["holder_unit_id"],
+            "since": member["holder_since"],
+            "status": j.member_status(member, dissolved, day),
+            "in_transit_to": member["in_transit_to"],
+            "letter_no": member["letter_no"],
+            "letter_valid_until": member["letter_valid_until"],
+            "open_case_id": member["open_case_id"],
+            "colour": j.ledger_colour(member, open_case, day),
+            "version": member["version"],
+            "on": day.isoformat(),
+        }
+
+    # --- cases -----------------------------------------------------------------------
+
+    def case(self, case_id: UUID | str, on: date | None = None) -> Rec:
+        """A case's audit trail and its R5 judgement."""
+        day = self._today(on)
+        found = _recs(self.db, "cases", "WHERE case_id = ?", (str(case_id),))
+        if not found:
+            raise NotFound(f"no case {case_id}", code="UNKNOWN_CASE", field="case_id")
+        case = found[0]
+        referrals = _recs(
+            self.db, "referrals", "WHERE case_id = ? ORDER BY version", (case["case_id"],)
+        )
+        trail = _recs(self.db, "trail", "WHERE case_id = ? ORDER BY position", (case["case_id"],))
+        return summarise_case(case, referrals, trail, day)
+
+    # --- queues ------------------------------------------------------------------------
+
+    def unit_queue(self, unit_id: str, on: date | None = None) -> Rec:
+        """待办, 未办结 and the open cases a unit answered first."""
+        day = self._today(on)
+        todo: list[Rec] = []
+        waiting: list[Rec] = []
+        for letter in _recs(
+            self.db,
+            "letters",
+            "WHERE status = 'outstanding' AND (to_unit_id = ? OR issuer_unit_id = ?)",
+            (unit_id, unit_id),
+        ):
+            item = {
+                "kind": "letter",
+                "member_id": letter["member_id"],
+                "case_id": letter["case_id"],
+                "letter_no": letter["letter_no"],
+                "since": letter["issued_on"],
+                "valid_until": letter["valid_until"],
+                "from": letter["issuer_unit_id"],
+                "to": letter["to_unit_id"],
+            }
+            (todo if letter["to_unit_id"] == unit_id else waiting).append(item)
+        open_cases = {c["case_id"]: c for c in _recs(self.db, "cases", "WHERE closed_on IS NULL")}
+        for referral in _recs(
+            self.db,
+            "referrals",
+            "WHERE answer IS NULL AND (to_unit_id = ? OR from_unit_id = ?)",
+            (unit_id, unit_id),
+        ):
+            case = open_cases.get(referral["case_id"])
+            if case is None or j.referral_state(referral, case, day)[0] == "accepted":
+                continue
+            item = {
+                "kind": "referral",
+                "member_id": referral["member_id"],
+                "case_id": referral["case_id"],
+                "since": referral["referred_on"],
+                "handover": referral["handover"],
+                "from": referral["from_unit_id"],
+                "to": referral["to_unit_id"],
+            }
+            (todo if referral["to_unit_id"] == unit_id else waiting).append(item)
+        first = []
+        for case in open_cases.values():
+            if case["first_responder"] != unit_id:
+                continue
+            refs = _recs(self.db, "referrals", "WHERE case_id = ?", (case["case_id"],))
+            outcome, _ = j.case_outcome(case, refs, day)
+            first.append(
+                {
+                    "case_id": case["case_id"],
+                    "member_id": case["member_id"],
+                    "opened_on": case["opened_on"],
+                    "outcome": outcome,
+                    "stalled": j.stalled_since(case, day) is not None,
+                }
+            )
+        key = lambda item: item["since"] if "since" in item else item["opened_on"]  # noqa: E731
+        return {
+            "unit_id": unit_id,
+            "on": day.isoformat(),
+            "todo": sorted(todo, key=key),
+            "waiting_on_others": sorted(waiting, key=key),
+            "first_responder_cases": sorted(first, key=key),
+        }
+
+    # --- scorecards ------------------------------------------------------------------------
+
+    def scorecards(self, unit_id: str | None = None, on: date | None = None) -> list[ScoreCard]:
+        """Per unit: answered first, seen through, dropped, median days to attachment."""
+        day = self._today(on)
+        cases = [c for c in _recs(self.db, "cases") if date.fromisoformat(c["opened_on"]) <= day]
+        referrals: dict[str, list[Rec]] = defaultdict(list)
+        for r in _recs(self.db, "referrals", "ORDER BY version"):
+            referrals[r["case_id"]].append(r)
+        by_unit: dict[str, list[Rec]] = defaultdict(list)
+        for c in cases:
+            by_unit[c["first_responder"]].append(c)
+        units = [unit_id] if unit_id else sorted({u["code"] for u in self.units()} | set(by_unit))
+        cards = []
+        for unit in units:
+            outcomes = [j.case_outcome(c, referrals[c["case_id"]], day)[0] for c in by_unit[unit]]
+            days = [
+                (date.fromisoformat(c["attached_on"]) - date.fromisoformat(c["opened_on"])).days
+                for c in by_unit[unit]
+                if c["attached_on"] and date.fromisoformat(c["attached_on"]) <= day
+            ]
+            cards.append(
+                ScoreCard(
+                    unit_id=unit,
+                    answered_first=len(outcomes),
+                    seen_through=outcomes.count("seen_through"),
+                    dropped=outcomes.count("dropped"),
+                    withdrawn=outcomes.count("withdrawn"),
+                    open=outcomes.count("open"),
+                    median_days_to_attachment=statistics.median(days) if days else None,
+                )
+            )
+        return cards
+
+    # --- findings --------------------------------------------------------------------------
+
+    def findings(
+        self,
+        *,
+        on: date | None = None,
+        rule: str | None = None,
+        unit_id: str | None = None,
+        severity: str | None = None,
+        open_only: bool = False,
+        member_id: str | None = None,
+    ) -> list[j.Finding]:
+        """Compliance findings judged on ``on``, filtered as asked."""
+        day = self._today(on)
+        where, params = ("WHERE member_id = ?", (member_id,)) if member_id else ("", ())
+        members = _recs(self.db, "members", where, params)
+        cases = _recs(self.db, "cases", where, params)
+        letters = _recs(self.db, "letters", where, params)
+        overrides = _recs(self.db, "overrides", where, params)
+        referrals: dict[str, list[Rec]] = defaultdict(list)
+        for r in _recs(self.db, "referrals", (where + " ORDER BY version").strip(), params):
+            referrals[r["case_id"]].append(r)
+        found = judge_findings(
+            members, cases, referrals, letters, overrides, self._dissolved(), day
+        )
+        return [
+            f
+            for f in found
+            if (rule is None or f.rule == rule)
+            and (unit_id is None or f.unit_id == unit_id)
+            and (severity is None or f.severity == severity)
+            and (not open_only or f.resolved is None)
+        ]
+
+
+def judge_findings(
+    members: list[Rec],
+    cases: list[Rec],
+    referrals: dict[str, list[Rec]],
+    letters: list[Rec],
+    overrides: list[Rec],
+    dissolved: dict[str, date],
+    on: date,
+) -> list[j.Finding]:
+    """Every finding the rows support on ``on`` (also used for "as of" histories)."""
+    found = [f for f in j.override_findings(overrides) if f.since <= on]
+    found += j.r5_findings(cases, referrals, on)
+    found += j.r6_findings(letters, on)
+    for member in members:
+        r7 = j.r7_finding(member, on)
+        if r7 is not None:
+            found.append(r7)
+        found += j.r8_findings(member, dissolved, on)
+    return sorted(found, key=lambda f: (f.since, f.rule, f.member_id))
+
+
+def summarise_case(case: Rec, referrals: list[Rec], trail: list[Rec], on: date) -> Rec:
+    """A case as auditors read it: who answered first, the path, referrals, outcome, trail."""
+    outcome, decided = j.case_outcome(case, referrals, on)
+    return {
+        "case_id": case["case_id"],
+        "member_id": case["member_id"],
+        "number": case["number"],
+        "first_responder": case["first_responder"],
+        "path": case_path(case, referrals),
+        "participants": json.loads(case["participants"]),
+        "opened_on": case["opened_on"],
+        "closed_on": case["closed_on"],
+        "closed_by": case["closed_by"],
+        "attached_unit_id": case["attached_unit_id"],
+        "attached_on": case["attached_on"],
+        "outcome": outcome,
+        "outcome_since": decided.isoformat() if decided else None,
+        "stalled": j.stalled_since(case, on) is not None,
+        "referrals": [
+            {
+                "from": r["from_unit_id"],
+                "to": r["to_unit_id"],
+                "handover": r["handover"],
+                "referred_on": r["referred_on"],
+                "reason": r["reason"],
+                "state": j.referral_state(r, case, on)[0],
+            }
+            for r in referrals
+        ],
+        "trail": trail,
+        "on": on.isoformat(),
+    }
+
+
+def case_path(case: Rec, referrals: list[Rec]) -> list[str]:
+    """Where the member was sent: the first responder, each referral's addressee, the holder."""
+    path = [case["first_responder"]]
+    for r in referrals:
+        if r["to_unit_id"] != path[-1]:
+            path.append(r["to_unit_id"])
+    if case["attached_unit_id"] and case["attached_unit_id"] != path[-1]:
+        path.append(case["attached_unit_id"])
+    return path
