@@ -15,6 +15,7 @@ again from the event store, never from the projection's own rows.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -32,13 +33,16 @@ from domain.registry import Registry
 from domain.unit import Unit
 from projections import rows, schema
 from projections.db import Cursor, Db
+from projections.writer import Changes, RowWriter
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 1000
+REBUILD_BATCH = 10_000
 DEFAULT_CACHE = 5000
-# SQLite allows a limited number of bound variables per statement.
-_IN_CHUNK = 500
+
+
+_MEMBER_TOPICS = ("domain.member_events:",)
 
 
 def tracking_name(generation: int) -> str:
@@ -64,8 +68,11 @@ class Projector:
         generation: int | None = None,
         batch_size: int = DEFAULT_BATCH,
         cache_size: int = DEFAULT_CACHE,
+        partition: tuple[int, int] | None = None,
     ):
+        """``partition`` (k, n) folds only the members whose id is k modulo n (rebuilds)."""
         self.registry = registry
+        self.partition = partition
         self.db = Db(registry.recorder.datastore)  # type: ignore[attr-defined]
         self.tracking = registry.factory.tracking_recorder()
         schema.ensure_schema(self.db)
@@ -74,13 +81,20 @@ class Projector:
         self.batch_size = batch_size
         self.cache_size = cache_size
         self._members: OrderedDict[UUID, tuple[int, MemberState]] = OrderedDict()
+        self.writer = RowWriter(self.db, cache_size)
         self._units: dict[UUID, Unit] = {}
 
     # --- positions ------------------------------------------------------------
 
+    @property
+    def tracking_name(self) -> str:
+        """The name this projector's position is tracked under."""
+        name = tracking_name(self.generation)
+        return f"{name}-p{self.partition[0]}of{self.partition[1]}" if self.partition else name
+
     def position(self) -> int:
         """The last log position this generation has folded."""
-        return self.tracking.max_tracking_id(tracking_name(self.generation)) or 0
+        return self.tracking.max_tracking_id(self.tracking_name) or 0
 
     # --- running ----------------------------------------------------------------
 
@@ -96,13 +110,17 @@ class Projector:
         notes = self.registry.recorder.select_notifications(start + 1, self.batch_size, stop=stop)
         if not notes and not swap:
             return BatchResult(0, start)
+        # A batch allocates many short-lived objects and few cycles: collecting once per
+        # batch instead of every few hundred allocations keeps the fold CPU-bound on work.
+        collecting = gc.isenabled()
+        gc.disable()
         try:
             batch = self._fold(notes)
             with self.db.transaction() as cur:
                 self._write(cur, batch)
                 if notes:
                     self.tracking._insert_tracking(  # type: ignore[attr-defined]
-                        cur.raw, Tracking(tracking_name(self.generation), notes[-1].id)
+                        cur.raw, Tracking(self.tracking_name, notes[-1].id)
                     )
                 if swap:
                     schema.point_views_at(self.db, cur, self.generation)
@@ -115,6 +133,9 @@ class Projector:
         except BaseException:
             self._forget()  # the cache may hold states past the committed position
             raise
+        finally:
+            if collecting:
+                gc.enable()
         return BatchResult(len(notes), notes[-1].id if notes else start)
 
     def catch_up(
@@ -148,6 +169,8 @@ class Projector:
         batch = _Batch()
         mapper = self.registry.mapper
         for note in notes:
+            if self.partition is not None and not self._mine(note):
+                continue
             event = mapper.to_domain_event(note)
             if isinstance(event, MemberEvent):
                 member_id = event.originator_id
@@ -159,6 +182,7 @@ class Projector:
                     event.evolve(state)
                 self._remember(member_id, event.originator_version, state)
                 batch.members[member_id] = (event.originator_version, state)
+                batch.first_version.setdefault(member_id, event.originator_version)
                 batch.trail.append(rows.trail_row(note.id, event))
             elif isinstance(event, Unit.Event):
                 unit = event.mutate(self._unit_before(event))
@@ -166,6 +190,13 @@ class Projector:
                 self._units[event.originator_id] = unit
                 batch.units[unit.code] = unit
         return batch
+
+    def _mine(self, note: Notification) -> bool:
+        assert self.partition is not None
+        k, n = self.partition
+        if note.topic.startswith(_MEMBER_TOPICS):
+            return note.originator_id.int % n == k  # type: ignore[union-attr]
+        return k == 0  # units and everything else: the first partition
 
     def _unit_before(self, event: Unit.Event) -> Unit | None:
         if isinstance(event, Unit.UnitRegistered):
@@ -202,110 +233,123 @@ class Projector:
     def _forget(self) -> None:
         self._members.clear()
         self._units.clear()
+        self.writer.forget()
 
     # --- writing ---------------------------------------------------------------------
 
     def _write(self, cur: Cursor, batch: _Batch) -> None:
-        g = self.generation
-        if batch.units:
-            _upsert(
-                cur,
-                schema.table(g, "units"),
-                "units",
-                [rows.unit_row(u) for u in batch.units.values()],
+        changes = Changes()
+        for code, unit in batch.units.items():
+            changes.upserts["units"][(code,)] = rows.unit_row(unit)
+        for mid, (version, state) in batch.members.items():
+            self.writer.member(
+                changes,
+                mid,
+                {
+                    "members": [rows.member_row(mid, version, state)],
+                    "cases": rows.case_rows(mid, state),
+                    "referrals": rows.referral_rows(mid, state),
+                    "letters": rows.letter_rows(mid, state),
+                    "overrides": rows.override_rows(mid, state),
+                },
+                new=batch.first_version[mid] == 1,
             )
-        if batch.members:
-            member_ids = [str(m) for m in batch.members]
-            _upsert(
-                cur,
-                schema.table(g, "members"),
-                "members",
-                [
-                    rows.member_row(mid, version, state)
-                    for mid, (version, state) in batch.members.items()
-                ],
-            )
-            per_member: dict[str, list[Any]] = {
-                "cases": [],
-                "referrals": [],
-                "letters": [],
-                "overrides": [],
-            }
-            for mid, (_, state) in batch.members.items():
-                per_member["cases"] += rows.case_rows(mid, state)
-                per_member["referrals"] += rows.referral_rows(mid, state)
-                per_member["letters"] += rows.letter_rows(mid, state)
-                per_member["overrides"] += rows.override_rows(mid, state)
-            for name, new_rows in per_member.items():
-                _delete_members(cur, schema.table(g, name), member_ids)
-                _insert(cur, schema.table(g, name), name, new_rows)
-        _insert(cur, schema.table(g, "trail"), "trail", batch.trail)
-        for member_id, version, reason in batch.voids:
-            cur.execute(
-                f"UPDATE {schema.table(g, 'trail')} SET voided = 1, void_reason = ?"
-                " WHERE member_id = ? AND version = ?",
-                (reason, member_id, version),
-            )
+        changes.trail = batch.trail
+        changes.voids = batch.voids
+        self.writer.flush(cur, self.generation, changes)
 
 
 @dataclass
 class _Batch:
     members: dict[UUID, tuple[int, MemberState]]
+    first_version: dict[UUID, int]
     units: dict[str, Unit]
     trail: list[rows.Row]
     voids: list[tuple[str, int, str]]
 
     def __init__(self) -> None:
         self.members = {}
+        self.first_version = {}
         self.units = {}
         self.trail = []
         self.voids = []
 
 
-def _insert(cur: Cursor, table: str, name: str, new_rows: Sequence[rows.Row]) -> None:
-    columns = schema.COLUMNS[name]
-    cur.executemany(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-        new_rows,
-    )
-
-
-def _upsert(cur: Cursor, table: str, name: str, new_rows: Sequence[rows.Row]) -> None:
-    columns = schema.COLUMNS[name]
-    key = columns[0]
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns[1:])
-    cur.executemany(
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-        f" ON CONFLICT ({key}) DO UPDATE SET {updates}",
-        new_rows,
-    )
-
-
-def _delete_members(cur: Cursor, table: str, member_ids: list[str]) -> None:
-    for i in range(0, len(member_ids), _IN_CHUNK):
-        chunk = member_ids[i : i + _IN_CHUNK]
-        cur.execute(
-            f"DELETE FROM {table} WHERE member_id IN ({', '.join('?' * len(chunk))})", chunk
-        )
-
-
 def rebuild(
     registry: Registry,
     *,
-    batch_size: int = DEFAULT_BATCH,
+    batch_size: int = REBUILD_BATCH,
+    workers: int = 1,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Build a fresh generation from position zero beside the live one, then swap it in.
 
-    Returns the new live generation. Readers see the old tables until the swap.
+    With ``workers`` > 1 the members are split between that many processes
+    (the machine's cores), each folding its share of the log up to the
+    position the rebuild started at; this process then folds what arrived
+    meanwhile and makes the swap. Returns the new live generation. Readers
+    see the old tables until the swap.
     """
     db = Db(registry.recorder.datastore)  # type: ignore[attr-defined]
     schema.ensure_schema(db)
     generation = schema.start_generation(db)
     projector = Projector(registry, generation=generation, batch_size=batch_size)
+    if workers > 1:
+        head = registry.position()
+        _fold_in_parallel(registry, generation, head, batch_size, workers, progress)
+        with db.transaction() as cur:
+            projector.tracking._insert_tracking(  # type: ignore[attr-defined]
+                cur.raw, Tracking(projector.tracking_name, head)
+            )
     projector.catch_up(progress=progress)
     projector.run_once(swap=True)  # the last few events and the swap, in one transaction
     return generation
+
+
+def _fold_partition(
+    env: dict[str, str], generation: int, head: int, batch_size: int, partition: tuple[int, int]
+) -> None:
+    registry = Registry(env)
+    try:
+        Projector(
+            registry, generation=generation, batch_size=batch_size, partition=partition
+        ).catch_up(stop=head)
+    finally:
+        registry.close()
+
+
+def _fold_in_parallel(
+    registry: Registry,
+    generation: int,
+    head: int,
+    batch_size: int,
+    workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    env = dict(registry.env)
+    processes = [
+        context.Process(
+            target=_fold_partition,
+            args=(env, generation, head, batch_size, (k, workers)),
+            daemon=True,
+        )
+        for k in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    watchers = [
+        Projector(registry, generation=generation, partition=(k, workers)) for k in range(workers)
+    ]
+    while any(p.is_alive() for p in processes):
+        time.sleep(0.2)
+        if progress is not None:
+            progress(0, min(w.position() for w in watchers))
+    failed = [p.exitcode for p in processes if p.exitcode != 0]
+    if failed:
+        raise RuntimeError(f"a rebuild worker failed (exit codes {failed}); nothing was swapped")
 
 
 def wait_for(registry: Registry, position: int, *, timeout: float = 5.0) -> bool:
