@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-## run: set up, then load the article's two cases into the embedded store and print their trails
+## run: set up, then serve the HTTP API on the embedded store with the article's two cases loaded
 run: $(STAMP)
-	$(BIN)/harbor demo
+	$(BIN)/harbor serve --demo --admin-token
 
 ## test: set up, then run the whole suite (SQLite and PostgreSQL)
 test: $(STAMP)

@@ -36,7 +36,7 @@ EXIT_UNAVAILABLE = 3
 
 # Areas that add their own subcommands: each module has add_commands(subparsers),
 # COMMANDS (the names it handles) and run(registry, args) -> exit code.
-EXTENSIONS: list[str] = ["api.cli_projections"]
+EXTENSIONS: list[str] = ["api.cli_projections", "api.cli_http", "api.cli_audit"]
 
 
 def _extensions() -> list[Any]:
@@ -596,6 +596,10 @@ def _units(registry: Registry, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `harbor` console script."""
     args = build_parser().parse_args(argv)
+    if args.command == "verify-bundle":  # offline by design: never opens the store
+        from api.cli_audit import verify_bundle_command
+
+        return verify_bundle_command(args)
     try:
         registry = open_registry()
     except ValueError as e:

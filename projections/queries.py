@@ -17,7 +17,7 @@ from uuid import UUID
 from domain.errors import NotFound
 from domain.registry import Registry
 from projections import judgements as j
-from projections.db import Db
+from store.sql import Db
 from projections.schema import COLUMNS, ensure_schema, view
 
 Rec = dict[str, Any]
@@ -70,6 +70,12 @@ class ReadModels:
         }
 
     # --- members --------------------------------------------------------------------
+
+    def members_named(self, name: str, limit: int = 50) -> list[tuple[str, str]]:
+        """(member id, name) of members with exactly this name."""
+        rows = self.db.query(f"SELECT member_id, name FROM {view('members')} WHERE name = ?"
+                             f" ORDER BY member_id LIMIT {int(limit)}", (name,))
+        return [(str(r[0]), str(r[1])) for r in rows]
 
     def member_status(self, member_id: UUID | str, on: date | None = None) -> Rec:
         """Holder, since, standing, status and ledger colour of one member."""

@@ -32,7 +32,7 @@ from domain.member_state import MemberState, fold
 from domain.registry import Registry
 from domain.unit import Unit
 from projections import rows, schema
-from projections.db import Cursor, Db
+from store.sql import Cursor, Db
 from projections.writer import Changes, RowWriter
 
 log = logging.getLogger(__name__)

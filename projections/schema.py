@@ -8,7 +8,7 @@ so readers see the old tables until the swap and the new ones after it.
 
 from __future__ import annotations
 
-from projections.db import Cursor, Db
+from store.sql import Cursor, Db
 
 STATE_TABLE = "harbor_projection_state"
 SCHEMA_LOCK_ID = 0x48415250  # "HARP": serialises DDL across processes on PostgreSQL

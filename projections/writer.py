@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from projections import schema
-from projections.db import Cursor, Db
+from store.sql import Cursor, Db
 
 Row = tuple[Any, ...]
 Key = tuple[Any, ...]

@@ -5,10 +5,14 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from api.cli import MEMBER_COMMANDS, build_parser, main
@@ -17,20 +21,85 @@ from domain.registry import Registry
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 @pytest.mark.slow
-def test_make_run_prints_both_article_cases_on_a_fresh_embedded_store(tmp_path: Path) -> None:
-    env = {**os.environ, "HARBOR_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}"}
+def test_make_run_serves_the_article_cases_on_a_fresh_embedded_store(tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "HARBOR_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}",
+        "HARBOR_PORT": str(port),
+    }
+    server = subprocess.Popen(
+        ["make", "-s", "run"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        lines = []
+        assert server.stdout is not None
+        while not any(line.startswith("admin token") for line in lines):
+            line = server.stdout.readline()
+            assert line, "make run ended early:\n" + "".join(lines)
+            lines.append(line)
+        token = lines[-1].split(": ", 1)[1].strip()
+        assert f"Harbor is serving at http://127.0.0.1:{port}" in "".join(lines)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"{base}/healthz", timeout=2).json()
+                if health["projection_lag"] == 0:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up"
+            time.sleep(0.2)
 
-    done = subprocess.run(["make", "-s", "run"], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)
+        cards = httpx.get(
+            f"{base}/scorecards",
+            params={"on": "2011-09-19"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        ).json()
 
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
+        by_unit = {c["unit_id"]: c for c in cards}
+        assert (by_unit["daning-center"]["seen_through"], by_unit["daning-center"]["dropped"]) == (
+            1,
+            0,
+        )
+        assert (
+            by_unit["sh-residence-center"]["answered_first"],
+            by_unit["sh-residence-center"]["dropped"],
+        ) == (1, 1)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_harbor_demo_prints_both_article_cases(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HARBOR_DATABASE_URL", f"sqlite:///{tmp_path / 'demo.db'}")
+
+    assert main(["demo"]) == 0
+
+    out = capsys.readouterr().out
     assert "Case 1 — 刘洋" in out and "Case 2 — 老同志" in out
     assert "answered first by 居住地街道党员服务中心 (sh-residence-center)" in out
     assert "answered first by 闸北区大宁社区（街道）党员服务中心 (daning-center)" in out
     assert "referred to home-county (cold)" in out
-    assert "2006-06-05" in out and "attached, basis other on letter 2006-001" in out
+    assert "attached, basis other on letter 2006-001" in out
+    assert "Scorecards" in out
 
 
 @pytest.fixture
@@ -44,23 +113,84 @@ def cli(store_url: str, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
 
 
 def _units(cli) -> None:  # type: ignore[no-untyped-def]
-    assert cli("units", "add", "sh-org-dept", "--name", "组织部", "--kind", "org_department",
-               "--region", "上海", "--on", "2000-01-01") == 0
-    assert cli("units", "add", "daning-center", "--name", "大宁", "--kind", "service_center",
-               "--region", "上海·闸北", "--unit", "sh-org-dept", "--on", "2000-01-01") == 0
+    assert (
+        cli(
+            "units",
+            "add",
+            "sh-org-dept",
+            "--name",
+            "组织部",
+            "--kind",
+            "org_department",
+            "--region",
+            "上海",
+            "--on",
+            "2000-01-01",
+        )
+        == 0
+    )
+    assert (
+        cli(
+            "units",
+            "add",
+            "daning-center",
+            "--name",
+            "大宁",
+            "--kind",
+            "service_center",
+            "--region",
+            "上海·闸北",
+            "--unit",
+            "sh-org-dept",
+            "--on",
+            "2000-01-01",
+        )
+        == 0
+    )
 
 
-def test_enrol_then_inquiry_from_the_command_line(cli, capsys: pytest.CaptureFixture[str],
-                                                  store_url: str) -> None:
+def test_enrol_then_inquiry_from_the_command_line(
+    cli, capsys: pytest.CaptureFixture[str], store_url: str
+) -> None:
     _units(cli)
-    assert cli("--json", "enrol", "--unit", "daning-center", "--name", "张三", "--id-number",
-               "310109195001010022", "--standing", "full", "--household-region", "上海·虹口",
-               "--on", "2001-01-01", "--as", "clerk-wang") == 0
+    assert (
+        cli(
+            "--json",
+            "enrol",
+            "--unit",
+            "daning-center",
+            "--name",
+            "张三",
+            "--id-number",
+            "310109195001010022",
+            "--standing",
+            "full",
+            "--household-region",
+            "上海·虹口",
+            "--on",
+            "2001-01-01",
+            "--as",
+            "clerk-wang",
+        )
+        == 0
+    )
     member_id = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["member_id"]
 
-    code = cli("--json", "inquiry", "310109195001010022", "--unit", "daning-center",
-               "--channel", "walk_in", "--summary", "想转入", "--prior", "单位=去街道",
-               "--on", "2006-05-08")
+    code = cli(
+        "--json",
+        "inquiry",
+        "310109195001010022",
+        "--unit",
+        "daning-center",
+        "--channel",
+        "walk_in",
+        "--summary",
+        "想转入",
+        "--prior",
+        "单位=去街道",
+        "--on",
+        "2006-05-08",
+    )
 
     assert code == 0
     outcome = json.loads(capsys.readouterr().out)
@@ -79,26 +209,71 @@ def test_enrol_then_inquiry_from_the_command_line(cli, capsys: pytest.CaptureFix
 
 def test_a_refusal_exits_1_and_names_the_code(cli, capsys: pytest.CaptureFixture[str]) -> None:
     _units(cli)
-    cli("enrol", "--unit", "daning-center", "--name", "张三", "--id-number",
-        "310109195001010022", "--standing", "full", "--household-region", "上海·虹口",
-        "--on", "2001-01-01")
+    cli(
+        "enrol",
+        "--unit",
+        "daning-center",
+        "--name",
+        "张三",
+        "--id-number",
+        "310109195001010022",
+        "--standing",
+        "full",
+        "--household-region",
+        "上海·虹口",
+        "--on",
+        "2001-01-01",
+    )
     capsys.readouterr()
 
-    code = cli("attach", "310109195001010022", "--unit", "daning-center", "--basis", "other",
-               "--on", "2006-05-08")
+    code = cli(
+        "attach",
+        "310109195001010022",
+        "--unit",
+        "daning-center",
+        "--basis",
+        "other",
+        "--on",
+        "2006-05-08",
+    )
 
     assert code == 1
     assert "R9_NO_OPEN_CASE" in capsys.readouterr().err
 
 
-def test_the_same_idempotency_key_twice_records_once(cli, capsys: pytest.CaptureFixture[str],
-                                                      store_url: str) -> None:
+def test_the_same_idempotency_key_twice_records_once(
+    cli, capsys: pytest.CaptureFixture[str], store_url: str
+) -> None:
     _units(cli)
-    cli("enrol", "--unit", "daning-center", "--name", "张三", "--id-number",
-        "310109195001010022", "--standing", "full", "--household-region", "上海·虹口",
-        "--on", "2001-01-01")
-    args = ("contact", "310109195001010022", "--unit", "daning-center", "--channel", "phone",
-            "--note", "电话联系", "--on", "2006-05-08", "--idempotency-key", "k-1")
+    cli(
+        "enrol",
+        "--unit",
+        "daning-center",
+        "--name",
+        "张三",
+        "--id-number",
+        "310109195001010022",
+        "--standing",
+        "full",
+        "--household-region",
+        "上海·虹口",
+        "--on",
+        "2001-01-01",
+    )
+    args = (
+        "contact",
+        "310109195001010022",
+        "--unit",
+        "daning-center",
+        "--channel",
+        "phone",
+        "--note",
+        "电话联系",
+        "--on",
+        "2006-05-08",
+        "--idempotency-key",
+        "k-1",
+    )
 
     assert cli(*args) == 0 and cli(*args) == 0
 

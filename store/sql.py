@@ -1,4 +1,4 @@
-"""One small SQL surface over the store's own connections, for both backends.
+"""One small SQL surface over the event store's own connections, for both backends.
 
 Projection SQL is written once with ``?`` placeholders and portable syntax
 (``INSERT … ON CONFLICT``, text dates, JSON as text); on PostgreSQL the

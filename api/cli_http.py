@@ -1,0 +1,134 @@
+"""`harbor serve` and `harbor tokens`: the HTTP API and its credentials."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import date
+from typing import Any
+
+from domain.registry import Registry
+from store.sql import Db
+from store.tokens import ROLES, TokenStore
+
+COMMANDS = {"serve", "tokens"}
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def add_commands(sub: Any) -> None:
+    """Register `serve` and `tokens`."""
+    serve = sub.add_parser("serve", help="run the HTTP API and the projection follower")
+    serve.add_argument("--host", default=os.environ.get("HARBOR_HOST", "127.0.0.1"),
+                       help="address to listen on (default HARBOR_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=int(os.environ.get("HARBOR_PORT", "8000")),
+                       help="port (default HARBOR_PORT or 8000)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (PostgreSQL only; SQLite serves from one)",
+    )
+    serve.add_argument(
+        "--threads",
+        type=int,
+        default=16,
+        help="request threads per worker (commands and queries run in them)",
+    )
+    serve.add_argument(
+        "--demo", action="store_true", help="load the article's two cases first if the log is empty"
+    )
+    serve.add_argument(
+        "--admin-token",
+        action="store_true",
+        help="print a fresh admin token for the org department on start",
+    )
+
+    tokens = sub.add_parser("tokens", help="issue, list and revoke API credentials")
+    tsub = tokens.add_subparsers(dest="tokens_command", required=True)
+    issue = tsub.add_parser("issue", help="print a new token alone on standard output")
+    issue.add_argument("--unit", required=True, help="the unit the token acts for")
+    issue.add_argument("--role", required=True, choices=ROLES)
+    issue.add_argument("--holder", required=True, help="the person it is issued to")
+    issue.add_argument("--expires", type=_date, help="last day it is valid (YYYY-MM-DD)")
+    tsub.add_parser("list", help="every token (ids, never the tokens themselves)")
+    revoke = tsub.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("token_id")
+
+
+def run(registry: Registry, args: argparse.Namespace) -> int:
+    """Run `serve` or `tokens`."""
+    tokens = TokenStore(Db(registry.recorder.datastore))  # type: ignore[attr-defined]
+    if args.command == "tokens":
+        return _tokens(registry, tokens, args)
+    return _serve(registry, tokens, args)
+
+
+def _tokens(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> int:
+    if args.tokens_command == "issue":
+        unit = registry.unit(args.unit)  # UNKNOWN_UNIT for a typo
+        if unit.dissolved:
+            print(f"harbor: unit {unit.code} is dissolved; it gets no new tokens", file=sys.stderr)
+            return 1
+        print(tokens.issue(unit.code, args.role, args.holder, args.expires))
+        return 0
+    if args.tokens_command == "list":
+        rows = tokens.list()
+        if args.json:
+            print(json.dumps([r.__dict__ for r in rows], ensure_ascii=False))
+        for r in rows if not args.json else []:
+            state = (
+                f"revoked {r.revoked_at}"
+                if r.revoked_at
+                else (f"expires {r.expires_on}" if r.expires_on else "no expiry")
+            )
+            print(
+                f"{r.token_id}  {r.unit_id:22} {r.role:8} {r.holder:16} issued {r.issued_at}"
+                f"  {state}"
+            )
+        return 0
+    if not tokens.revoke(args.token_id):
+        print(f"harbor: no live token {args.token_id}", file=sys.stderr)
+        return 1
+    print(f"revoked {args.token_id}")
+    return 0
+
+
+def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.demo import load_article_cases
+    from api.http.app import create_app
+
+    demo = args.demo and os.environ.get("HARBOR_DEMO", "yes").lower() not in ("no", "0", "false")
+    if demo and registry.position() == 0:
+        load_article_cases(registry, recorded_by="demo")
+        print("loaded the article's two cases", flush=True)
+    url = f"http://{args.host}:{args.port}"
+    print(f"Harbor is serving at {url}  (API docs: {url}/docs)", flush=True)
+    if args.admin_token:
+        unit = os.environ.get("HARBOR_ADMIN_UNIT", "sh-org-dept")
+        print(f"admin token ({unit}): {tokens.issue(unit, 'admin', 'harbor serve')}", flush=True)
+    if args.workers > 1:
+        if registry.factory.__class__.__module__.endswith("sqlite"):
+            print("harbor: --workers needs PostgreSQL; serving from one process", file=sys.stderr)
+        else:
+            uvicorn.run(
+                "api.http.serve:app_from_environment",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                log_level="warning",
+            )
+            return 0
+    app = create_app(registry, threads=args.threads)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

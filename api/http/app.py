@@ -1,0 +1,102 @@
+"""The HTTP application: routers, error handling, limits, and the projection follower."""
+
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from api.http import problems
+from api.http.metrics import METRICS
+from api.http.routes import commands, ops, reads
+from domain.registry import Registry
+from projections.queries import ReadModels
+from projections.runner import Projector
+from store.sql import Db
+from store.tokens import TokenStore
+
+MAX_BODY = 64 * 1024
+
+DESCRIPTION = """
+Harbor records every action on a party member's organisational relationship
+(党员组织关系) as an immutable event, and answers from projections of that log:
+who holds a member now, what waits for each unit, which unit answered first and
+whether it saw the case through.
+
+Every command is made **as the calling unit** (from the bearer token); the body
+carries only the event's own fields. Refusals are `application/problem+json`
+with a stable `code` and the offending `field`. Send `Idempotency-Key` to make a
+command repeat-safe and `If-Match: <version>` to refuse it if the member moved.
+Every query takes `min_position` to read your own writes.
+"""
+
+
+def create_app(registry: Registry, *, follow: bool = True, threads: int | None = None) -> FastAPI:
+    """The FastAPI app over ``registry``; with ``follow`` it keeps projections current.
+
+    ``threads`` sizes the pool that runs the (synchronous) routes, so concurrent
+    commands and queries do not queue behind each other.
+    """
+    stop = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if threads:
+            import anyio.to_thread
+
+            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        follower = None
+        if follow:
+            projector = Projector(registry)
+            follower = threading.Thread(
+                target=projector.follow,
+                args=(stop,),
+                kwargs={"poll_seconds": 0.05},
+                daemon=True,
+                name="harbor-projections",
+            )
+            follower.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            if follower is not None:
+                follower.join(timeout=10)
+
+    app = FastAPI(title="Harbor", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app.state.registry = registry
+    app.state.models = ReadModels(registry)
+    app.state.tokens = TokenStore(Db(registry.recorder.datastore))  # type: ignore[attr-defined]
+    problems.install(app)
+
+    @app.middleware("http")
+    async def limits_and_latency(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return JSONResponse(
+                {
+                    "type": "urn:harbor:problem:BODY_TOO_LARGE",
+                    "status": 413,
+                    "code": "BODY_TOO_LARGE",
+                    "field": None,
+                    "title": "body too large",
+                    "detail": f"request bodies are limited to {MAX_BODY} bytes",
+                    "instance": request.url.path,
+                },
+                status_code=413,
+                media_type=problems.PROBLEM,
+            )
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        METRICS.observe(getattr(route, "path", "unmatched"), time.perf_counter() - started)
+        return response
+
+    app.include_router(commands.router)
+    app.include_router(reads.router)
+    app.include_router(ops.router)
+    return app

@@ -1,0 +1,73 @@
+"""Prometheus text metrics: commands, refusals by code, latency, projection lag."""
+
+import threading
+from collections import defaultdict
+
+
+class Metrics:
+    """Counters kept in process; rendered in Prometheus' text format."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.commands: dict[str, int] = defaultdict(int)
+        self.refusals: dict[str, int] = defaultdict(int)
+        self.latency_sum: dict[str, float] = defaultdict(float)
+        self.latency_count: dict[str, int] = defaultdict(int)
+
+    def command(self, name: str) -> None:
+        """Count a recorded command."""
+        with self._lock:
+            self.commands[name] += 1
+
+    def refusal(self, code: str) -> None:
+        """Count a refusal by its code."""
+        with self._lock:
+            self.refusals[code] += 1
+
+    def observe(self, route: str, seconds: float) -> None:
+        """Add one request's latency."""
+        with self._lock:
+            self.latency_sum[route] += seconds
+            self.latency_count[route] += 1
+
+    def render(self, head: int, projected: int) -> str:
+        """The text exposition format."""
+        lines = [
+            "# HELP harbor_commands_total Commands recorded, by command.",
+            "# TYPE harbor_commands_total counter",
+        ]
+        with self._lock:
+            lines += [
+                f'harbor_commands_total{{command="{k}"}} {v}'
+                for k, v in sorted(self.commands.items())
+            ]
+            lines += [
+                "# HELP harbor_refusals_total Commands refused, by code.",
+                "# TYPE harbor_refusals_total counter",
+            ]
+            lines += [
+                f'harbor_refusals_total{{code="{k}"}} {v}' for k, v in sorted(self.refusals.items())
+            ]
+            lines += [
+                "# HELP harbor_request_seconds Request latency, by route.",
+                "# TYPE harbor_request_seconds summary",
+            ]
+            for route in sorted(self.latency_count):
+                lines.append(
+                    f'harbor_request_seconds_sum{{route="{route}"}} {self.latency_sum[route]:.6f}'
+                )
+                lines.append(
+                    f'harbor_request_seconds_count{{route="{route}"}} {self.latency_count[route]}'
+                )
+        lines += [
+            "# HELP harbor_log_position Latest log position.",
+            "# TYPE harbor_log_position gauge",
+            f"harbor_log_position {head}",
+            "# HELP harbor_projection_lag Events recorded but not yet projected.",
+            "# TYPE harbor_projection_lag gauge",
+            f"harbor_projection_lag {max(head - projected, 0)}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+METRICS = Metrics()

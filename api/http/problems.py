@@ -1,0 +1,105 @@
+"""Every error as application/problem+json (RFC 9457): status, stable code, field, message."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.http.deps import Forbidden, NotCaughtUp, Unauthorized
+from api.http.metrics import METRICS
+from domain.errors import (
+    Conflict,
+    HarborError,
+    InvalidInput,
+    NotFound,
+    RuleRefused,
+    Unavailable,
+)
+
+PROBLEM = "application/problem+json"
+
+
+def status_of(error: HarborError) -> int:
+    """The HTTP status a refusal maps to."""
+    if isinstance(error, Unauthorized):
+        return 401
+    if isinstance(error, Forbidden):
+        return 403
+    if isinstance(error, NotFound):
+        return 404 if error.field in (None, "member_id", "case_id", "unit_id") else 422
+    if isinstance(error, InvalidInput):
+        return 422
+    if isinstance(error, RuleRefused | Conflict):
+        return 409
+    if isinstance(error, Unavailable | NotCaughtUp):
+        return 503
+    return 400
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    field: str | None,
+    instance: str,
+    extra: dict[str, Any] | None = None,
+) -> JSONResponse:
+    """One problem document."""
+    body = {
+        "type": f"urn:harbor:problem:{code}",
+        "title": code.replace("_", " ").lower(),
+        "status": status,
+        "code": code,
+        "detail": detail,
+        "field": field,
+        "instance": instance,
+        **(extra or {}),
+    }
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 503:
+        headers = {"Retry-After": "1"}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers (routes contain no try/except)."""
+
+    @app.exception_handler(HarborError)
+    async def refused(request: Request, error: HarborError) -> JSONResponse:
+        METRICS.refusal(error.code)
+        return problem(status_of(error), error.code, error.message, error.field, request.url.path)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {}
+        location = [str(p) for p in first.get("loc", ()) if p != "body"]
+        field = ".".join(
+            location[1:] if location and location[0] in ("query", "path", "header") else location
+        )
+        METRICS.refusal("INVALID_INPUT")
+        return problem(
+            422,
+            "INVALID_INPUT",
+            f"{field or 'request'}: {first.get('msg', 'invalid')}",
+            field or None,
+            request.url.path,
+            {
+                "errors": [
+                    {"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg")}
+                    for e in error.errors()[:20]
+                ]
+            },
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = {
+            404: "NOT_FOUND",
+            405: "METHOD_NOT_ALLOWED",
+            413: "BODY_TOO_LARGE",
+            401: "UNAUTHORIZED",
+            403: "FORBIDDEN",
+        }.get(error.status_code, "HTTP_ERROR")
+        return problem(error.status_code, code, str(error.detail), None, request.url.path)

@@ -1,0 +1,276 @@
+"""Commands: each made as the calling unit; the body carries only the event's own fields."""
+
+from collections.abc import Callable
+from typing import Any
+from uuid import UUID
+
+from fastapi import APIRouter, Response
+
+from api.http import schemas as s
+from api.http.deps import (
+    AdminCaller,
+    Caller,
+    Forbidden,
+    IdempotencyKey,
+    IfMatch,
+    RegistryDep,
+    TokensDep,
+    UnitCaller,
+)
+from api.http.metrics import METRICS
+from domain.receipts import Outcome
+from domain.registry import Registry
+
+router = APIRouter()
+
+# action path → (body, Registry method, what it does)
+CASE_ACTIONS: dict[str, tuple[type[s.Command], str, str]] = {
+    "requirements": (s.Requirements, "notify_requirements", "一次性告知: every document needed"),
+    "evidence": (s.Evidence, "record_evidence", "Record a document the member showed"),
+    "archive-reviews": (s.ArchiveReview, "review_archive", "Record what the personal file showed"),
+    "origin-contacts": (s.OriginContact, "contact_origin", "Record a search for the original unit"),
+    "consultations": (s.Consultation, "consult_unit", "Record coordination with another unit"),
+    "introductions": (s.Introduction, "issue_introduction", "Issue an introduction letter"),
+    "holds": (s.Hold, "hold_transfer", "Hold the transfer under a named rule"),
+    "performance-reports": (
+        s.PerformanceReport,
+        "send_performance_report",
+        "Record the performance report sent (R4)",
+    ),
+    "letters": (s.Letter, "issue_letter", "Issue the transfer letter (R2, R3, R4)"),
+    "letter-declines": (s.LetterDecline, "decline_letter", "拒接: refuse a letter, with a cause"),
+    "letter-voids": (s.LetterVoid, "void_letter", "The issuer withdraws its letter"),
+    "letter-expiries": (s.LetterRef, "expire_letter", "An expired letter came back unused"),
+    "receipts": (s.LetterRef, "return_receipt", "回执: the receipt reached the issuer"),
+    "referrals": (s.Referral, "refer_case", "Refer the member to another unit (R5)"),
+    "referral-acceptances": (s.Command, "accept_referral", "Take a referred case on"),
+    "referral-declines": (s.ReferralDecline, "decline_referral", "Refuse a referral, with a cause"),
+    "attachments": (s.Attachment, "attach_member", "Take the member in (R1, R2)"),
+    "withdrawals": (s.Withdrawal, "withdraw_case", "Close the case without an attachment"),
+}
+MEMBER_ACTIONS: dict[str, tuple[type[s.Command], str, str]] = {
+    "dues": (s.Dues, "receive_dues", "党费 received for whole months"),
+    "activities": (s.Activity, "attend_activity", "An activity the member attended here"),
+    "contacts": (s.Contact, "make_contact", "This unit reached the member"),
+    "confirmation": (s.Command, "confirm_membership", "转正: the member becomes full"),
+    "probation-extensions": (s.ProbationExtension, "extend_probation", "Extend probation"),
+    "voids": (s.EntryVoid, "void_entry", "Void an entry by its log position (it stays, marked)"),
+}
+RENAMED = {"voided": "position"}
+
+
+def _acting(caller: Caller, body: s.Command) -> None:
+    if body.unit_id is not None and body.unit_id != caller.credential.unit_id:
+        raise Forbidden(
+            f"your token acts for {caller.credential.unit_id}, not {body.unit_id}", field="unit_id"
+        )
+
+
+def _result(outcome: Outcome, response: Response, command: str) -> s.CommandResult:
+    response.status_code = 200 if outcome.replayed else 201
+    if not outcome.replayed:
+        METRICS.command(command)
+    return s.CommandResult(**{k: v for k, v in outcome.__dict__.items()})
+
+
+def _run(
+    registry: Registry, method: str, caller: Caller, body: s.Command, *args: Any, **kwargs: Any
+) -> Outcome:
+    _acting(caller, body)
+    fields = {RENAMED.get(k, k): v for k, v in s.plain(body).items()}
+    call: Callable[..., Outcome] = getattr(registry, method)
+    return call(
+        caller.actor, *args, occurred_on=body.occurred_on or registry.clock(), **fields, **kwargs
+    )
+
+
+def _case_route(path: str, model: type[s.Command], method: str, summary: str) -> None:
+    def endpoint(
+        member_id: UUID,
+        case_id: UUID,
+        body: model,  # type: ignore[valid-type]
+        caller: UnitCaller,
+        registry: RegistryDep,
+        key: IdempotencyKey,
+        version: IfMatch,
+        response: Response,
+    ) -> s.CommandResult:
+        outcome = _run(
+            registry,
+            method,
+            caller,
+            body,
+            member_id,
+            case_id=case_id,
+            expected_version=version,
+            idempotency_key=key,
+        )
+        return _result(outcome, response, method)
+
+    endpoint.__doc__ = summary
+    router.add_api_route(
+        f"/members/{{member_id}}/cases/{{case_id}}/{path}",
+        endpoint,
+        methods=["POST"],
+        response_model=s.CommandResult,
+        status_code=201,
+        summary=summary,
+        name=method,
+        tags=["case actions"],
+    )
+
+
+def _member_route(path: str, model: type[s.Command], method: str, summary: str) -> None:
+    def endpoint(
+        member_id: UUID,
+        body: model,  # type: ignore[valid-type]
+        caller: UnitCaller,
+        registry: RegistryDep,
+        key: IdempotencyKey,
+        version: IfMatch,
+        response: Response,
+    ) -> s.CommandResult:
+        outcome = _run(
+            registry, method, caller, body, member_id, expected_version=version, idempotency_key=key
+        )
+        return _result(outcome, response, method)
+
+    endpoint.__doc__ = summary
+    router.add_api_route(
+        f"/members/{{member_id}}/{path}",
+        endpoint,
+        methods=["POST"],
+        response_model=s.CommandResult,
+        status_code=201,
+        summary=summary,
+        name=method,
+        tags=["member actions"],
+    )
+
+
+@router.post("/units", response_model=s.CommandResult, status_code=201, tags=["units"])
+def register_unit(
+    body: s.UnitRegistration,
+    caller: AdminCaller,
+    registry: RegistryDep,
+    key: IdempotencyKey,
+    response: Response,
+) -> s.CommandResult:
+    """Register a unit (admin)."""
+    _acting(caller, body)
+    outcome = registry.register_unit(
+        caller.actor,
+        code=body.code,
+        name=body.name,
+        kind=body.kind,
+        region=body.region,
+        parent_unit_id=body.parent_unit_id,
+        occurred_on=body.occurred_on,
+        idempotency_key=key,
+    )
+    return _result(outcome, response, "register_unit")
+
+
+@router.post(
+    "/units/{unit_id}/rename", response_model=s.CommandResult, status_code=201, tags=["units"]
+)
+def rename_unit(
+    unit_id: str,
+    body: s.UnitRename,
+    caller: AdminCaller,
+    registry: RegistryDep,
+    key: IdempotencyKey,
+    response: Response,
+) -> s.CommandResult:
+    """Record a unit's new name (admin)."""
+    _acting(caller, body)
+    outcome = registry.rename_unit(
+        caller.actor, unit_id, name=body.name, occurred_on=body.occurred_on, idempotency_key=key
+    )
+    return _result(outcome, response, "rename_unit")
+
+
+@router.post(
+    "/units/{unit_id}/dissolution", response_model=s.CommandResult, status_code=201, tags=["units"]
+)
+def dissolve_unit(
+    unit_id: str,
+    body: s.UnitDissolution,
+    caller: AdminCaller,
+    registry: RegistryDep,
+    tokens: TokensDep,
+    key: IdempotencyKey,
+    response: Response,
+) -> s.CommandResult:
+    """Record that a unit no longer exists; its tokens are revoked (admin)."""
+    _acting(caller, body)
+    outcome = registry.dissolve_unit(
+        caller.actor,
+        unit_id,
+        successor_unit_id=body.successor_unit_id,
+        occurred_on=body.occurred_on,
+        idempotency_key=key,
+    )
+    tokens.revoke_unit(unit_id)
+    return _result(outcome, response, "dissolve_unit")
+
+
+@router.post("/members", response_model=s.CommandResult, status_code=201, tags=["members"])
+def enrol_member(
+    body: s.Enrolment,
+    caller: UnitCaller,
+    registry: RegistryDep,
+    key: IdempotencyKey,
+    response: Response,
+) -> s.CommandResult:
+    """Enrol a member (409 DUPLICATE_MEMBER for a known ID number)."""
+    _acting(caller, body)
+    outcome = registry.enrol_member(
+        caller.actor,
+        name=body.name,
+        id_number=body.id_number,
+        standing=body.standing,
+        household_region=body.household_region,
+        occurred_on=body.occurred_on,
+        probation_started_on=body.probation_started_on,
+        developing_unit_id=body.developing_unit_id,
+        holder_unit_id=body.holder_unit_id,
+        idempotency_key=key,
+    )
+    return _result(outcome, response, "enrol_member")
+
+
+@router.post(
+    "/members/{member_id}/inquiries",
+    response_model=s.CommandResult,
+    status_code=201,
+    tags=["members"],
+)
+def receive_inquiry(
+    member_id: UUID,
+    body: s.Inquiry,
+    caller: UnitCaller,
+    registry: RegistryDep,
+    key: IdempotencyKey,
+    version: IfMatch,
+    response: Response,
+) -> s.CommandResult:
+    """The member came forward here: returns the case (new, or the open one) and its first
+    responder. Any unit may record an inquiry — first-inquiry responsibility never stops at a
+    permission screen."""
+    outcome = _run(
+        registry,
+        "receive_inquiry",
+        caller,
+        body,
+        member_id,
+        expected_version=version,
+        idempotency_key=key,
+    )
+    return _result(outcome, response, "receive_inquiry")
+
+
+for _path, (_model, _method, _summary) in CASE_ACTIONS.items():
+    _case_route(_path, _model, _method, _summary)
+for _path, (_model, _method, _summary) in MEMBER_ACTIONS.items():
+    _member_route(_path, _model, _method, _summary)

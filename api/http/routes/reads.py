@@ -1,0 +1,233 @@
+"""Queries: members, histories, cases, queues, scorecards, findings (also as CSV)."""
+
+import contextlib
+import csv
+import io
+from datetime import date
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from api.http import schemas as s
+from api.http.deps import (
+    AuditCaller,
+    Caller,
+    CaughtUp,
+    Forbidden,
+    ModelsDep,
+    ReaderCaller,
+    RegistryDep,
+)
+from domain.errors import InvalidInput, NotFound
+from domain.registry import Registry
+from projections.history import member_history
+
+router = APIRouter(dependencies=[CaughtUp])
+
+OnQuery = Annotated[
+    date | None,
+    Query(description="judge time-dependent rules on this date (default: today, Asia/Shanghai)"),
+]
+
+
+def may_read_member(registry: Registry, caller: Caller, member_id: UUID) -> None:
+    """A unit reads members it holds, members on the way to it, and cases it took part in."""
+    if caller.role != "unit":
+        return
+    unit = caller.credential.unit_id
+    state = registry.member(member_id).state
+    involved = {state.holder_unit_id, state.in_transit_to}
+    for case in state.cases.values():
+        involved.update(case.participants)
+        involved.update(r.to_unit_id for r in case.referrals)
+    if unit not in involved:
+        raise Forbidden(
+            f"{unit} neither holds this member, nor receives them, nor took part"
+            " in their cases; record an inquiry first if they came to you"
+        )
+
+
+def may_read_unit(registry: Registry, caller: Caller, unit_id: str) -> None:
+    """A unit reads its own and its sub-units' queues and scorecards."""
+    if caller.role != "unit" or unit_id == caller.credential.unit_id:
+        return
+    seen: set[str] = set()
+    code: str | None = unit_id
+    while code is not None and code not in seen:
+        seen.add(code)
+        code = registry.unit(code).parent_unit_id
+        if code == caller.credential.unit_id:
+            return
+    raise Forbidden(
+        f"{caller.credential.unit_id} may read only its own and its sub-units'"
+        " queues and scorecards"
+    )
+
+
+def _wants_csv(request: Request) -> bool:
+    return "text/csv" in request.headers.get("accept", "")
+
+
+def _csv(rows: list[dict[str, Any]]) -> Response:
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    return Response(out.getvalue(), media_type="text/csv; charset=utf-8")
+
+
+def _mask(name: str) -> str:
+    return name[:1] + "*" * max(len(name) - 1, 1)
+
+
+@router.get("/members", response_model=list[s.MemberMatch], tags=["members"])
+def find_members(
+    q: Annotated[str, Query(min_length=1, max_length=100, description="ID number, or a name")],
+    caller: ReaderCaller,
+    registry: RegistryDep,
+    models: ModelsDep,
+) -> list[s.MemberMatch]:
+    """Look a member up by ID number (hashed the same way) or name: id and masked name only."""
+    matches: dict[str, str] = {}
+    try:
+        member_id = registry.member_id_for(q)
+    except InvalidInput:
+        member_id = None
+    if member_id is not None:
+        with contextlib.suppress(NotFound):
+            matches[str(member_id)] = registry.member(member_id).state.name
+    for found_id, name in models.members_named(q):
+        matches[found_id] = name
+    return [s.MemberMatch(member_id=k, name=_mask(v)) for k, v in matches.items()]
+
+
+@router.get("/members/{member_id}", tags=["members"])
+def member_status(
+    member_id: UUID,
+    caller: ReaderCaller,
+    registry: RegistryDep,
+    models: ModelsDep,
+    on: OnQuery = None,
+) -> dict[str, Any]:
+    """Holder, status (attached / in_transit / held / orphaned), open case, ledger colour."""
+    may_read_member(registry, caller, member_id)
+    return models.member_status(member_id, on)
+
+
+@router.get("/members/{member_id}/history", tags=["members"])
+def history(
+    member_id: UUID,
+    caller: ReaderCaller,
+    registry: RegistryDep,
+    as_of: Annotated[date | None, Query(description="what had happened by then")] = None,
+    as_recorded: Annotated[date | None, Query(description="what the registry knew then")] = None,
+    position: Annotated[
+        int | None, Query(ge=0, le=2**62, description="what the registry knew at this log position")
+    ] = None,
+) -> dict[str, Any]:
+    """The member's trail, cases and findings — now, as of a date, or as recorded."""
+    may_read_member(registry, caller, member_id)
+    return member_history(
+        registry, member_id, as_of=as_of, as_recorded=as_recorded, position=position
+    )
+
+
+@router.get("/cases/{case_id}", tags=["cases"])
+def case(
+    case_id: UUID,
+    caller: ReaderCaller,
+    registry: RegistryDep,
+    models: ModelsDep,
+    on: OnQuery = None,
+) -> dict[str, Any]:
+    """The audit trail of one case: first responder, path, referrals, outcome."""
+    data = models.case(case_id, on)
+    if caller.role == "unit":
+        involved = set(data["participants"]) | {r["to"] for r in data["referrals"]}
+        if caller.credential.unit_id not in involved:
+            may_read_member(registry, caller, UUID(data["member_id"]))
+    return data
+
+
+@router.get("/units/{unit_id}/queue", tags=["units"])
+def queue(
+    unit_id: str,
+    caller: ReaderCaller,
+    registry: RegistryDep,
+    models: ModelsDep,
+    request: Request,
+    on: OnQuery = None,
+) -> Any:
+    """待办 (waiting for this unit), 未办结 (waiting for the other side), first-responder cases."""
+    registry.unit(unit_id)
+    may_read_unit(registry, caller, unit_id)
+    data = models.unit_queue(unit_id, on)
+    if _wants_csv(request):
+        rows = [
+            {"queue": name, **item}
+            for name in ("todo", "waiting_on_others", "first_responder_cases")
+            for item in data[name]
+        ]
+        return _csv(rows)
+    return data
+
+
+@router.get("/units/{unit_id}/scorecard", tags=["units"])
+def scorecard(
+    unit_id: str,
+    caller: ReaderCaller,
+    registry: RegistryDep,
+    models: ModelsDep,
+    request: Request,
+    on: OnQuery = None,
+) -> Any:
+    """Answered first, seen through (句号), dropped (逗号), median days to attachment."""
+    registry.unit(unit_id)
+    may_read_unit(registry, caller, unit_id)
+    cards = [c.as_dict() for c in models.scorecards(unit_id, on)]
+    return _csv(cards) if _wants_csv(request) else cards[0]
+
+
+@router.get("/scorecards", tags=["units"])
+def scorecards(
+    caller: ReaderCaller,
+    registry: RegistryDep,
+    models: ModelsDep,
+    request: Request,
+    on: OnQuery = None,
+) -> Any:
+    """Every unit's scorecard (a unit sees its own and its sub-units')."""
+    cards = [c.as_dict() for c in models.scorecards(None, on)]
+    if caller.role == "unit":
+        allowed = []
+        for card in cards:
+            try:
+                may_read_unit(registry, caller, card["unit_id"])
+            except (Forbidden, NotFound):
+                continue
+            allowed.append(card)
+        cards = allowed
+    return _csv(cards) if _wants_csv(request) else cards
+
+
+@router.get("/compliance/findings", tags=["compliance"])
+def findings(
+    caller: AuditCaller,
+    models: ModelsDep,
+    request: Request,
+    rule: Annotated[str | None, Query(pattern=r"^R[1-9]$")] = None,
+    unit: Annotated[str | None, Query(max_length=64)] = None,
+    severity: Annotated[str | None, Query(pattern=r"^(override|breach)$")] = None,
+    open: Annotated[bool, Query(description="only unresolved findings")] = False,
+    on: OnQuery = None,
+) -> Any:
+    """Compliance findings (rule, severity, member, case, unit, since, resolved), judged on a
+    date."""
+    rows = [
+        f.as_dict()
+        for f in models.findings(on=on, rule=rule, unit_id=unit, severity=severity, open_only=open)
+    ]
+    return _csv(rows) if _wants_csv(request) else rows

@@ -1,0 +1,113 @@
+"""Credentials: bearer tokens naming a unit, a role and a holder. Only hashes are kept."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+
+from store.sql import Db
+
+TABLE = "harbor_tokens"
+ROLES = ("unit", "auditor", "admin")
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Who a valid token speaks for."""
+
+    token_id: str
+    unit_id: str
+    role: str
+    holder: str
+    expires_on: date | None
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token as `harbor tokens list` shows it (never the token itself)."""
+
+    token_id: str
+    unit_id: str
+    role: str
+    holder: str
+    issued_at: str
+    expires_on: str | None
+    revoked_at: str | None
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class TokenStore:
+    """Issue, check, list and revoke tokens, in the store's own database."""
+
+    def __init__(self, db: Db):
+        self.db = db
+        with db.transaction() as cur:
+            cur.execute(
+                f"CREATE TABLE IF NOT EXISTS {TABLE} (token_hash TEXT PRIMARY KEY,"
+                " token_id TEXT UNIQUE NOT NULL, unit_id TEXT NOT NULL, role TEXT NOT NULL,"
+                " holder TEXT NOT NULL, issued_at TEXT NOT NULL, expires_on TEXT,"
+                " revoked_at TEXT)"
+            )
+
+    def issue(self, unit_id: str, role: str, holder: str, expires_on: date | None = None) -> str:
+        """A new token (returned once, never stored in clear)."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        token = "hbr_" + secrets.token_urlsafe(32)
+        token_id = secrets.token_hex(4)
+        with self.db.transaction() as cur:
+            cur.execute(
+                f"INSERT INTO {TABLE} (token_hash, token_id, unit_id, role, holder, issued_at,"
+                " expires_on) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (_hash(token), token_id, unit_id, role, holder,
+                 datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 expires_on.isoformat() if expires_on else None),
+            )
+        return token
+
+    def check(self, token: str, today: date) -> Credential | None:
+        """The credential of a valid token; None if unknown, expired or revoked."""
+        rows = self.db.query(
+            f"SELECT token_id, unit_id, role, holder, expires_on, revoked_at FROM {TABLE}"
+            " WHERE token_hash = ?",
+            (_hash(token),),
+        )
+        if not rows:
+            return None
+        token_id, unit_id, role, holder, expires_on, revoked_at = rows[0]
+        expires = date.fromisoformat(expires_on) if expires_on else None
+        if revoked_at is not None or (expires is not None and today > expires):
+            return None
+        return Credential(token_id, unit_id, role, holder, expires)
+
+    def list(self) -> list[TokenInfo]:
+        """Every token ever issued, newest first."""
+        rows = self.db.query(
+            f"SELECT token_id, unit_id, role, holder, issued_at, expires_on, revoked_at"
+            f" FROM {TABLE} ORDER BY issued_at DESC"
+        )
+        return [TokenInfo(*row) for row in rows]
+
+    def revoke(self, token_id: str) -> bool:
+        """Revoke one token by its id; False if there is no such live token."""
+        return self._revoke("token_id = ?", (token_id,)) > 0
+
+    def revoke_unit(self, unit_id: str) -> int:
+        """Revoke every token of a unit (when it is dissolved); returns how many."""
+        return self._revoke("unit_id = ?", (unit_id,))
+
+    def _revoke(self, where: str, params: tuple[str, ...]) -> int:
+        with self.db.transaction() as cur:
+            cur.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE {where} AND revoked_at IS NULL",
+                        params)
+            row = cur.fetchone()
+            cur.execute(
+                f"UPDATE {TABLE} SET revoked_at = ? WHERE {where} AND revoked_at IS NULL",
+                (datetime.now(timezone.utc).isoformat(timespec="seconds"), *params),
+            )
+        return int(row[0]) if row else 0
