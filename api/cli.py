@@ -440,7 +440,7 @@ def _run_member_command(registry: Registry, args: argparse.Namespace, cmd: Membe
     outcome = getattr(registry, cmd.method)(
         Actor(args.unit, _who(args)),
         _member_id(registry, args.member),
-        occurred_on=args.on or registry.clock(),
+        occurred_on=args.on,
         expected_version=args.expected_version,
         idempotency_key=args.idempotency_key,
         **kwargs,

@@ -26,10 +26,17 @@ def _date(text: str) -> date:
 def add_commands(sub: Any) -> None:
     """Register `serve` and `tokens`."""
     serve = sub.add_parser("serve", help="run the HTTP API and the projection follower")
-    serve.add_argument("--host", default=os.environ.get("HARBOR_HOST", "127.0.0.1"),
-                       help="address to listen on (default HARBOR_HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=int(os.environ.get("HARBOR_PORT", "8000")),
-                       help="port (default HARBOR_PORT or 8000)")
+    serve.add_argument(
+        "--host",
+        default=os.environ.get("HARBOR_HOST", "127.0.0.1"),
+        help="address to listen on (default HARBOR_HOST or 127.0.0.1)",
+    )
+    serve.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("HARBOR_PORT", "8000")),
+        help="port (default HARBOR_PORT or 8000)",
+    )
     serve.add_argument(
         "--workers",
         type=int,

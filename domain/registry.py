@@ -30,7 +30,14 @@ from eventsourcing.persistence import (
 )
 
 from domain import rules
-from domain.errors import Conflict, InvalidInput, NotFound, StaleVersion, Unavailable
+from domain.errors import (
+    Conflict,
+    HarborError,
+    InvalidInput,
+    NotFound,
+    StaleVersion,
+    Unavailable,
+)
 from domain.identity import MemberIdentity
 from domain.letter_number import LetterNumber, letter_number_id
 from domain.member import Act, MemberRelationship
@@ -300,7 +307,7 @@ class Registry(Application[UUID]):
             name=name,
             standing=standing,
             region=household_region,
-            on=on,
+            on=occurred_on,
             probation=probation_started_on,
             developing=developing_unit_id,
             holder=holder_unit_id,
@@ -340,21 +347,25 @@ class Registry(Application[UUID]):
         if replay:
             return replay
         try:
-            return attempt()
-        except IntegrityError:
+            try:
+                return attempt()
+            except IntegrityError:
+                raise Conflict(
+                    "this ID number is already enrolled", code="DUPLICATE_MEMBER", field="id_number"
+                ) from None
+        except HarborError:
+            # The first attempt of this very command may have committed meanwhile.
             replay = self._replay(actor, idempotency_key, fingerprint)
             if replay:
                 return replay
-            raise Conflict(
-                "this ID number is already enrolled", code="DUPLICATE_MEMBER", field="id_number"
-            ) from None
+            raise
 
     def confirm_membership(
         self,
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         expected_version: int | None = None,
         idempotency_key: str | None = None,
     ) -> Outcome:
@@ -375,7 +386,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         months: int,
         expected_version: int | None = None,
         idempotency_key: str | None = None,
@@ -399,7 +410,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         channel: Channel | str,
         summary: str,
         prior_contacts: Sequence[PriorContact | dict[str, str]] = (),
@@ -433,7 +444,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         documents: Sequence[str],
         case_id: UUID | str | None = None,
         expected_version: int | None = None,
@@ -457,7 +468,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         kind: EvidenceKind | str,
         reference: str,
         valid_until: date | None = None,
@@ -489,7 +500,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         finding: str,
         case_id: UUID | str | None = None,
         expected_version: int | None = None,
@@ -513,7 +524,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         outcome: ContactOutcome | str,
         contacted_unit_id: str | None = None,
         contacted_name: str | None = None,
@@ -545,7 +556,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         consulted_unit_id: str,
         note: str,
         case_id: UUID | str | None = None,
@@ -575,7 +586,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         purpose: str,
         to_unit_id: str | None = None,
         to_name: str | None = None,
@@ -607,7 +618,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         rule: str,
         note: str,
         until: date | None = None,
@@ -633,7 +644,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         to_unit_id: str,
         covering_from: date,
         covering_to: date,
@@ -665,7 +676,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         letter_no: str,
         to_unit_id: str,
         dues_paid_through: YearMonth | str,
@@ -721,7 +732,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         letter_no: str,
         reason_code: DeclineReason | str,
         note: str | None = None,
@@ -753,7 +764,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         letter_no: str,
         reason: str,
         case_id: UUID | str | None = None,
@@ -778,7 +789,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         letter_no: str,
         case_id: UUID | str | None = None,
         expected_version: int | None = None,
@@ -802,7 +813,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         letter_no: str,
         case_id: UUID | str | None = None,
         expected_version: int | None = None,
@@ -826,7 +837,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         to_unit_id: str,
         handover: Handover | str,
         reason: str,
@@ -858,7 +869,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         case_id: UUID | str | None = None,
         expected_version: int | None = None,
         idempotency_key: str | None = None,
@@ -881,7 +892,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         reason_code: DeclineReason | str,
         note: str | None = None,
         case_id: UUID | str | None = None,
@@ -911,7 +922,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         basis: Basis | str,
         letter_no: str | None = None,
         override_reason: str | None = None,
@@ -943,7 +954,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         reason: str,
         case_id: UUID | str | None = None,
         expected_version: int | None = None,
@@ -969,7 +980,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         months_from: YearMonth | str,
         months_to: YearMonth | str,
         amount: Decimal | str | int,
@@ -1004,7 +1015,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         kind: str,
         expected_version: int | None = None,
         idempotency_key: str | None = None,
@@ -1026,7 +1037,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         channel: Channel | str,
         note: str,
         expected_version: int | None = None,
@@ -1051,7 +1062,7 @@ class Registry(Application[UUID]):
         actor: Actor,
         member_id: UUID | str,
         *,
-        occurred_on: date,
+        occurred_on: date | None = None,
         position: int,
         reason: str,
         expected_version: int | None = None,
@@ -1083,19 +1094,45 @@ class Registry(Application[UUID]):
         command: str,
         actor: Actor,
         member_id: UUID | str,
-        occurred_on: date,
+        occurred_on: date | None,
         expected_version: int | None,
         idempotency_key: str | None,
         params: dict[str, Any],
         decide: Decide,
     ) -> Outcome:
         mid = _uuid(member_id, "member_id")
-        if not isinstance(occurred_on, date):
+        if occurred_on is not None and not isinstance(occurred_on, date):
             raise InvalidInput("occurred_on must be a date (YYYY-MM-DD)", field="occurred_on")
+        # The fingerprint is of the command as sent: a retry without a date is the same
+        # command even after midnight, although "today" has moved on.
         fingerprint = _fingerprint(command, mid, {**params, "on": occurred_on})
         replay = self._replay(actor, idempotency_key, fingerprint)
         if replay:
             return replay
+        on = occurred_on or self.clock()
+        try:
+            return self._decide_and_commit(
+                command, actor, mid, on, expected_version, idempotency_key, fingerprint, decide
+            )
+        except HarborError:
+            # The first attempt of this very command may have committed meanwhile, and its
+            # events then refuse the retry: answer with the first outcome instead.
+            replay = self._replay(actor, idempotency_key, fingerprint)
+            if replay:
+                return replay
+            raise
+
+    def _decide_and_commit(
+        self,
+        command: str,
+        actor: Actor,
+        mid: UUID,
+        on: date,
+        expected_version: int | None,
+        idempotency_key: str | None,
+        fingerprint: str,
+        decide: Decide,
+    ) -> Outcome:
         for _ in range(MAX_ATTEMPTS):
             member = self.member(mid)
             if expected_version is not None and member.version != expected_version:
@@ -1104,9 +1141,9 @@ class Registry(Application[UUID]):
                     " reload and decide again",
                     field="expected_version",
                 )
-            acting = self._acting_unit(actor, occurred_on)
+            acting = self._acting_unit(actor, on)
             holder = self._opt_unit(member.holder_unit_id, "holder_unit_id")
-            act = Act(acting, actor.recorded_by, occurred_on, self.clock(), holder)
+            act = Act(acting, actor.recorded_by, on, self.clock(), holder)
             others = decide(member, act) or []
             last: MemberEvent = member.pending_events[-1]  # type: ignore[assignment]
             case = member.state.cases.get(last.case_id) if last.case_id else None
@@ -1125,7 +1162,7 @@ class Registry(Application[UUID]):
                 for other in others:
                     if isinstance(other, LetterNumber) and self._exists(other.id):
                         raise _letter_no_taken(
-                            actor.unit_id, occurred_on.year, getattr(last, "letter_no", "")
+                            actor.unit_id, on.year, getattr(last, "letter_no", "")
                         ) from None
                 if expected_version is not None:
                     raise StaleVersion(
@@ -1146,31 +1183,37 @@ class Registry(Application[UUID]):
         decide: Callable[[date], Aggregate],
         duplicate_code: str | None = None,
     ) -> Outcome:
-        on = occurred_on or self.clock()
-        fingerprint = _fingerprint(command, None, {**params, "on": on})
+        fingerprint = _fingerprint(command, None, {**params, "on": occurred_on})
         replay = self._replay(actor, idempotency_key, fingerprint)
         if replay:
             return replay
-        rules.date_is_not_in_future(on, self.clock())
-        unit = decide(on)
-        assert isinstance(unit, Unit)
+        on = occurred_on or self.clock()
         try:
-            return self._commit(
-                [unit],
-                actor,
-                idempotency_key,
-                fingerprint,
-                Outcome(unit_id=unit.code, version=unit.version),
-            )
-        except IntegrityError:
+            rules.date_is_not_in_future(on, self.clock())
+            unit = decide(on)
+            assert isinstance(unit, Unit)
+            try:
+                return self._commit(
+                    [unit],
+                    actor,
+                    idempotency_key,
+                    fingerprint,
+                    Outcome(unit_id=unit.code, version=unit.version),
+                )
+            except IntegrityError:
+                if duplicate_code:
+                    raise Conflict(
+                        f"unit {unit.code} is already registered",
+                        code=duplicate_code,
+                        field="code",
+                    ) from None
+                raise StaleVersion(f"unit {unit.code} changed meanwhile; try again") from None
+        except HarborError:
+            # The first attempt of this very command may have committed meanwhile.
             replay = self._replay(actor, idempotency_key, fingerprint)
             if replay:
                 return replay
-            if duplicate_code:
-                raise Conflict(
-                    f"unit {unit.code} is already registered", code=duplicate_code, field="code"
-                ) from None
-            raise StaleVersion(f"unit {unit.code} changed meanwhile; try again") from None
+            raise
 
     def _commit(
         self,

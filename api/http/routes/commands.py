@@ -79,9 +79,7 @@ def _run(
     _acting(caller, body)
     fields = {RENAMED.get(k, k): v for k, v in s.plain(body).items()}
     call: Callable[..., Outcome] = getattr(registry, method)
-    return call(
-        caller.actor, *args, occurred_on=body.occurred_on or registry.clock(), **fields, **kwargs
-    )
+    return call(caller.actor, *args, occurred_on=body.occurred_on, **fields, **kwargs)
 
 
 def _case_route(path: str, model: type[s.Command], method: str, summary: str) -> None:

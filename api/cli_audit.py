@@ -1,0 +1,269 @@
+"""`harbor keys | seal | verify | bundle | verify-bundle`: the tamper-evident audit log.
+
+Exit codes: 0 everything holds; 1 verification found a change (the first one is
+printed with its position and kind); 2 something to do first (no key, nothing
+sealed, a bad file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from audit.bundle import BundleError, load_bundle, make_bundle, trail_lines, verify_bundle
+from audit.config import AuditConfig
+from audit.keyring import export_keys, init_key, rotate_key
+from audit.keys import KeyProblem, Signer, load_public_keys
+from audit.log import AuditError, AuditLog
+from audit.verify import Report, verify_log
+from domain.registry import Registry
+
+COMMANDS: set[str] = {"keys", "seal", "verify", "bundle", "verify-bundle"}
+EXIT_CHANGED = 1
+EXIT_SETUP = 2
+
+
+def add_commands(sub: Any) -> None:
+    """Add the audit subcommands to the `harbor` parser."""
+    keys = sub.add_parser("keys", help="the Ed25519 keys that sign tree heads").add_subparsers(
+        dest="keys_command", required=True
+    )
+    keys.add_parser(
+        "init", help="create the signing key (HARBOR_SIGNING_KEY, mode 0600) and register it"
+    )
+    keys.add_parser("rotate", help="start a new key; heads signed by the old one still verify")
+    export = keys.add_parser("export", help="write every public key for auditors")
+    export.add_argument("directory", type=Path)
+
+    sub.add_parser("seal", help="catch up the Merkle tree and sign a tree head for the whole log")
+
+    verify = sub.add_parser(
+        "verify",
+        help="recompute every leaf and check every tree head; exit 1 naming the first change",
+    )
+    verify.add_argument(
+        "--keys",
+        type=Path,
+        help="trust only these public keys (a PEM file or a folder of them), not the database's",
+    )
+    verify.add_argument(
+        "--witness",
+        type=Path,
+        action="append",
+        default=[],
+        help="also check the heads in this witness file (repeatable; default: the configured"
+        " HARBOR_WITNESS_FILE when it exists)",
+    )
+    verify.add_argument("--progress", action="store_true", help="show progress even off a TTY")
+
+    bundle = sub.add_parser("bundle", help="export a member's events with inclusion proofs")
+    bundle.add_argument("member", help="member id, or the member's ID number")
+    bundle.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+
+    check = sub.add_parser(
+        "verify-bundle", help="check a proof bundle offline (no database) and print the trail"
+    )
+    check.add_argument("file", type=Path)
+    check.add_argument(
+        "--key", required=True, type=Path, help="trusted public key: a PEM file or a folder"
+    )
+
+
+def run(registry: Registry, args: argparse.Namespace) -> int:
+    """Run one audit command; returns the exit code."""
+    if args.command == "verify-bundle":
+        return verify_bundle_command(args)
+    config = AuditConfig.from_env()
+    try:
+        audit = AuditLog(registry.recorder)
+        if args.command == "keys":
+            return _keys(audit, config, args)
+        if args.command == "seal":
+            return _seal(audit, config, args)
+        if args.command == "verify":
+            return _verify(audit, config, args)
+        return _bundle(registry, audit, args)
+    except (AuditError, KeyProblem, BundleError) as e:
+        print(f"harbor: {e}", file=sys.stderr)
+        return EXIT_SETUP
+
+
+def _keys(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> int:
+    if args.keys_command == "init":
+        change = init_key(audit, config)
+        if change.created:
+            print(f"created signing key {change.key_id} at {config.signing_key} (mode 0600)")
+        else:
+            print(f"signing key {change.key_id} already at {config.signing_key}")
+        print(f"public key registered in the database and written to {change.public_path}")
+    elif args.keys_command == "rotate":
+        change = rotate_key(audit, config)
+        print(
+            f"new signing key {change.key_id} at {config.signing_key}, endorsed by"
+            f" {change.retired_key_id}; public key written to {change.public_path}"
+        )
+        print(
+            f"the old private key was moved to {change.retired_path}: archive or destroy it;"
+            " heads it signed still verify with its public key"
+        )
+    else:
+        for path in export_keys(audit, args.directory):
+            print(path)
+    return 0
+
+
+def _seal(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> int:
+    head = audit.seal(Signer.from_file(config.signing_key), config.witness_file)
+    if args.json:
+        print(json.dumps(head.to_json()))
+    else:
+        print(
+            f"sealed {head.tree_size} events: root {head.root_hash.hex()} signed at"
+            f" {head.signed_at} by key {head.key_id}; appended to {config.witness_file}"
+        )
+    return 0
+
+
+@contextmanager
+def _progress(enabled: bool, total: int) -> Iterator[Any]:
+    if not enabled:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("verifying", total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def _verify(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> int:
+    trusted = load_public_keys(args.keys) if args.keys else None
+    witnesses = list(args.witness)
+    if not witnesses and config.witness_file.exists():
+        witnesses.append(config.witness_file)
+    leaves = audit.size()
+    show = (args.progress or sys.stderr.isatty()) and leaves > 0
+    with _progress(show, 2 * leaves) as advance:
+        report = verify_log(audit, trusted_keys=trusted, witness_files=witnesses, advance=advance)
+    if args.json:
+        print(json.dumps(_report_json(report), ensure_ascii=False))
+    else:
+        _print_report(report, witnesses)
+    return 0 if report.ok else EXIT_CHANGED
+
+
+def _report_json(report: Report) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "leaves": report.leaves,
+        "events_checked": report.events_checked,
+        "unsealed": report.unsealed,
+        "heads": report.heads,
+        "witness_heads": report.witness_heads,
+        "findings": [
+            {"kind": f.kind, "position": f.position, "message": f.message} for f in report.findings
+        ],
+    }
+
+
+def _print_report(report: Report, witnesses: list[Path]) -> None:
+    if report.ok:
+        print(
+            f"verified: {report.events_checked} events match their {report.leaves} leaves;"
+            f" {report.heads} tree heads hold (signatures, roots, consistency)"
+            + (f"; {report.witness_heads} witness heads hold" if witnesses else "")
+        )
+    else:
+        first = report.findings[0]
+        print(f"CHANGED: {first.message}")
+        for finding in report.findings[1:]:
+            print(f"  also: {finding.message}")
+    if report.unsealed:
+        print(
+            f"note: {report.unsealed} events recorded after the last seal are not covered yet"
+            " (run `harbor seal`)"
+        )
+
+
+def _member_id(registry: Registry, text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        return registry.member_id_for(text)
+
+
+def _bundle(registry: Registry, audit: AuditLog, args: argparse.Namespace) -> int:
+    member_id = _member_id(registry, args.member)
+    registry.member(member_id)  # UNKNOWN_MEMBER when not enrolled
+    data = make_bundle(audit, member_id)
+    text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(
+            f"wrote {args.output}: {len(data['events'])} events proved against the tree head"
+            f" of size {data['tree_head']['tree_size']} ({data['tree_head']['signed_at']})",
+            file=sys.stderr,
+        )
+    else:
+        sys.stdout.write(text)
+    if data["unsealed_events"]:
+        print(
+            f"note: {data['unsealed_events']} later events of this member are not sealed yet"
+            " and are not in the bundle (run `harbor seal` first to include them)",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def verify_bundle_command(args: argparse.Namespace) -> int:
+    """`harbor verify-bundle FILE --key PEM`: offline, never opens the store."""
+    try:
+        keys = load_public_keys(args.key)
+        data = load_bundle(args.file.read_text(encoding="utf-8"))
+    except (KeyProblem, BundleError, OSError) as e:
+        print(f"harbor: {e}", file=sys.stderr)
+        return EXIT_SETUP
+    result = verify_bundle(data, keys)
+    if getattr(args, "json", False):
+        print(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "member_id": result.member_id,
+                    "events": len(result.events),
+                    "problems": result.problems,
+                },
+                ensure_ascii=False,
+            )
+        )
+        return 0 if result.ok else EXIT_CHANGED
+    if not result.ok:
+        print(f"NOT VERIFIED: {args.file}")
+        for problem in result.problems:
+            print(f"  {problem}")
+        return EXIT_CHANGED
+    assert result.head is not None
+    print(
+        f"verified: member {result.member_id}, {len(result.events)} events, each proved in the"
+        f" tree head of size {result.head.tree_size} signed at {result.head.signed_at}"
+        f" by key {result.head.key_id}"
+    )
+    for line in trail_lines(result):
+        print(line)
+    if result.unsealed:
+        print(f"note: {result.unsealed} later events were not sealed when this was exported")
+    return 0
