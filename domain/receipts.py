@@ -59,6 +59,14 @@ class CommandReceipt:
 
 
 @dataclass(frozen=True)
+class ReceiptAt:
+    """A receipt to store, and which of the stored events is its command's last (its position)."""
+
+    receipt: CommandReceipt
+    last_event: int  # index into the events inserted in the same transaction
+
+
+@dataclass(frozen=True)
 class StoredReceipt:
     """A receipt as the store kept it (with the log position of the command's last event)."""
 
@@ -69,7 +77,7 @@ class StoredReceipt:
 
 @runtime_checkable
 class ReceiptStore(Protocol):
-    """A recorder that can keep receipts with events (``insert_events(..., receipt=...)``)."""
+    """A recorder that keeps receipts with events (``insert_events(..., receipts=[...])``)."""
 
     def find_receipt(self, unit_id: str, key: str) -> StoredReceipt | None:
         """The receipt kept under (unit, key), if any."""

@@ -27,9 +27,11 @@ from eventsourcing.persistence import (
     InterfaceError,
     JSONTranscoder,
     OperationalError,
+    Recording,
 )
 
 from domain import rules
+from domain.committer import GroupCommitter
 from domain.errors import (
     Conflict,
     HarborError,
@@ -44,7 +46,7 @@ from domain.letter_number import LetterNumber
 from domain.member import Act, MemberRelationship
 from domain.member_commands import Decide, MemberCommands
 from domain.member_events import MemberEvent
-from domain.receipts import CommandReceipt, Outcome, ReceiptStore
+from domain.receipts import CommandReceipt, Outcome, ReceiptAt, ReceiptStore
 from domain.transcodings import register_domain_transcodings
 from domain.unit import Unit, unit_id_for
 from domain.values import (
@@ -92,6 +94,23 @@ class Registry(MemberCommands, Application[UUID]):
         self.clock = clock
         key = self.env.get("HARBOR_ID_KEY") or DEV_ID_KEY
         self.identity = MemberIdentity(key.encode("utf-8"))
+        self.committer: GroupCommitter | None = None
+        if (self.env.get("HARBOR_GROUP_COMMIT") or "off").lower() in ("on", "yes", "1", "true"):
+            self.committer = GroupCommitter(
+                self._append,
+                max_batch=int(self.env.get("HARBOR_GROUP_COMMIT_MAX_BATCH") or 64),
+                max_wait=float(self.env.get("HARBOR_GROUP_COMMIT_MAX_WAIT_MS") or 0) / 1000,
+            )
+
+    def _append(self, events: list[Any], receipts: list[ReceiptAt]) -> list[Recording[Any]]:
+        """One transaction: the events, and the receipts of the commands they belong to."""
+        return self.save(*events, receipts=receipts)
+
+    def close(self) -> None:
+        """Finish queued commits, then close the store."""
+        if self.committer is not None:
+            self.committer.close()
+        super().close()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         """The library's transcodings plus Harbor's value types."""
@@ -492,8 +511,13 @@ class Registry(MemberCommands, Application[UUID]):
             receipt = CommandReceipt(
                 actor.unit_id, _key(idempotency_key), fingerprint, outcome.to_json()
             )
+        events = [e for aggregate in aggregates for e in aggregate.collect_events()]
+        receipts = [ReceiptAt(receipt, len(events) - 1)] if receipt else []
         try:
-            recordings = self.save(*aggregates, receipt=receipt)
+            if self.committer is not None:
+                recordings = self.committer.submit(events, receipts)
+            else:
+                recordings = self._append(events, receipts)
         except (OperationalError, InterfaceError) as e:
             raise Unavailable(
                 f"the event store could not be reached ({e.__class__.__name__}); nothing is known"

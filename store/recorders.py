@@ -18,7 +18,7 @@ from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
-from domain.receipts import CommandReceipt, StoredReceipt
+from domain.receipts import ReceiptAt, StoredReceipt
 
 RECEIPTS_TABLE = "harbor_command_receipts"
 
@@ -66,22 +66,30 @@ class PostgresRecorder(PostgresApplicationRecorder):
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
         super()._insert_events(curs, stored_events, **kwargs)
-        receipt: CommandReceipt | None = kwargs.get("receipt")
-        if receipt is not None:
-            curs.execute(
+        receipts: list[ReceiptAt] = kwargs.get("receipts") or []
+        if receipts:
+            curs.executemany(
                 self._insert_receipt,
-                (receipt.unit_id, receipt.key, receipt.fingerprint, receipt.outcome_json),
-                prepare=True,
+                [
+                    (
+                        r.receipt.unit_id,
+                        r.receipt.key,
+                        r.receipt.fingerprint,
+                        r.receipt.outcome_json,
+                    )
+                    for r in receipts
+                ],
             )
 
     def _fetch_ids_after_insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
-        receipt: CommandReceipt | None = kwargs.get("receipt")
-        if receipt is not None and ids:
-            curs.execute(
-                self._set_receipt_position, (max(ids), receipt.unit_id, receipt.key), prepare=True
+        receipts: list[ReceiptAt] = kwargs.get("receipts") or []
+        if receipts and ids:
+            curs.executemany(
+                self._set_receipt_position,
+                [(ids[r.last_event], r.receipt.unit_id, r.receipt.key) for r in receipts],
             )
         return ids
 
@@ -118,8 +126,9 @@ class SQLiteRecorder(SQLiteApplicationRecorder):
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
         ids = super()._insert_events(c, stored_events, **kwargs)
-        receipt: CommandReceipt | None = kwargs.get("receipt")
-        if receipt is not None:
+        receipts: list[ReceiptAt] = kwargs.get("receipts") or []
+        for at in receipts:
+            receipt = at.receipt
             c.execute(
                 f"INSERT INTO {RECEIPTS_TABLE} (unit_id, key, fingerprint, outcome, position)"
                 " VALUES (?, ?, ?, ?, ?)",
@@ -128,7 +137,7 @@ class SQLiteRecorder(SQLiteApplicationRecorder):
                     receipt.key,
                     receipt.fingerprint,
                     receipt.outcome_json,
-                    max(ids) if ids else None,
+                    ids[at.last_event] if ids else None,
                 ),
             )
         return ids

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from store.sql import Db
 
@@ -64,9 +64,15 @@ class TokenStore:
             cur.execute(
                 f"INSERT INTO {TABLE} (token_hash, token_id, unit_id, role, holder, issued_at,"
                 " expires_on) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (_hash(token), token_id, unit_id, role, holder,
-                 datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                 expires_on.isoformat() if expires_on else None),
+                (
+                    _hash(token),
+                    token_id,
+                    unit_id,
+                    role,
+                    holder,
+                    datetime.now(UTC).isoformat(timespec="seconds"),
+                    expires_on.isoformat() if expires_on else None,
+                ),
             )
         return token
 
@@ -103,11 +109,12 @@ class TokenStore:
 
     def _revoke(self, where: str, params: tuple[str, ...]) -> int:
         with self.db.transaction() as cur:
-            cur.execute(f"SELECT COUNT(*) FROM {TABLE} WHERE {where} AND revoked_at IS NULL",
-                        params)
+            cur.execute(
+                f"SELECT COUNT(*) FROM {TABLE} WHERE {where} AND revoked_at IS NULL", params
+            )
             row = cur.fetchone()
             cur.execute(
                 f"UPDATE {TABLE} SET revoked_at = ? WHERE {where} AND revoked_at IS NULL",
-                (datetime.now(timezone.utc).isoformat(timespec="seconds"), *params),
+                (datetime.now(UTC).isoformat(timespec="seconds"), *params),
             )
         return int(row[0]) if row else 0

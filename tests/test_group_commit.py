@@ -1,0 +1,119 @@
+"""Group commit: concurrent commands share transactions and keep their own outcomes."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from datetime import date
+from uuid import UUID
+
+import pytest
+
+from domain.errors import HarborError
+from domain.member_events import ContactMade
+from domain.registry import Registry
+from projections.history import member_events_with_positions
+from store import open_registry
+from tests.conftest import TODAY
+from tests.support import as_unit, event_count, register_article_units
+
+THREADS = 8
+PER_THREAD = 40
+
+
+@pytest.fixture
+def grouped(store_url: str) -> Registry:
+    app = open_registry(store_url, clock=lambda: TODAY,
+                        extra_env={"HARBOR_GROUP_COMMIT": "on",
+                                   "HARBOR_GROUP_COMMIT_MAX_WAIT_MS": "2"})
+    yield app  # type: ignore[misc]
+    app.close()
+
+
+def _members(registry: Registry, n: int) -> list[UUID]:
+    register_article_units(registry)
+    ids = []
+    for i in range(n):
+        outcome = registry.enrol_member(
+            as_unit("daning-center"), name=f"党员{i}", id_number=f"31010919500101{i:04d}",
+            standing="full", household_region="上海·虹口", occurred_on=date(2020, 1, 1))
+        assert outcome.member_id is not None
+        ids.append(outcome.member_id)
+    return ids
+
+
+@pytest.mark.slow
+def test_threads_on_overlapping_members_each_get_their_own_outcome(grouped: Registry) -> None:
+    members = _members(grouped, 5)
+    before = event_count(grouped)
+    acknowledged: list[tuple[str, UUID, int | None]] = []
+    refused: Counter[str] = Counter()
+    lock = threading.Lock()
+    barrier = threading.Barrier(THREADS)
+
+    def work(worker: int) -> None:
+        rng = random.Random(worker)
+        barrier.wait()
+        for i in range(PER_THREAD):
+            member = rng.choice(members)
+            note = f"w{worker}-{i}"
+            pinned = grouped.member(member).version if i % 3 == 0 else None
+            try:
+                outcome = grouped.make_contact(
+                    as_unit("daning-center", f"clerk-{worker}"), member,
+                    occurred_on=date(2026, 1, 1), channel="phone", note=note,
+                    expected_version=pinned, idempotency_key=note if i % 5 == 0 else None)
+            except HarborError as e:
+                with lock:
+                    refused[e.code] += 1
+                continue
+            with lock:
+                acknowledged.append((note, member, outcome.position))
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    stored = [e for m in members for e in grouped.member(m).history
+              if isinstance(e, ContactMade)]
+    notes = Counter(e.note for e in stored)
+    assert set(notes) == {note for note, _, _ in acknowledged}  # acknowledged = stored
+    assert all(count == 1 for count in notes.values())  # and stored once
+    assert event_count(grouped) == before + len(acknowledged)  # refused stored nothing
+    assert len(acknowledged) + sum(refused.values()) == THREADS * PER_THREAD
+    assert set(refused) <= {"STALE_VERSION"}
+    assert refused["STALE_VERSION"] > 0  # pinned versions still lose races
+    assert grouped.committer is not None and grouped.committer.batches < grouped.committer.commands
+    for note, member, position in acknowledged:  # each command got its own event's position
+        found = [p for p, e in member_events_with_positions(grouped, member)
+                 if isinstance(e, ContactMade) and e.note == note]
+        assert [position] == found
+
+
+def test_a_refused_command_in_a_shared_batch_fails_alone(grouped: Registry) -> None:
+    (member,) = _members(grouped, 1)
+    version = grouped.member(member).version
+    results: dict[str, str] = {}
+    barrier = threading.Barrier(2)
+
+    def contact(name: str, pinned: int | None) -> None:
+        barrier.wait()
+        try:
+            grouped.make_contact(as_unit("daning-center"), member, occurred_on=date(2026, 1, 1),
+                                 channel="phone", note=name, expected_version=pinned)
+            results[name] = "ok"
+        except HarborError as e:
+            results[name] = e.code
+
+    a = threading.Thread(target=contact, args=("a", version))
+    b = threading.Thread(target=contact, args=("b", version))
+    a.start()
+    b.start()
+    a.join()
+    b.join()
+
+    assert sorted(results.values()) == ["STALE_VERSION", "ok"]
+    assert grouped.member(member).version == version + 1
