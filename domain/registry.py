@@ -12,7 +12,8 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
@@ -31,6 +32,7 @@ from eventsourcing.persistence import (
 )
 
 from domain import rules
+from domain.batch import Batch
 from domain.committer import GroupCommitter
 from domain.errors import (
     Conflict,
@@ -94,6 +96,7 @@ class Registry(MemberCommands, Application[UUID]):
         self.clock = clock
         key = self.env.get("HARBOR_ID_KEY") or DEV_ID_KEY
         self.identity = MemberIdentity(key.encode("utf-8"))
+        self._batch: Batch | None = None
         self.committer: GroupCommitter | None = None
         if (self.env.get("HARBOR_GROUP_COMMIT") or "off").lower() in ("on", "yes", "1", "true"):
             self.committer = GroupCommitter(
@@ -101,6 +104,27 @@ class Registry(MemberCommands, Application[UUID]):
                 max_batch=int(self.env.get("HARBOR_GROUP_COMMIT_MAX_BATCH") or 64),
                 max_wait=float(self.env.get("HARBOR_GROUP_COMMIT_MAX_WAIT_MS") or 0) / 1000,
             )
+
+    @contextmanager
+    def batch(self) -> Iterator[Batch]:
+        """Decide commands into a batch instead of saving each (one thread at a time)."""
+        if self._batch is not None:
+            raise RuntimeError("a batch is already open on this registry")
+        self._batch = Batch()
+        try:
+            yield self._batch
+        finally:
+            self._batch = None
+
+    def commit_batch(self, batch: Batch) -> dict[UUID, BaseException]:
+        """Append a batch in one transaction; returns the members that conflicted."""
+        try:
+            return batch.commit(self._append)
+        except (OperationalError, InterfaceError) as e:
+            raise Unavailable(
+                f"the event store could not be reached ({e.__class__.__name__}); this batch"
+                " was not stored — run the import again, it resumes"
+            ) from e
 
     def _append(self, events: list[Any], receipts: list[ReceiptAt]) -> list[Recording[Any]]:
         """One transaction: the events, and the receipts of the commands they belong to."""
@@ -134,6 +158,10 @@ class Registry(MemberCommands, Application[UUID]):
     def member(self, member_id: UUID | str, *, version: int | None = None) -> MemberRelationship:
         """The member's relationship (optionally as it stood at a stream version)."""
         mid = as_uuid(member_id, "member_id")
+        if self._batch is not None and version is None and self._batch.holds(mid):
+            held = self._batch.aggregates[mid]
+            assert isinstance(held, MemberRelationship)
+            return held
         try:
             member = self._read(lambda: self.repository.get(mid, version=version))
         except AggregateNotFoundError:
@@ -511,6 +539,9 @@ class Registry(MemberCommands, Application[UUID]):
             receipt = CommandReceipt(
                 actor.unit_id, _key(idempotency_key), fingerprint, outcome.to_json()
             )
+        if self._batch is not None:
+            self._batch.add(aggregates[0].id, aggregates, receipt, outcome)
+            return outcome
         events = [e for aggregate in aggregates for e in aggregate.collect_events()]
         receipts = [ReceiptAt(receipt, len(events) - 1)] if receipt else []
         try:
@@ -530,6 +561,17 @@ class Registry(MemberCommands, Application[UUID]):
     def _replay(self, actor: Actor, key: str | None, fingerprint: str) -> Outcome | None:
         if key is None:
             return None
+        if self._batch is not None:
+            answer = self._batch.answer(actor.unit_id, _key(key))
+            if answer is not None:
+                if answer[0] != fingerprint:
+                    raise Conflict(
+                        f"idempotency key {key!r} was already used by {actor.unit_id} for a"
+                        " different command; use a new key for a new command",
+                        code="IDEMPOTENCY_KEY_REUSED",
+                        field="idempotency_key",
+                    )
+                return replace(answer[1], replayed=True)
         store = self.recorder
         if not isinstance(store, ReceiptStore):
             raise InvalidInput("this store cannot keep idempotency keys", field="idempotency_key")
@@ -554,6 +596,8 @@ class Registry(MemberCommands, Application[UUID]):
         return self.unit(code, field) if code else None
 
     def _exists(self, aggregate_id: UUID) -> bool:
+        if self._batch is not None and self._batch.holds(aggregate_id):
+            return True
         return bool(self._read(lambda: self.recorder.select_events(aggregate_id, limit=1)))
 
     def _version_at(self, member_id: UUID, position: int) -> int:

@@ -1,0 +1,284 @@
+"""Bulk import of paper records: one JSON object per action, through the domain rules.
+
+See docs/import.md for the format. Lines are decided by the same Registry
+methods as every other command and committed many members at a time. A
+refused line rejects its member: none of that member's lines in the batch is
+stored (nor its later lines in the file), and the report says which line and
+why. Every line carries an idempotency key derived from its content, so
+running the same file again adds nothing and an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from domain.batch import Batch
+from domain.errors import HarborError, InvalidInput
+from domain.registry import Actor, Registry
+
+DATE_FIELDS = {"probation_started_on", "valid_until", "until", "covering_from", "covering_to"}
+# action → Registry method (member actions use the command line's names).
+ACTIONS: dict[str, str] = {
+    "enrol": "enrol_member",
+    "inquiry": "receive_inquiry",
+    "requirements": "notify_requirements",
+    "evidence": "record_evidence",
+    "archive-review": "review_archive",
+    "origin-contact": "contact_origin",
+    "consult": "consult_unit",
+    "introduce": "issue_introduction",
+    "hold": "hold_transfer",
+    "report": "send_performance_report",
+    "letter": "issue_letter",
+    "letter-decline": "decline_letter",
+    "letter-void": "void_letter",
+    "letter-expire": "expire_letter",
+    "receipt": "return_receipt",
+    "refer": "refer_case",
+    "referral-accept": "accept_referral",
+    "referral-decline": "decline_referral",
+    "attach": "attach_member",
+    "withdraw": "withdraw_case",
+    "dues": "receive_dues",
+    "activity": "attend_activity",
+    "contact": "make_contact",
+    "confirm": "confirm_membership",
+    "extend-probation": "extend_probation",
+}
+# unit actions → Registry method; they are stored at once (later lines may name the unit).
+UNIT_ACTIONS: dict[str, str] = {
+    "unit": "register_unit",
+    "unit-rename": "rename_unit",
+    "unit-dissolve": "dissolve_unit",
+}
+RESERVED = {"action", "unit", "by", "on", "member"}
+
+
+@dataclass
+class Problem:
+    """A line that was not stored, and why."""
+
+    line: int
+    code: str
+    field: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f" [{self.field}]" if self.field else ""
+        return f"line {self.line}: {self.code}{where}: {self.message}"
+
+
+@dataclass
+class ImportReport:
+    """What an import did."""
+
+    lines: int = 0
+    stored: int = 0
+    already: int = 0
+    units: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    members: set[UUID] = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        """True when every line is stored (now or by an earlier run)."""
+        return not self.problems
+
+
+@dataclass
+class _Line:
+    number: int
+    action: str
+    actor: Actor
+    member: UUID | None
+    kwargs: dict[str, Any]
+
+
+def _keys(path: Path) -> Iterator[tuple[int, str, str]]:
+    """(line number, text, idempotency key) of every non-blank line."""
+    seen: Counter[str] = Counter()
+    with path.open(encoding="utf-8") as lines:
+        for number, text in enumerate(lines, start=1):
+            if not text.strip():
+                continue
+            digest = hashlib.sha256(text.strip().encode("utf-8")).hexdigest()[:32]
+            seen[digest] += 1
+            yield number, text, f"import:{digest}:{seen[digest]}"
+
+
+def _parse(registry: Registry, number: int, text: str, key: str) -> _Line:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"not a JSON object: {e.msg} at column {e.colno}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("each line is one JSON object")
+    action = data.get("action")
+    if action not in UNIT_ACTIONS and action not in ACTIONS:
+        raise InvalidInput(f"unknown action {action!r}; see docs/import.md", field="action")
+    unit = data.get("unit")
+    if not isinstance(unit, str) or not unit:
+        raise InvalidInput("every line names its acting unit", field="unit")
+    actor = Actor(unit, str(data.get("by") or "import"))
+    kwargs = {k: v for k, v in data.items() if k not in RESERVED}
+    for name in DATE_FIELDS & set(kwargs):
+        kwargs[name] = _date(kwargs[name], name)
+    if "on" in data:
+        kwargs["occurred_on"] = _date(data["on"], "on")
+    kwargs["idempotency_key"] = key
+    member: UUID | None = None
+    if action == "enrol":
+        member = registry.member_id_for(str(kwargs.get("id_number", "")))
+    elif action not in UNIT_ACTIONS:
+        text_id = data.get("member")
+        if not isinstance(text_id, str) or not text_id:
+            raise InvalidInput("name the member by ID number or member id", field="member")
+        try:
+            member = UUID(text_id)
+        except ValueError:
+            member = registry.member_id_for(text_id)
+    method = UNIT_ACTIONS.get(action) or ACTIONS[action]
+    accepted = set(inspect.signature(getattr(registry, method)).parameters)
+    if action in ("unit-rename", "unit-dissolve"):
+        accepted.add("code")
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r} for {action}", field=unknown[0])
+    return _Line(number, action, actor, member, kwargs)
+
+
+def _date(value: Any, name: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise InvalidInput(
+            f"{name} must be a date YYYY-MM-DD (got {value!r})", field=name
+        ) from None
+
+
+def import_file(
+    registry: Registry,
+    path: Path,
+    *,
+    batch_events: int = 2000,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import ``path`` into ``registry``; see the module docstring."""
+    report = ImportReport()
+    rejected: dict[UUID, int] = {}
+    pending: dict[UUID, list[int]] = {}  # member → its lines in the open batch
+
+    def commit() -> None:
+        failed = registry.commit_batch(batch)
+        for member, lines in pending.items():
+            if member in failed:
+                rejected[member] = lines[0]
+                report.problems += [
+                    Problem(
+                        n,
+                        "STALE_VERSION",
+                        None,
+                        "the member changed while the import ran; run the import again",
+                    )
+                    for n in lines
+                ]
+            else:
+                report.stored += len(lines)
+                report.members.add(member)
+        pending.clear()
+
+    with registry.batch() as batch:
+        last_member: UUID | None = None
+        for number, text, key in _keys(path):
+            report.lines += 1
+            if progress is not None:
+                progress(report.lines)
+            try:
+                line = _parse(registry, number, text, key)
+            except HarborError as e:
+                report.problems.append(Problem(number, e.code, e.field, e.message))
+                continue
+            if line.member != last_member and len(batch) >= batch_events:
+                commit()  # only between members, so a member's lines go in together
+            last_member = line.member
+            if line.action in UNIT_ACTIONS:
+                commit()
+                _store_unit(registry, batch, line, report)
+                continue
+            assert line.member is not None
+            if line.member in rejected:
+                report.problems.append(
+                    Problem(
+                        number,
+                        "MEMBER_REJECTED",
+                        "member",
+                        f"line {rejected[line.member]} of this member was refused; fix it and run"
+                        " the import again",
+                    )
+                )
+                continue
+            try:
+                outcome = _run(registry, line)
+            except HarborError as e:
+                report.problems.append(Problem(number, e.code, e.field, e.message))
+                for earlier in pending.pop(line.member, []):
+                    report.problems.append(
+                        Problem(
+                            earlier,
+                            "MEMBER_REJECTED",
+                            "member",
+                            f"not stored: line {number} of the same member was refused",
+                        )
+                    )
+                batch.discard(line.member)
+                rejected[line.member] = number
+                continue
+            if outcome.replayed:
+                report.already += 1
+            else:
+                pending.setdefault(line.member, []).append(number)
+        commit()
+    report.problems.sort(key=lambda p: p.line)
+    return report
+
+
+def _run(registry: Registry, line: _Line) -> Any:
+    method = getattr(registry, ACTIONS[line.action])
+    if line.action == "enrol":
+        return method(line.actor, **line.kwargs)
+    return method(line.actor, line.member, **line.kwargs)
+
+
+def _store_unit(registry: Registry, batch: Batch, line: _Line, report: ImportReport) -> None:
+    """Units are stored at once: the lines after them may name them."""
+    kwargs = dict(line.kwargs)
+    try:
+        method = getattr(registry, UNIT_ACTIONS[line.action])
+        if line.action == "unit":
+            outcome = method(line.actor, **kwargs)
+        else:
+            outcome = method(line.actor, kwargs.pop("code", ""), **kwargs)
+    except HarborError as e:
+        report.problems.append(Problem(line.number, e.code, e.field, e.message))
+        return
+    if outcome.replayed:
+        report.already += 1
+        return
+    if registry.commit_batch(batch):
+        report.problems.append(
+            Problem(line.number, "DUPLICATE_UNIT", "code", "registered by someone else meanwhile")
+        )
+        return
+    report.units += 1
+    report.stored += 1

@@ -1,0 +1,110 @@
+"""A batch: many members' commands decided in memory and committed in one transaction.
+
+Bulk import uses it. Each command is decided by the same Registry method as
+always (the same rules, the same refusals); instead of saving, its events and
+receipt are kept here under their member. A member whose command is refused
+can be dropped whole (``discard``), so none of its lines is stored, while the
+others go in together. If the shared transaction conflicts with something
+written meanwhile, each member is committed on its own and the ones that
+still conflict are reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, Recording
+
+from domain.receipts import CommandReceipt, Outcome, ReceiptAt
+
+Append = Callable[[list[Any], list[ReceiptAt]], Sequence[Recording[Any]]]
+
+
+@dataclass
+class _Owned:
+    events: list[Any] = field(default_factory=list)
+    receipts: list[ReceiptAt] = field(default_factory=list)
+    claims: set[UUID] = field(default_factory=set)
+    keys: set[tuple[str, str]] = field(default_factory=set)
+
+
+class Batch:
+    """Commands waiting to be committed together, grouped by the member they concern."""
+
+    def __init__(self) -> None:
+        self.aggregates: dict[UUID, Aggregate] = {}
+        self._owned: dict[UUID, _Owned] = {}
+        self._answers: dict[tuple[str, str], tuple[str, Outcome]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(o.events) for o in self._owned.values())
+
+    def add(
+        self,
+        owner: UUID,
+        aggregates: Sequence[Aggregate],
+        receipt: CommandReceipt | None,
+        outcome: Outcome,
+    ) -> None:
+        """Keep a decided command's events (and receipt) under its member."""
+        owned = self._owned.setdefault(owner, _Owned())
+        for aggregate in aggregates:
+            self.aggregates.setdefault(aggregate.id, aggregate)
+            if aggregate.id != owner:
+                owned.claims.add(aggregate.id)
+            owned.events.extend(aggregate.collect_events())
+        if receipt is not None:
+            owned.receipts.append(ReceiptAt(receipt, len(owned.events) - 1))
+            key = (receipt.unit_id, receipt.key)
+            owned.keys.add(key)
+            self._answers[key] = (receipt.fingerprint, outcome)
+
+    def answer(self, unit_id: str, key: str) -> tuple[str, Outcome] | None:
+        """The (fingerprint, outcome) of a keyed command already in this batch."""
+        return self._answers.get((unit_id, key))
+
+    def holds(self, aggregate_id: UUID) -> bool:
+        """True when the batch already creates or changes this aggregate."""
+        return aggregate_id in self.aggregates
+
+    def discard(self, owner: UUID) -> None:
+        """Drop everything a member's commands put in this batch."""
+        owned = self._owned.pop(owner, None)
+        self.aggregates.pop(owner, None)
+        if owned is not None:
+            for claim in owned.claims:
+                self.aggregates.pop(claim, None)
+            for key in owned.keys:
+                self._answers.pop(key, None)
+
+    def commit(self, append: Append) -> dict[UUID, BaseException]:
+        """Append everything in one transaction; returns the members that could not be."""
+        owners = list(self._owned)
+        failed: dict[UUID, BaseException] = {}
+        try:
+            self._append(owners, append)
+        except IntegrityError:
+            for owner in owners:  # someone wrote meanwhile: let each member stand alone
+                try:
+                    self._append([owner], append)
+                except IntegrityError as error:
+                    failed[owner] = error
+        self.aggregates.clear()
+        self._owned.clear()
+        self._answers.clear()
+        return failed
+
+    def _append(self, owners: list[UUID], append: Append) -> None:
+        events: list[Any] = []
+        receipts: list[ReceiptAt] = []
+        for owner in owners:
+            owned = self._owned[owner]
+            offset = len(events)
+            events.extend(owned.events)
+            receipts.extend(ReceiptAt(r.receipt, r.last_event + offset) for r in owned.receipts)
+        if events:
+            append(events, receipts)

@@ -1,0 +1,136 @@
+"""harbor import: paper records through the rules, all-or-nothing per member, resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from api.demo import load_article_cases
+from api.importer import import_file
+from domain.errors import NotFound
+from domain.registry import Registry
+from store import open_registry
+from tests.conftest import TODAY
+from tests.support import event_count
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "docs" / "examples" / "article-cases.jsonl"
+
+
+def _trail(registry: Registry, member_id: object) -> list[tuple[str, str, str]]:
+    return [(type(e).__name__, e.occurred_on.isoformat(), e.unit_id)
+            for e in registry.member(member_id).history]  # type: ignore[arg-type]
+
+
+def test_the_example_file_gives_the_same_trails_as_the_demo(registry: Registry,
+                                                            tmp_path: Path) -> None:
+    report = import_file(registry, EXAMPLE)
+
+    assert report.ok and report.stored == report.lines == 25
+    demo = open_registry(f"sqlite:///{tmp_path / 'demo.db'}", clock=lambda: TODAY)
+    members = load_article_cases(demo)
+    for member in (members.liu_yang, members.old_comrade):
+        assert _trail(registry, member) == _trail(demo, member)
+    demo.close()
+
+
+def test_running_the_same_file_again_adds_nothing(registry: Registry) -> None:
+    import_file(registry, EXAMPLE)
+    count = event_count(registry)
+
+    again = import_file(registry, EXAMPLE)
+
+    assert again.ok and again.stored == 0 and again.already == 25
+    assert event_count(registry) == count
+
+
+def _lines(path: Path, objects: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objects),
+                    encoding="utf-8")
+    return path
+
+
+def test_a_bad_line_rejects_its_member_and_only_its_member(registry: Registry,
+                                                          tmp_path: Path) -> None:
+    import_file(registry, EXAMPLE)
+    base = {"unit": "daning-center", "on": "2020-01-02"}
+    good, bad = "310109195001019901", "310109195001019902"
+    path = _lines(tmp_path / "mixed.jsonl", [
+        {**base, "action": "enrol", "name": "甲", "id_number": good, "standing": "full",
+         "household_region": "上海·闸北"},
+        {**base, "action": "enrol", "name": "乙", "id_number": bad, "standing": "full",
+         "household_region": "上海·闸北"},
+        {**base, "action": "inquiry", "member": bad, "channel": "phone", "summary": "想转出"},
+        {**base, "action": "attach", "member": bad, "basis": "workplace"},  # line 4: no evidence
+        {**base, "action": "contact", "member": bad, "channel": "phone", "note": "回访"},
+        {**base, "action": "contact", "member": good, "channel": "phone", "note": "回访"},
+    ])
+    with path.open("a", encoding="utf-8") as f:
+        f.write('{"action": "dues", "unit": \n')  # line 7: not JSON at all
+    count = event_count(registry)
+
+    report = import_file(registry, path)
+
+    by_line = {p.line: p for p in report.problems}
+    assert sorted(by_line) == [2, 3, 4, 5, 7]
+    assert by_line[4].code == "R1_BASIS_WITHOUT_EVIDENCE" and by_line[4].field == "basis"
+    assert {by_line[n].code for n in (2, 3, 5)} == {"MEMBER_REJECTED"}
+    assert by_line[7].code == "INVALID_INPUT"
+    assert event_count(registry) == count + 2  # the good member's two lines, nothing else
+    assert [type(e).__name__ for e in registry.member(registry.member_id_for(good)).history] == [
+        "MemberEnrolled", "ContactMade"]
+    with pytest.raises(NotFound):
+        registry.member(registry.member_id_for(bad))
+
+
+def _generated(path: Path, members: int) -> Path:
+    objects: list[dict[str, object]] = []
+    for i in range(members):
+        number = f"3101091950{i:08d}"
+        objects.append({"action": "enrol", "unit": "daning-center", "on": "2020-01-02",
+                        "name": f"党员{i}", "id_number": number, "standing": "full",
+                        "household_region": "上海·闸北"})
+        for month in range(1, 6):
+            objects.append({"action": "dues", "unit": "daning-center", "on": "2020-06-01",
+                            "member": number, "months_from": f"2020-0{month}",
+                            "months_to": f"2020-0{month}", "amount": "1.00"})
+    return _lines(path, objects)
+
+
+@pytest.mark.slow
+def test_an_interrupted_import_resumes_and_stores_every_line_once(store_url: str,
+                                                                 tmp_path: Path) -> None:
+    registry = open_registry(store_url, clock=lambda: TODAY)
+    import_file(registry, EXAMPLE)
+    base = event_count(registry)
+    path = _generated(tmp_path / "big.jsonl", 600)  # 3,600 lines
+    env = {**os.environ, "HARBOR_DATABASE_URL": store_url}
+    first = subprocess.Popen([sys.executable, "-m", "api.cli", "import", str(path),
+                              "--batch-events", "100"], cwd=ROOT, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while event_count(registry) < base + 500:
+        assert first.poll() is None, "the import finished before it could be interrupted"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    interrupted = event_count(registry)
+    assert base < interrupted < base + 3600
+
+    done = subprocess.run([sys.executable, "-m", "api.cli", "import", str(path)], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert event_count(registry) == base + 3600
+    for i in (0, 299, 599):
+        history = registry.member(registry.member_id_for(f"3101091950{i:08d}")).history
+        assert [type(e).__name__ for e in history] == ["MemberEnrolled"] + ["DuesReceived"] * 5
+    registry.close()
