@@ -36,7 +36,7 @@ EXIT_UNAVAILABLE = 3
 
 # Areas that add their own subcommands: each module has add_commands(subparsers),
 # COMMANDS (the names it handles) and run(registry, args) -> exit code.
-EXTENSIONS: list[str] = ["api.cli_projections", "api.cli_http", "api.cli_audit"]
+EXTENSIONS: list[str] = ["api.cli_projections", "api.cli_http", "api.cli_audit", "api.cli_import"]
 
 
 def _extensions() -> list[Any]:

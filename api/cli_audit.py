@@ -20,7 +20,7 @@ from audit.bundle import BundleError, load_bundle, make_bundle, trail_lines, ver
 from audit.config import AuditConfig
 from audit.keyring import export_keys, init_key, rotate_key
 from audit.keys import KeyProblem, Signer, load_public_keys
-from audit.log import AuditError, AuditLog
+from audit.log import CATCH_UP_BATCH, AuditError, AuditLog
 from audit.verify import Report, verify_log
 from domain.registry import Registry
 
@@ -119,7 +119,12 @@ def _keys(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> int
 
 
 def _seal(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> int:
-    head = audit.seal(Signer.from_file(config.signing_key), config.witness_file)
+    signer = Signer.from_file(config.signing_key)
+    pending = audit.unsealed()
+    with _progress(
+        sys.stderr.isatty() and pending > 10 * CATCH_UP_BATCH, pending, "sealing"
+    ) as step:
+        head = audit.seal(signer, config.witness_file, progress=step)
     if args.json:
         print(json.dumps(head.to_json()))
     else:
@@ -131,7 +136,7 @@ def _seal(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> int
 
 
 @contextmanager
-def _progress(enabled: bool, total: int) -> Iterator[Any]:
+def _progress(enabled: bool, total: int, label: str) -> Iterator[Any]:
     if not enabled:
         yield None
         return
@@ -146,7 +151,7 @@ def _progress(enabled: bool, total: int) -> Iterator[Any]:
         console=Console(stderr=True),
         transient=True,
     ) as progress:
-        task = progress.add_task("verifying", total=total)
+        task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
 
 
@@ -157,7 +162,7 @@ def _verify(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> i
         witnesses.append(config.witness_file)
     leaves = audit.size()
     show = (args.progress or sys.stderr.isatty()) and leaves > 0
-    with _progress(show, 2 * leaves) as advance:
+    with _progress(show, 2 * leaves, "verifying") as advance:
         report = verify_log(audit, trusted_keys=trusted, witness_files=witnesses, advance=advance)
     if args.json:
         print(json.dumps(_report_json(report), ensure_ascii=False))
@@ -188,8 +193,8 @@ def _print_report(report: Report, witnesses: list[Path]) -> None:
             + (f"; {report.witness_heads} witness heads hold" if witnesses else "")
         )
     else:
-        first = report.findings[0]
-        print(f"CHANGED: {first.message}")
+        assert report.first is not None
+        print(f"CHANGED: {report.first.message}")
         for finding in report.findings[1:]:
             print(f"  also: {finding.message}")
     if report.unsealed:

@@ -1,0 +1,445 @@
+"""``harbor verify``: recompute the tree from the stored events and check every signed head.
+
+What is checked, in order:
+
+1. every stored event up to the last leaf is hashed again (``audit.leaf``) and
+   compared with the stored leaf hashes; the first position that differs is
+   named with the kind of change — *edited* (the event there is not the one
+   sealed), *missing* (the sealed event is gone), *reordered* (it is still in
+   the log, at another position), *extra* (an event that was never sealed sits
+   among sealed ones). When the events still match every signed tree head but
+   the leaf table does not, the leaf table is what was changed;
+2. the stored interior nodes against the ones recomputed from the events (they
+   localise a rewrite of both the events and their leaves);
+3. every tree head: its signature (with the trusted public keys), its root
+   against the root of that many recomputed leaves, and a consistency proof
+   between each head and the next larger one (the log only grew);
+4. every line of the witness files given, the same way;
+5. the public keys kept in the database: ids, and each rotation's endorsement
+   by the key it replaced.
+
+Events after the last leaf are counted as *unsealed*: nothing proves them yet.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from queue import Empty, Queue
+from typing import TypeVar
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from audit import merkle
+from audit.keys import (
+    KeyProblem,
+    TreeHead,
+    endorsement_message,
+    head_signature_problem,
+    key_id,
+    parse_public_pem,
+)
+from audit.leaf import leaf_hashes
+from audit.log import AuditLog, read_witness_file
+from audit.storage import EventRow
+
+H = merkle.HASH_SIZE
+T = TypeVar("T")
+
+# Kinds of finding, most specific first.
+EDITED, MISSING, REORDERED, EXTRA = "edited", "missing", "reordered", "extra"
+LEAF_TABLE, NODE_TABLE = "leaf-table", "node-table"
+TREE_HEAD, SIGNATURE, CONSISTENCY, WITNESS, KEY = (
+    "tree-head",
+    "signature",
+    "consistency",
+    "witness",
+    "key",
+)
+
+Advance = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing that no longer holds; ``position`` is a leaf ordinal (0-based) when known."""
+
+    kind: str
+    message: str
+    position: int | None = None
+
+
+@dataclass
+class Report:
+    """What ``verify_log`` checked and what it found."""
+
+    leaves: int = 0
+    events_checked: int = 0
+    unsealed: int = 0
+    heads: int = 0
+    witness_heads: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was found."""
+        return not self.findings
+
+    @property
+    def first(self) -> Finding | None:
+        """The headline finding (leaf-level findings come before those about heads)."""
+        return self.findings[0] if self.findings else None
+
+
+def trusted_keys_from_store(audit: AuditLog, report: Report) -> dict[str, Ed25519PublicKey]:
+    """The public keys kept in the database, checked (ids, rotation endorsements)."""
+    records = audit.store.public_keys()
+    keys: dict[str, Ed25519PublicKey] = {}
+    for record in records:
+        try:
+            key = parse_public_pem(record.public_pem)
+        except KeyProblem as e:
+            report.findings.append(Finding(KEY, f"public key {record.key_id}: {e}"))
+            continue
+        if key_id(key) != record.key_id:
+            report.findings.append(
+                Finding(
+                    KEY,
+                    f"public key {record.key_id} is stored under the wrong id"
+                    f" (its id is {key_id(key)})",
+                )
+            )
+            continue
+        keys[record.key_id] = key
+    for record in records:
+        if record.endorsed_by is None:
+            continue
+        endorser = keys.get(record.endorsed_by)
+        message = endorsement_message(record.key_id, record.public_pem, record.created_at)
+        try:
+            if endorser is None or record.endorsement is None:
+                raise InvalidSignature
+            endorser.verify(record.endorsement, message)
+        except InvalidSignature:
+            report.findings.append(
+                Finding(
+                    KEY,
+                    f"key {record.key_id} claims to replace {record.endorsed_by},"
+                    " but that key's endorsement of it does not verify",
+                )
+            )
+    return keys
+
+
+def verify_log(
+    audit: AuditLog,
+    *,
+    trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    witness_files: Sequence[Path] = (),
+    check_nodes: bool = True,
+    advance: Advance | None = None,
+) -> Report:
+    """Check the whole log; see the module docstring for what is checked."""
+    report = Report()
+    store = audit.store
+    step: Advance = advance or (lambda n: None)
+
+    # 1. stored leaves, then the events they should hash (read ahead on another thread)
+    stored = bytearray()
+    stored_ids = array("q")
+    for page in _read_ahead(store.leaf_pages()):
+        first = page[0][0]
+        if (first != len(stored_ids) or page[-1][0] - first != len(page) - 1) and not any(
+            f.kind == LEAF_TABLE for f in report.findings
+        ):
+            gap = next(i for i, row in enumerate(page, len(stored_ids)) if row[0] != i)
+            report.findings.append(
+                Finding(LEAF_TABLE, f"leaf {gap}: missing from the leaf table", gap)
+            )
+        stored += b"".join([row[2] for row in page])
+        stored_ids.extend([row[1] for row in page])
+        step(len(page))
+    report.leaves = len(stored_ids)
+    last_id = stored_ids[-1] if stored_ids else None
+
+    current = bytearray()
+    current_ids = array("q")
+    if last_id is not None:
+        for rows in _read_ahead(store.event_pages(None, stop=last_id)):
+            current += b"".join(leaf_hashes(rows))
+            current_ids.extend([row[0] for row in rows])
+            step(len(rows))
+    report.events_checked = len(current_ids)
+    report.unsealed = store.count_events_after(last_id)
+
+    tree = merkle.MemoryTree(bytes(current))
+    heads = sorted(store.heads(), key=lambda h: (h.tree_size, h.signed_at))
+    report.heads = len(heads)
+    keys = (
+        dict(trusted_keys) if trusted_keys is not None else trusted_keys_from_store(audit, report)
+    )
+
+    # the first change, or else 2. the stored interior nodes
+    if current != stored:
+        report.findings.insert(
+            0, _leaf_finding(audit, stored, stored_ids, current, current_ids, heads, keys, tree)
+        )
+    elif check_nodes:
+        node_finding = _node_finding(audit, tree)
+        if node_finding is not None:
+            report.findings.append(node_finding)
+
+    # 3. tree heads
+    _check_heads(heads, keys, tree, report)
+
+    # 4. witness files
+    for path in witness_files:
+        _check_witness(path, keys, tree, report)
+    return report
+
+
+def _read_ahead(pages: Iterator[list[T]], depth: int = 2) -> Iterator[list[T]]:
+    """Iterate ``pages`` while a thread fetches the next ones (the database works meanwhile)."""
+    queue: Queue[list[T] | BaseException | None] = Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def fetch() -> None:
+        try:
+            for page in pages:
+                if stop.is_set():
+                    return
+                queue.put(page)
+            queue.put(None)
+        except BaseException as e:  # handed to the reader, raised there
+            queue.put(e)
+
+    thread = threading.Thread(target=fetch, name="harbor-verify-read", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a fetcher waiting on a full queue
+            try:
+                queue.get_nowait()
+            except Empty:
+                thread.join(0.01)
+
+
+def _hashes(buf: bytes | bytearray) -> list[bytes]:
+    return [bytes(buf[i : i + H]) for i in range(0, len(buf), H)]
+
+
+def _first_difference(a: bytes | bytearray, b: bytes | bytearray) -> int:
+    """First leaf index where the two hash sequences differ (binary search on prefixes)."""
+    n = min(len(a), len(b)) // H
+    lo, hi = 0, n  # the prefixes of length lo agree; find the first index in [lo, n) that differs
+    view_a, view_b = memoryview(a), memoryview(b)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if view_a[: (mid + 1) * H] == view_b[: (mid + 1) * H]:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _describe(audit: AuditLog, nid: int) -> str:
+    row = audit.store.events_at([nid]).get(nid)
+    if row is None:
+        return f"notification id {nid}"
+    return _describe_row(row)
+
+
+def _describe_row(row: EventRow) -> str:
+    nid, oid, version, topic, _ = row
+    ident = oid.hex() if isinstance(oid, bytes) else str(oid)
+    return f"notification id {nid}: {topic.rpartition(':')[2]}, stream {ident}, version {version}"
+
+
+def _leaf_finding(
+    audit: AuditLog,
+    stored: bytearray,
+    stored_ids: array[int],
+    current: bytearray,
+    current_ids: array[int],
+    heads: list[TreeHead],
+    keys: Mapping[str, Ed25519PublicKey],
+    tree: merkle.MemoryTree,
+) -> Finding:
+    k = _first_difference(stored, current)
+    # Which side changed? If every validly signed head covering k still matches the
+    # events, the events are as sealed and the leaf table is what was altered.
+    covering = [h for h in heads if h.tree_size > k and head_signature_problem(h, keys) is None]
+    if covering and all(
+        h.tree_size <= tree.size and tree.root(h.tree_size) == h.root_hash for h in covering
+    ):
+        return Finding(
+            LEAF_TABLE,
+            f"leaf {k}: the leaf table was altered — the events still match every signed"
+            " tree head, but the stored leaf hash does not",
+            k,
+        )
+    s_list, c_list = _hashes(stored), _hashes(current)
+    s_index = {h: i for i, h in enumerate(s_list)}
+    c_index = {h: i for i, h in enumerate(c_list)}
+    sk = s_list[k] if k < len(s_list) else None
+    ck = c_list[k] if k < len(c_list) else None
+    sealed_id = stored_ids[k] if k < len(stored_ids) else None
+    if ck is None or (sk is not None and sk not in c_index and s_index.get(ck, -1) > k):
+        return Finding(
+            MISSING,
+            f"leaf {k}: missing — the event sealed at this position (notification id"
+            f" {sealed_id}) is no longer in the log",
+            k,
+        )
+    if sk is None or (ck not in s_index and c_index.get(sk, -1) > k):
+        return Finding(
+            EXTRA,
+            f"leaf {k}: extra — an event that was never sealed ({_describe(audit, current_ids[k])})"
+            " stands where the sealed log has "
+            + (f"notification id {sealed_id}" if sealed_id is not None else "no event"),
+            k,
+        )
+    if ck in s_index and sk in c_index:
+        now_at = c_index[sk]
+        return Finding(
+            REORDERED,
+            f"leaf {k}: reordered — the event sealed at this position (notification id"
+            f" {sealed_id}) is now at position {now_at} (notification id {current_ids[now_at]}),"
+            f" and position {k} holds the event sealed at position {s_index[ck]}",
+            k,
+        )
+    return Finding(
+        EDITED,
+        f"leaf {k}: edited — the stored event ({_describe(audit, current_ids[k])}) is not"
+        " the one that was sealed at this position",
+        k,
+    )
+
+
+def _node_finding(audit: AuditLog, tree: merkle.MemoryTree) -> Finding | None:
+    for level in range(1, len(tree.levels)):
+        computed = tree.levels[level]
+        expected = 0  # the next index the level should hold
+        for page in _read_ahead(audit.store.node_pages(level)):
+            joined = b"".join([h for _, h in page])
+            if (
+                page[0][0] == expected
+                and page[-1][0] - expected == len(page) - 1
+                and computed[expected * H : expected * H + len(joined)] == joined
+            ):
+                expected += len(page)
+                continue
+            for index, h in page:
+                if index != expected or computed[index * H : (index + 1) * H] != h:
+                    return _node_mismatch(level, min(index, expected))
+                expected += 1
+        if expected * H != len(computed):
+            return _node_mismatch(level, expected)
+    return None
+
+
+def _node_mismatch(level: int, index: int) -> Finding:
+    first, last = index << level, ((index + 1) << level) - 1
+    return Finding(
+        NODE_TABLE,
+        f"leaves {first}–{last}: the stored subtree (level {level}, index {index}) is missing or"
+        " does not match the events — the events and their leaf hashes were both rewritten"
+        " somewhere in this range, or the node table was altered",
+        first,
+    )
+
+
+def _check_heads(
+    heads: list[TreeHead],
+    keys: Mapping[str, Ed25519PublicKey],
+    tree: merkle.MemoryTree,
+    report: Report,
+) -> None:
+    for head in heads:
+        label = f"tree head of size {head.tree_size} signed at {head.signed_at}"
+        problem = head_signature_problem(head, keys)
+        if problem is not None:
+            report.findings.append(Finding(SIGNATURE, f"{label}: {problem}"))
+        if head.tree_size > tree.size:
+            report.findings.append(
+                Finding(
+                    TREE_HEAD,
+                    f"{label}: covers {head.tree_size} events, but the sealed log now has"
+                    f" only {tree.size}",
+                    tree.size,
+                )
+            )
+        elif tree.root(head.tree_size) != head.root_hash:
+            report.findings.append(
+                Finding(
+                    TREE_HEAD,
+                    f"{label}: its root no longer matches the first {head.tree_size} events",
+                )
+            )
+    for older, newer in itertools.pairwise(heads):
+        if newer.tree_size > tree.size:
+            break
+        proof = tree.consistency_proof(older.tree_size, newer.tree_size)
+        if not merkle.verify_consistency(
+            older.tree_size, newer.tree_size, older.root_hash, newer.root_hash, proof
+        ):
+            report.findings.append(
+                Finding(
+                    CONSISTENCY,
+                    f"tree heads of sizes {older.tree_size} ({older.signed_at}) and"
+                    f" {newer.tree_size} ({newer.signed_at}) are not consistent: the log"
+                    " between them was not only appended to",
+                )
+            )
+
+
+def _check_witness(
+    path: Path,
+    keys: Mapping[str, Ed25519PublicKey],
+    tree: merkle.MemoryTree,
+    report: Report,
+) -> None:
+    try:
+        lines = read_witness_file(path)
+    except OSError as e:
+        report.findings.append(Finding(WITNESS, f"cannot read the witness file {path}: {e}"))
+        return
+    for number, entry in lines:
+        where = f"witness {path}, line {number}"
+        if isinstance(entry, str):
+            report.findings.append(Finding(WITNESS, f"{where}: {entry}"))
+            continue
+        report.witness_heads += 1
+        problem = head_signature_problem(entry, keys)
+        if problem is not None:
+            report.findings.append(Finding(WITNESS, f"{where}: {problem}"))
+        elif entry.tree_size > tree.size:
+            report.findings.append(
+                Finding(
+                    WITNESS,
+                    f"{where}: the witness saw {entry.tree_size} sealed events"
+                    f" ({entry.signed_at}); the log now has only {tree.size}",
+                    tree.size,
+                )
+            )
+        elif tree.root(entry.tree_size) != entry.root_hash:
+            report.findings.append(
+                Finding(
+                    WITNESS,
+                    f"{where}: the first {entry.tree_size} events no longer have the root the"
+                    f" witness kept ({entry.signed_at}): history was rewritten",
+                )
+            )
