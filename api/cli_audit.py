@@ -164,6 +164,12 @@ def _verify(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> i
     show = (args.progress or sys.stderr.isatty()) and leaves > 0
     with _progress(show, 2 * leaves, "verifying") as advance:
         report = verify_log(audit, trusted_keys=trusted, witness_files=witnesses, advance=advance)
+    first = report.first
+    audit.store.add_verification(
+        report.ok,
+        report.events_checked,
+        None if first is None else f"{first.kind} at {first.position}: {first.message}",
+    )
     if args.json:
         print(json.dumps(_report_json(report), ensure_ascii=False))
     else:

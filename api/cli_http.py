@@ -136,6 +136,8 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
                 log_level="warning",
             )
             return 0
-    app = create_app(registry, threads=args.threads)
+    if os.environ.get("HARBOR_GROUP_COMMIT", "on").lower() not in ("off", "no", "0", "false"):
+        registry.enable_group_commit()  # many request threads: share transactions
+    app = create_app(registry, threads=args.threads, seal=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

@@ -25,13 +25,14 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteDatastore
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
-from audit.keys import TreeHead
+from audit.keys import TreeHead, now_utc
 from store.recorders import SCHEMA_LOCK_ID
 
 LEAVES = "harbor_merkle_leaves"
 NODES = "harbor_merkle_nodes"
 HEADS = "harbor_tree_heads"
 KEYS = "harbor_signing_keys"
+VERIFICATIONS = "harbor_verifications"
 PAGE = 20_000
 T = TypeVar("T")
 
@@ -73,6 +74,11 @@ _TABLES = [
         "CREATE TABLE IF NOT EXISTS {t} (key_id TEXT PRIMARY KEY, public_pem TEXT NOT NULL,"
         " created_at TEXT NOT NULL, endorsed_by TEXT, endorsement {blob})",
     ),
+    (
+        VERIFICATIONS,
+        "CREATE TABLE IF NOT EXISTS {t} (seq {serial} PRIMARY KEY, verified_at TEXT NOT NULL,"
+        " ok {int2} NOT NULL, events_checked {int8} NOT NULL, first_problem TEXT)",
+    ),
 ]
 
 
@@ -83,6 +89,7 @@ class AuditStore(ABC):
     nodes_table = NODES
     heads_table = HEADS
     keys_table = KEYS
+    verifications_table = VERIFICATIONS
 
     @staticmethod
     def for_recorder(recorder: Any) -> AuditStore:
@@ -302,6 +309,30 @@ class AuditStore(ABC):
             ),
         )
 
+    def add_verification(self, ok: bool, events_checked: int, first_problem: str | None) -> None:
+        """Remember the outcome of a `harbor verify` run (for /audit/status)."""
+        self._execute(
+            f"INSERT INTO {self.verifications_table} (verified_at, ok, events_checked,"
+            " first_problem) VALUES (?, ?, ?, ?)",
+            (now_utc(), int(ok), events_checked, first_problem),
+        )
+
+    def last_verification(self) -> dict[str, Any] | None:
+        """The latest recorded verification, if any."""
+        rows = self._rows(
+            f"SELECT verified_at, ok, events_checked, first_problem FROM {self.verifications_table}"
+            " ORDER BY seq DESC LIMIT 1"
+        )
+        if not rows:
+            return None
+        at, ok, checked, problem = rows[0]
+        return {
+            "verified_at": at,
+            "ok": bool(ok),
+            "events_checked": int(checked),
+            "first_problem": problem,
+        }
+
     def public_keys(self) -> list[KeyRecord]:
         """Every public key, oldest first."""
         return [
@@ -378,6 +409,7 @@ class PostgresAuditStore(AuditStore):
         self.leaves_table = f'"{self.schema}".{LEAVES}'
         self.nodes_table = f'"{self.schema}".{NODES}'
         self.heads_table = f'"{self.schema}".{HEADS}'
+        self.verifications_table = f'"{self.schema}".{VERIFICATIONS}'
         self.keys_table = f'"{self.schema}".{KEYS}'
 
     def create_tables(self) -> None:

@@ -99,6 +99,15 @@ class Registry(MemberCommands, Application[UUID]):
         self._batch: Batch | None = None
         self.committer: GroupCommitter | None = None
         if (self.env.get("HARBOR_GROUP_COMMIT") or "off").lower() in ("on", "yes", "1", "true"):
+            self.enable_group_commit()
+
+    def enable_group_commit(self) -> None:
+        """Share transactions between concurrent commands (settings from the environment).
+
+        HARBOR_GROUP_COMMIT_MAX_BATCH (default 64) commands at most per transaction;
+        HARBOR_GROUP_COMMIT_MAX_WAIT_MS (default 0: take only what is already queued).
+        """
+        if self.committer is None:
             self.committer = GroupCommitter(
                 self._append,
                 max_batch=int(self.env.get("HARBOR_GROUP_COMMIT_MAX_BATCH") or 64),

@@ -1,5 +1,6 @@
 """The HTTP application: routers, error handling, limits, and the projection follower."""
 
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -11,6 +12,8 @@ from fastapi.responses import JSONResponse
 from api.http import problems
 from api.http.metrics import METRICS
 from api.http.routes import commands, ops, reads
+from audit.config import AuditConfig
+from audit.sealer import BackgroundSealer, Sealer
 from domain.registry import Registry
 from projections.queries import ReadModels
 from projections.runner import Projector
@@ -18,6 +21,7 @@ from store.sql import Db
 from store.tokens import TokenStore
 
 MAX_BODY = 64 * 1024
+log = logging.getLogger(__name__)
 
 DESCRIPTION = """
 Harbor records every action on a party member's organisational relationship
@@ -33,11 +37,15 @@ Every query takes `min_position` to read your own writes.
 """
 
 
-def create_app(registry: Registry, *, follow: bool = True, threads: int | None = None) -> FastAPI:
+def create_app(
+    registry: Registry, *, follow: bool = True, threads: int | None = None, seal: bool = False
+) -> FastAPI:
     """The FastAPI app over ``registry``; with ``follow`` it keeps projections current.
 
     ``threads`` sizes the pool that runs the (synchronous) routes, so concurrent
-    commands and queries do not queue behind each other.
+    commands and queries do not queue behind each other. With ``seal`` (and a
+    signing key, see docs/audit.md) a tree head is signed every
+    HARBOR_SEAL_EVERY_EVENTS events or HARBOR_SEAL_EVERY_MINUTES minutes.
     """
     stop = threading.Event()
 
@@ -58,10 +66,13 @@ def create_app(registry: Registry, *, follow: bool = True, threads: int | None =
                 name="harbor-projections",
             )
             follower.start()
+        sealer = _start_sealer(registry) if seal else None
         try:
             yield
         finally:
             stop.set()
+            if sealer is not None:
+                sealer.stop(final_seal=True)
             if follower is not None:
                 follower.join(timeout=10)
 
@@ -100,3 +111,14 @@ def create_app(registry: Registry, *, follow: bool = True, threads: int | None =
     app.include_router(reads.router)
     app.include_router(ops.router)
     return app
+
+
+def _start_sealer(registry: Registry) -> BackgroundSealer | None:
+    config = AuditConfig.from_env()
+    if not config.signing_key.exists():
+        log.warning(
+            "no signing key at %s: tree heads are not sealed while serving (harbor keys init)",
+            config.signing_key,
+        )
+        return None
+    return BackgroundSealer(Sealer.from_config(registry.recorder, config)).start()

@@ -1,5 +1,7 @@
 """The app as uvicorn's worker processes build it (`harbor serve --workers N`)."""
 
+import os
+
 from fastapi import FastAPI
 
 from api.http.app import create_app
@@ -8,4 +10,7 @@ from store import open_registry
 
 def app_from_environment() -> FastAPI:
     """An app on HARBOR_DATABASE_URL (each worker opens its own store and follower)."""
-    return create_app(open_registry())
+    registry = open_registry()
+    if os.environ.get("HARBOR_GROUP_COMMIT", "on").lower() not in ("off", "no", "0", "false"):
+        registry.enable_group_commit()
+    return create_app(registry, seal=True)
