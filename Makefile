@@ -29,5 +29,9 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
+## bench: set up, then run the benchmark suite on PostgreSQL (under 5 minutes; bench/README.md)
+bench: $(STAMP)
+	$(BIN)/python bench/suite.py --json bench/results/latest.json
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache harbor.db harbor.db-wal harbor.db-shm
