@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -97,6 +98,8 @@ class Registry(MemberCommands, Application[UUID]):
         key = self.env.get("HARBOR_ID_KEY") or DEV_ID_KEY
         self.identity = MemberIdentity(key.encode("utf-8"))
         self._batch: Batch | None = None
+        self._units: dict[str, tuple[float, Unit]] = {}
+        self._unit_seconds = float(self.env.get("HARBOR_UNIT_CACHE_SECONDS") or 2)
         self.committer: GroupCommitter | None = None
         if (self.env.get("HARBOR_GROUP_COMMIT") or "off").lower() in ("on", "yes", "1", "true"):
             self.enable_group_commit()
@@ -153,7 +156,22 @@ class Registry(MemberCommands, Application[UUID]):
     # --- reading ------------------------------------------------------------
 
     def unit(self, code: str, field: str = "unit_id") -> Unit:
-        """The unit with this code, or UNKNOWN_UNIT naming ``field``."""
+        """The unit with this code, or UNKNOWN_UNIT naming ``field`` (read-only use).
+
+        Units change rarely and every command reads two or three of them, so they
+        are kept for HARBOR_UNIT_CACHE_SECONDS (default 2); this registry's own unit
+        commands drop them at once, other processes' within that time.
+        """
+        code = require_text(code, field, max_length=64)
+        cached = self._units.get(code)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        unit = self._load_unit(code, field)
+        if self._unit_seconds > 0:
+            self._units[code] = (time.monotonic() + self._unit_seconds, unit)
+        return unit
+
+    def _load_unit(self, code: str, field: str = "unit_id") -> Unit:
         code = require_text(code, field, max_length=64)
         try:
             unit = self._read(lambda: self.repository.get(unit_id_for(code)))
@@ -273,7 +291,8 @@ class Registry(MemberCommands, Application[UUID]):
 
         def decide(on: date) -> Aggregate:
             self._acting_unit(actor, on)
-            unit = self.unit(unit_code)
+            unit = self._load_unit(unit_code)
+            self._units.pop(unit.code, None)
             unit.rename(
                 name=require_text(name, "name", max_length=200),
                 unit_id=actor.unit_id,
@@ -304,7 +323,8 @@ class Registry(MemberCommands, Application[UUID]):
 
         def decide(on: date) -> Aggregate:
             self._acting_unit(actor, on)
-            unit = self.unit(unit_code)
+            unit = self._load_unit(unit_code)
+            self._units.pop(unit.code, None)
             successor = optional_text(successor_unit_id, "successor_unit_id", max_length=64)
             if successor is not None:
                 if successor == unit.code:
@@ -513,13 +533,15 @@ class Registry(MemberCommands, Application[UUID]):
             unit = decide(on)
             assert isinstance(unit, Unit)
             try:
-                return self._commit(
+                outcome = self._commit(
                     [unit],
                     actor,
                     idempotency_key,
                     fingerprint,
                     Outcome(unit_id=unit.code, version=unit.version),
                 )
+                self._units.pop(unit.code, None)
+                return outcome
             except IntegrityError:
                 if duplicate_code:
                     raise Conflict(

@@ -18,9 +18,9 @@ from domain.member_events import MemberEvent
 from domain.member_state import fold
 from domain.registry import SHANGHAI, Registry
 from projections import rows
-from store.sql import Db
 from projections.queries import judge_findings, summarise_case
 from projections.schema import COLUMNS
+from store.sql import Db
 
 Rec = dict[str, Any]
 

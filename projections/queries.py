@@ -17,8 +17,8 @@ from uuid import UUID
 from domain.errors import NotFound
 from domain.registry import Registry
 from projections import judgements as j
-from store.sql import Db
 from projections.schema import COLUMNS, ensure_schema, view
+from store.sql import Db
 
 Rec = dict[str, Any]
 
@@ -73,26 +73,40 @@ class ReadModels:
 
     def members_named(self, name: str, limit: int = 50) -> list[tuple[str, str]]:
         """(member id, name) of members with exactly this name."""
-        rows = self.db.query(f"SELECT member_id, name FROM {view('members')} WHERE name = ?"
-                             f" ORDER BY member_id LIMIT {int(limit)}", (name,))
+        rows = self.db.query(
+            f"SELECT member_id, name FROM {view('members')} WHERE name = ?"
+            f" ORDER BY member_id LIMIT {int(limit)}",
+            (name,),
+        )
         return [(str(r[0]), str(r[1])) for r in rows]
 
     def member_status(self, member_id: UUID | str, on: date | None = None) -> Rec:
         """Holder, since, standing, status and ledger colour of one member."""
         day = self._today(on)
-        found = _recs(self.db, "members", "WHERE member_id = ?", (str(member_id),))
-        if not found:
+        # One round trip: the member, its holder's dissolution and its open case.
+        m_cols, c_cols = COLUMNS["members"], COLUMNS["cases"]
+        rows = self.db.query(
+            # Aliases keep the columns apart (PostgreSQL rows come back keyed by name).
+            f"SELECT {', '.join(f'm.{c} AS m_{c}' for c in m_cols)}, u.dissolved_on AS u_gone,"
+            f" {', '.join(f'c.{c} AS c_{c}' for c in c_cols)}"
+            f" FROM {view('members')} m"
+            f" LEFT JOIN {view('units')} u ON u.code = m.holder_unit_id"
+            f" LEFT JOIN {view('cases')} c ON c.case_id = m.open_case_id"
+            " WHERE m.member_id = ?",
+            (str(member_id),),
+        )
+        if not rows:
             raise NotFound(
                 f"no member {member_id} in the projections (yet)",
                 code="UNKNOWN_MEMBER",
                 field="member_id",
             )
-        member = found[0]
-        dissolved = self._dissolved().get(member["holder_unit_id"])
-        open_case = None
-        if member["open_case_id"]:
-            cases = _recs(self.db, "cases", "WHERE case_id = ?", (member["open_case_id"],))
-            open_case = cases[0] if cases else None
+        row = rows[0]
+        member = dict(zip(m_cols, row[: len(m_cols)], strict=True))
+        gone = row[len(m_cols)]
+        dissolved = date.fromisoformat(gone) if gone else None
+        case_values = row[len(m_cols) + 1 :]
+        open_case = dict(zip(c_cols, case_values, strict=True)) if case_values[0] else None
         return {
             "member_id": member["member_id"],
             "name": member["name"],

@@ -32,8 +32,8 @@ from domain.member_state import MemberState, fold
 from domain.registry import Registry
 from domain.unit import Unit
 from projections import rows, schema
-from store.sql import Cursor, Db
 from projections.writer import Changes, RowWriter
+from store.sql import Cursor, Db
 
 log = logging.getLogger(__name__)
 

@@ -69,7 +69,9 @@ def parse_database_url(url: str) -> StoreConfig:
                 "POSTGRES_CONNECT_TIMEOUT": "5",
                 "POSTGRES_POOL_SIZE": "5",
                 "POSTGRES_MAX_OVERFLOW": "10",
-                "POSTGRES_PRE_PING": "y",
+                # No ping per checkout: a connection broken by a server restart fails
+                # its statement, which the library retries on a fresh connection.
+                "POSTGRES_PRE_PING": "n",
                 "APPLICATION_RECORDER_TOPIC": "store.recorders:PostgresRecorder",
             },
         )
