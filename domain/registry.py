@@ -22,7 +22,7 @@ from typing import Any
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     IntegrityError,
@@ -140,7 +140,14 @@ class Registry(MemberCommands, Application[UUID]):
 
     def _append(self, events: list[Any], receipts: list[ReceiptAt]) -> list[Recording[Any]]:
         """One transaction: the events, and the receipts of the commands they belong to."""
-        return self.save(*events, receipts=receipts)
+        # The library's save() path without its per-object protocol checks: the events
+        # are already collected.
+        processing = ProcessingEvent[UUID]()
+        processing.events.extend(events)
+        processing.saved_kwargs["receipts"] = receipts
+        recordings = self._record(processing)
+        self._notify(recordings)
+        return recordings
 
     def close(self) -> None:
         """Finish queued commits, then close the store."""

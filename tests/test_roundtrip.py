@@ -261,15 +261,15 @@ def test_every_event_type_round_trips_through_a_fresh_registry(
     registry: Registry, store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     produced: dict[int, Any] = {}
-    save = registry.save
+    put = registry.events.put
 
-    def capturing_save(*aggregates: Any, **kwargs: Any) -> Any:
-        recordings = save(*aggregates, **kwargs)
+    def capturing_put(events: Any, **kwargs: Any) -> Any:
+        recordings = put(events, **kwargs)
         for r in recordings:
             produced[r.notification.id] = r.domain_event
         return recordings
 
-    monkeypatch.setattr(registry, "save", capturing_save)
+    monkeypatch.setattr(registry.events, "put", capturing_put)
     write_every_event(registry)
 
     written = {type(e) for e in produced.values()}
