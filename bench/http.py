@@ -1,0 +1,395 @@
+"""Benchmark: the HTTP API against the application service it wraps.
+
+    python bench/http.py --json bench/results/http.json [--duration 30] [--threads 8]
+
+On a fresh PostgreSQL database (created here, dropped at the end):
+
+1. `harbor serve` runs as a subprocess (its projection follower included). 8 client threads,
+   each with its own keep-alive httpx client over loopback, tell member stories: enrol at a
+   holding unit, an inquiry at a service centre, requirements, evidence, a letter from the
+   holder, the attachment, the receipt, an activity (8 commands), with a status query
+   (GET /members/{id}) after the inquiry, the letter, the attachment and the activity.
+   Status latency is measured there, while the commands run.
+2. The server is stopped; in the same process as this script, a projection follower
+   thread runs as the server's does and the same 8-thread mix calls the Registry methods
+   (and the read model's member status) directly.
+
+Writes {"command_per_s", "inprocess_command_per_s", "ratio", "status_p50_ms",
+"status_p99_ms"} (plus "details"). Targets (issue 4): status p99 ≤ 10 ms, ratio ≥ 0.5.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder comes first on sys.path, and this file's name would
+# then hide the standard library's `http` package from everything imported below.
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from datetime import date  # noqa: E402
+from typing import Any  # noqa: E402
+
+import httpx  # noqa: E402
+import psycopg  # noqa: E402
+
+ADMIN_URL = os.environ.get(
+    "HARBOR_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+CENTERS = 16  # service centres; thread i holds at centre i and sends members to centre i+1
+COMMANDS_PER_STORY = 8
+
+
+def _db_url(name: str) -> str:
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[rank]
+
+
+@dataclass
+class Tally:
+    """What the threads of one phase did."""
+
+    commands: int = 0
+    statuses: int = 0
+    errors: list[str] = field(default_factory=list)
+    status_ms: list[float] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, commands: int, statuses: int, status_ms: list[float], errors: list[str]) -> None:
+        with self.lock:
+            self.commands += commands
+            self.statuses += statuses
+            self.status_ms.extend(status_ms)
+            self.errors.extend(errors)
+
+
+def story(thread: int, number: int, phase: int, run: int) -> list[tuple[str, str, dict[str, Any]]]:
+    """One member's transfer: (acting unit, action, body) — the same for both phases."""
+    holder, center = f"bench-{thread % CENTERS}", f"bench-{(thread + 1) % CENTERS}"
+    id_number = f"{run:04d}{phase}{thread:02d}{number:010d}X"
+    letter_no = f"{phase}-{thread}-{number}"
+    return [
+        (holder, "enrol", {"name": f"党员{number}", "id_number": id_number, "standing": "full",
+                           "household_region": "上海", "occurred_on": "2020-01-01"}),
+        (center, "inquiries", {"channel": "walk_in", "summary": "申请转入居住地",
+                               "occurred_on": "2020-02-01"}),
+        (center, "requirements", {"documents": ["租赁合同", "介绍信"],
+                                  "occurred_on": "2020-02-01"}),
+        (center, "evidence", {"kind": "lease", "reference": f"租赁合同 {number}",
+                              "valid_until": "2030-01-01", "occurred_on": "2020-02-02"}),
+        (holder, "letters", {"letter_no": letter_no, "to_unit_id": center,
+                             "dues_paid_through": "2020-01", "occurred_on": "2020-02-10"}),
+        (center, "attachments", {"basis": "residence", "letter_no": letter_no,
+                                 "occurred_on": "2020-02-15"}),
+        (holder, "receipts", {"letter_no": letter_no, "occurred_on": "2020-02-20"}),
+        (center, "activities", {"kind": "组织生活会", "occurred_on": "2020-02-25"}),
+    ]
+
+
+STATUS_AFTER = {"inquiries", "letters", "attachments", "activities"}
+MEMBER_ACTIONS = {"activities"}
+
+
+def _stop_condition(duration: float, count: int | None, tally: Tally) -> Callable[[], bool]:
+    deadline = time.monotonic() + duration
+
+    def done() -> bool:
+        if count is not None:
+            return tally.commands >= count
+        return time.monotonic() >= deadline
+
+    return done
+
+
+def _run_threads(threads: int, work: Callable[[int], None]) -> float:
+    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    started = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - started
+
+
+# --- phase 1: over HTTP -----------------------------------------------------------------
+
+
+def http_phase(base: str, tokens: dict[str, str], threads: int, duration: float,
+               count: int | None, run: int) -> tuple[Tally, float]:
+    tally = Tally()
+    done = _stop_condition(duration, count, tally)
+
+    def work(thread: int) -> None:
+        clients = {
+            unit: httpx.Client(base_url=base, timeout=30,
+                               headers={"Authorization": f"Bearer {token}"})
+            for unit, token in tokens.items()
+        }
+        number = 0
+        while not done():
+            number += 1
+            commands, statuses, latencies, errors = 0, 0, [], []
+            member = case = None
+            for unit, action, body in story(thread, number, 1, run):
+                if action == "enrol":
+                    path = "/members"
+                elif action in ("inquiries", *MEMBER_ACTIONS):
+                    path = f"/members/{member}/{action}"
+                else:
+                    path = f"/members/{member}/cases/{case}/{action}"
+                response = clients[unit].post(path, json=body)
+                if response.status_code != 201:
+                    errors.append(f"{action}: {response.status_code} {response.text[:200]}")
+                    break
+                commands += 1
+                result = response.json()
+                member, case = result["member_id"], result["case_id"] or case
+                if action in STATUS_AFTER:
+                    started = time.perf_counter()
+                    status = clients[unit].get(f"/members/{member}")
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    statuses += 1
+                    if status.status_code not in (200, 404):  # 404: not projected yet
+                        errors.append(f"status: {status.status_code} {status.text[:200]}")
+            tally.add(commands, statuses, latencies, errors)
+        for client in clients.values():
+            client.close()
+
+    return tally, _run_threads(threads, work)
+
+
+# --- phase 2: in process ----------------------------------------------------------------
+
+
+def inprocess_phase(url: str, threads: int, duration: float, count: int | None,
+                    run: int) -> tuple[Tally, float]:
+    from domain.errors import HarborError, NotFound
+    from domain.registry import Actor
+    from projections.queries import ReadModels
+    from projections.runner import Projector
+    from store import open_registry
+
+    registry = open_registry(url)
+    models = ReadModels(registry)
+    stop = threading.Event()
+    follower = threading.Thread(target=Projector(registry).follow, args=(stop,),
+                                kwargs={"poll_seconds": 0.05}, daemon=True)
+    follower.start()
+    tally = Tally()
+    done = _stop_condition(duration, count, tally)
+    methods = {
+        "inquiries": "receive_inquiry", "requirements": "notify_requirements",
+        "evidence": "record_evidence", "letters": "issue_letter",
+        "attachments": "attach_member", "receipts": "return_receipt",
+        "activities": "attend_activity",
+    }
+
+    def work(thread: int) -> None:
+        number = 0
+        while not done():
+            number += 1
+            commands, statuses, latencies, errors = 0, 0, [], []
+            member = case = None
+            for unit, action, body in story(thread, number, 2, run):
+                actor = Actor(unit, "bench")
+                fields = dict(body)
+                on = date.fromisoformat(fields.pop("occurred_on"))
+                for name in ("valid_until",):
+                    if name in fields:
+                        fields[name] = date.fromisoformat(fields[name])
+                try:
+                    if action == "enrol":
+                        outcome = registry.enrol_member(actor, occurred_on=on, **fields)
+                    else:
+                        extra = {} if action in ("inquiries", *MEMBER_ACTIONS) else {
+                            "case_id": case}
+                        call = getattr(registry, methods[action])
+                        outcome = call(actor, member, occurred_on=on, **fields, **extra)
+                except HarborError as e:
+                    errors.append(f"{action}: {e}")
+                    break
+                commands += 1
+                member, case = outcome.member_id, outcome.case_id or case
+                if action in STATUS_AFTER:
+                    started = time.perf_counter()
+                    with contextlib.suppress(NotFound):
+                        models.member_status(member)
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    statuses += 1
+            tally.add(commands, statuses, latencies, errors)
+
+    try:
+        return tally, _run_threads(threads, work)
+    finally:
+        stop.set()
+        follower.join(timeout=30)
+        registry.close()
+
+
+# --- setup and the server -----------------------------------------------------------------
+
+
+def setup(url: str) -> dict[str, str]:
+    """Units (the org department and the service centres) and a unit token for each centre."""
+    from domain.registry import Actor
+    from store import open_registry
+    from store.sql import Db
+    from store.tokens import TokenStore
+
+    registry = open_registry(url)
+    try:
+        admin = Actor("sh-org-dept", "bench")
+        registry.register_unit(admin, code="sh-org-dept", name="组织部", kind="org_department",
+                               region="上海", occurred_on=date(2000, 1, 1))
+        tokens = TokenStore(Db(registry.recorder.datastore))  # type: ignore[attr-defined]
+        issued = {}
+        for i in range(CENTERS):
+            code = f"bench-{i}"
+            registry.register_unit(admin, code=code, name=f"第{i}党员服务中心",
+                                   kind="service_center", region="上海",
+                                   occurred_on=date(2000, 1, 1))
+            issued[code] = tokens.issue(code, "unit", f"bench clerk {i}")
+        return issued
+    finally:
+        registry.close()
+
+
+def start_server(url: str, port: int, threads: int, log: Path) -> subprocess.Popen[bytes]:
+    """`harbor serve` on ``url``; its output goes to ``log`` (a pipe nobody reads could fill
+    up and stall the server)."""
+    env = {**os.environ, "HARBOR_DATABASE_URL": url, "HARBOR_PORT": str(port)}
+    with log.open("wb") as out:
+        server = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "harbor"), "serve", "--port", str(port),
+             "--threads", str(threads)],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return server
+        except httpx.TransportError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            stop_server(server)
+            raise SystemExit(f"harbor serve did not start:\n{log.read_text(errors='replace')}")
+        time.sleep(0.1)
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is None:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--threads", type=int, default=8, help="client threads (default 8)")
+    parser.add_argument("--duration", type=float, default=30.0,
+                        help="seconds per phase (default 30)")
+    parser.add_argument("--count", type=int,
+                        help="stop each phase after about this many commands instead")
+    parser.add_argument("--server-threads", type=int, default=16,
+                        help="harbor serve --threads (default 16)")
+    args = parser.parse_args()
+
+    name = f"harbor_bench_http_{uuid.uuid4().hex[:8]}"
+    server_log = Path(tempfile.mkdtemp(prefix="harbor-bench-http-")) / "serve.log"
+    url = _db_url(name)
+    run = random.randrange(10_000)
+    with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        tokens = setup(url)
+        port = _free_port()
+        server = start_server(url, port, args.server_threads, server_log)
+        try:
+            over_http, http_s = http_phase(f"http://127.0.0.1:{port}", tokens, args.threads,
+                                           args.duration, args.count, run)
+        finally:
+            stop_server(server)
+        in_process, inproc_s = inprocess_phase(url, args.threads, args.duration, args.count,
+                                               run)
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    command_per_s = over_http.commands / http_s
+    inprocess_per_s = in_process.commands / inproc_s
+    result = {
+        "command_per_s": round(command_per_s, 1),
+        "inprocess_command_per_s": round(inprocess_per_s, 1),
+        "ratio": round(command_per_s / inprocess_per_s, 3) if inprocess_per_s else None,
+        "status_p50_ms": _round(_percentile(over_http.status_ms, 50)),
+        "status_p99_ms": _round(_percentile(over_http.status_ms, 99)),
+        "details": {
+            "threads": args.threads,
+            "server_threads": args.server_threads,
+            "http": {"seconds": round(http_s, 2), "commands": over_http.commands,
+                     "status_queries": over_http.statuses, "errors": len(over_http.errors),
+                     "status_mean_ms": _round(statistics.fmean(over_http.status_ms)
+                                              if over_http.status_ms else None)},
+            "in_process": {"seconds": round(inproc_s, 2), "commands": in_process.commands,
+                           "status_queries": in_process.statuses,
+                           "errors": len(in_process.errors),
+                           "status_p50_ms": _round(_percentile(in_process.status_ms, 50)),
+                           "status_p99_ms": _round(_percentile(in_process.status_ms, 99))},
+            "first_errors": (over_http.errors + in_process.errors)[:5],
+            "server_log": str(server_log),
+            "server_log_tracebacks": server_log.read_text(errors="replace").count("Traceback"),
+        },
+    }
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n", encoding="utf-8")
+    return 1 if over_http.errors or in_process.errors else 0
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

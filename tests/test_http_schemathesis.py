@@ -1,0 +1,260 @@
+"""Schemathesis against the live OpenAPI schema: no 5xx, responses as documented, and
+nothing stored after any 4xx.
+
+One app on SQLite with the article's two cases (sealed), its projection follower running. Every
+operation gets 50 examples (positive and negative data; for paths with ids, half of them
+use the article's real member, case and unit ids so the examples reach the rules) as
+`sh-residence-center` (role unit: Liu Yang's first responder); the /units routes get a
+second run of 50 with the org department's admin token, and the auditors' routes (findings,
+audit status, proof bundles) one with an auditor token.
+
+Known bugs, each with a strict xfail test in test_http_api.py, are kept out of the way so
+this file keeps catching new ones: a ``min_position`` beyond the log's head (503
+NOT_CAUGHT_UP, after a wait shortened here to 0.2 s) is let through; query dates within six
+months of 9999-12-31 (500s from date overflow) and months of year 0000 in a body (500) are
+not sent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance
+
+import api.http.deps
+from api.cli import main as cli_main
+from api.demo import load_article_cases
+from api.http.app import create_app
+from api.http.routes import commands, ops, reads
+from domain.registry import Registry
+from projections.runner import Projector, wait_for
+from store import open_registry
+from tests.conftest import TODAY
+from tests.support import event_count
+
+PROBLEM = "application/problem+json"
+UNIT = "sh-residence-center"
+ADMIN_UNIT = "sh-org-dept"
+AUDITOR_UNIT = "hongkou-center"
+EXAMPLES = 50
+DATES = ("on", "as_of", "as_recorded")
+MONTHS = ("months_from", "months_to", "dues_paid_through")
+
+OPERATIONS = [
+    (method, route.path)
+    for router in (commands.router, reads.router, ops.router)
+    for route in router.routes
+    if isinstance(route, APIRoute)
+    for method in sorted(route.methods)
+]
+UNIT_OPERATIONS = [(m, p) for m, p in OPERATIONS if p.startswith("/units") and m == "POST"]
+AUDIT_OPERATIONS = [
+    (m, p) for m, p in OPERATIONS if p.startswith(("/audit", "/compliance")) and m == "GET"
+]
+
+
+@dataclass
+class Live:
+    """The running app and what the examples need."""
+
+    app: FastAPI
+    registry: Registry
+    schema: Any
+    unit_token: str
+    admin_token: str
+    auditor_token: str
+    ids: list[dict[str, str]]  # real path parameters: member, its case, a unit
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    folder: Path = tmp_path_factory.mktemp("schemathesis")
+    url = f"sqlite:///{folder / 'harbor.db'}"
+    registry = open_registry(url, clock=lambda: TODAY)
+    members = load_article_cases(registry)
+    patch = pytest.MonkeyPatch()
+    # Sealed, so proof bundles of the article's members can be exported.
+    patch.setenv("HARBOR_DATABASE_URL", url)
+    patch.setenv("HARBOR_SIGNING_KEY", str(folder / "signing.pem"))
+    assert cli_main(["keys", "init"]) == 0 and cli_main(["seal"]) == 0
+    # Our own follower (schemathesis keeps an app's lifespan running until the process
+    # ends, so the app's own follower would outlive the registry).
+    app = create_app(registry, follow=False)
+    stop = threading.Event()
+    follower = threading.Thread(
+        target=Projector(registry).follow, args=(stop,), kwargs={"poll_seconds": 0.02},
+        daemon=True,
+    )
+    follower.start()
+    # min_position waits up to 5 s; examples asking beyond the log would each take that long.
+    patch.setattr(
+        api.http.deps, "wait_for",
+        lambda registry, position, timeout=5.0: wait_for(registry, position, timeout=0.2),
+    )
+    try:
+        assert wait_for(registry, registry.position(), timeout=10)
+        ids = []
+        for member_id in (members.liu_yang, members.old_comrade):
+            (case_id,) = registry.member(member_id).state.cases
+            # Not the callers' own units: the admin's run may dissolve the units it is given.
+            for code in ("sh-univ", "home-county", "daning-center"):
+                ids.append({"member_id": str(member_id), "case_id": str(case_id),
+                            "unit_id": code})
+        yield Live(
+            app=app,
+            registry=registry,
+            schema=schemathesis.openapi.from_asgi("/openapi.json", app),
+            unit_token=app.state.tokens.issue(UNIT, "unit", "schemathesis clerk"),
+            admin_token=app.state.tokens.issue(ADMIN_UNIT, "admin", "schemathesis admin"),
+            auditor_token=app.state.tokens.issue(AUDITOR_UNIT, "auditor", "schemathesis auditor"),
+            ids=ids,
+        )
+    finally:
+        patch.undo()
+        stop.set()
+        follower.join(timeout=10)
+        registry.close()
+
+
+def strategy(live: Live, method: str, path: str) -> st.SearchStrategy[Any]:
+    """Generated examples, half of them on the article's real ids where the path has ids."""
+    operation = live.schema[path][method]
+    generated = [operation.as_strategy(GenerationMode.POSITIVE),
+                 operation.as_strategy(GenerationMode.NEGATIVE)]
+    names = [p for p in ("member_id", "case_id", "unit_id") if "{" + p + "}" in path]
+    if not names:
+        return st.one_of(generated)
+    real = [
+        operation.as_strategy(mode, path_parameters={n: ids[n] for n in names})
+        for ids in live.ids
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    ]
+    return st.one_of(st.one_of(generated), st.one_of(real))
+
+
+def exercise(live: Live, method: str, path: str, token: str) -> dict[int, int]:
+    """Run the examples of one operation; returns how many answers had each status."""
+    seen: dict[int, int] = {}
+
+    @settings(
+        max_examples=EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=strategy(live, method, path))
+    def run(case: Any) -> None:
+        query = case.query or {}
+        assume(not _known_bug(query, case.body))
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
+        before, head = event_count(live.registry), live.registry.position()
+        response = case.call()
+        seen[response.status_code] = seen.get(response.status_code, 0) + 1
+        checks = [not_a_server_error, response_schema_conformance]
+        if response.status_code == 503 and _beyond_the_log(query, head):
+            # Known bug (test_http_api): min_position past the log's head is a 503.
+            assert response.json()["code"] == "NOT_CAUGHT_UP"
+            checks = [response_schema_conformance]
+        case.validate_response(response, checks=checks)
+        if response.status_code >= 400:
+            assert _header(response, "content-type").startswith(PROBLEM), response.text
+            problem = response.json()
+            assert problem["status"] == response.status_code, problem
+            assert problem["code"] and problem["detail"] and "field" in problem, problem
+            assert event_count(live.registry) == before, (
+                f"{method} {path} answered {response.status_code} and stored events"
+            )
+
+    run()
+    print(method, path, dict(sorted(seen.items())))
+    return seen
+
+
+def _known_bug(query: dict[str, Any], body: Any) -> bool:
+    """Inputs of the known 500s (each has a strict xfail test in test_http_api.py)."""
+    # Dates within six months of date.max overflow (as_recorded + 1 day; R7's 6 months).
+    near_the_end = any(str(v) >= "9999-06" for k, v in query.items() if k in DATES)
+    # Months of year 0 pass the schema's pattern and fail in YearMonth (ValueError).
+    year_zero = isinstance(body, dict) and any(
+        str(body.get(k, "")).startswith("0000-") for k in MONTHS
+    )
+    return near_the_end or year_zero
+
+
+def _header(response: Any, name: str) -> str:
+    values = {k.lower(): v for k, v in response.headers.items()}.get(name, [""])
+    return str(values[0] if isinstance(values, list) else values)
+
+
+def _beyond_the_log(query: dict[str, Any], head: int) -> bool:
+    try:
+        return int(query.get("min_position")) > head  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
+@pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])
+def test_every_operation_as_a_unit(live: Live, method: str, path: str) -> None:
+    seen = exercise(live, method, path, live.unit_token)
+    parameters = live.schema.raw_schema["paths"][path][method.lower()].get("parameters")
+    if parameters or method == "POST":
+        assert sum(seen.values()) >= EXAMPLES, seen
+    # (without parameters there may be nothing to vary, and Hypothesis stops early)
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), AUDIT_OPERATIONS, ids=[f"{m} {p}" for m, p in AUDIT_OPERATIONS]
+)
+def test_audit_routes_as_an_auditor(live: Live, method: str, path: str) -> None:
+    seen = exercise(live, method, path, live.auditor_token)
+    assert set(seen) - {401, 403}, f"the auditor was never let through: {seen}"
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), UNIT_OPERATIONS, ids=[f"{m} {p}" for m, p in UNIT_OPERATIONS]
+)
+def test_unit_routes_as_the_admin(live: Live, method: str, path: str) -> None:
+    seen = exercise(live, method, path, live.admin_token)
+    assert sum(seen.values()) >= EXAMPLES, seen
+    assert set(seen) - {401, 403}, f"the admin was never let through: {seen}"
+
+
+def test_the_runs_cover_every_operation_of_the_live_schema(live: Live) -> None:
+    documented = {
+        (method.upper(), path)
+        for path, item in live.schema.raw_schema["paths"].items()
+        for method in item
+    }
+    assert documented == set(OPERATIONS)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: the OpenAPI schema documents 422 as FastAPI's HTTPValidationError in"
+    " application/json, while every error is sent as application/problem+json"
+    " {type, title, status, code, detail, field, instance}, and 401/403 (every secured"
+    " operation), 404 and 409 are not documented at all — so the response-schema check"
+    " passes every error body without judging it",
+)
+def test_error_responses_are_documented_as_problem_json(live: Live) -> None:
+    undocumented = []
+    for path, item in live.schema.raw_schema["paths"].items():
+        for method, operation in item.items():
+            statuses = ["422"] + (["401", "403"] if operation.get("security") else [])
+            for status in statuses:
+                content = operation["responses"].get(status, {}).get("content", {})
+                if PROBLEM not in content:
+                    undocumented.append(f"{method.upper()} {path} {status}")
+    assert undocumented == []
