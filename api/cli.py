@@ -583,6 +583,9 @@ def _units(registry: Registry, args: argparse.Namespace) -> None:
             idempotency_key=args.idempotency_key,
         )
     else:
+        from store.sql import Db
+        from store.tokens import TokenStore
+
         outcome = registry.dissolve_unit(
             actor,
             args.code,
@@ -590,6 +593,8 @@ def _units(registry: Registry, args: argparse.Namespace) -> None:
             occurred_on=args.on,
             idempotency_key=args.idempotency_key,
         )
+        revoked = TokenStore(Db(registry.recorder.datastore)).revoke_unit(args.code)  # type: ignore[attr-defined]
+        print(f"revoked {revoked} token(s) of {args.code}", file=sys.stderr)
     _print_outcome(outcome, args.json)
 
 

@@ -214,6 +214,7 @@ class MemberRelationship(Aggregate):
     ) -> None:
         """A document the member showed (the basis of an attachment, R1)."""
         case = self._case(act, case_id)
+        rules.date_in_calendar(valid_until, "valid_until")
         if valid_until is not None and valid_until < act.on:
             raise InvalidInput(
                 f"valid_until {valid_until} is before the date the evidence is recorded",
@@ -309,6 +310,7 @@ class MemberRelationship(Aggregate):
     ) -> None:
         """The transfer waits, under a named rule (e.g. R3 until confirmation)."""
         case = self._case(act, case_id)
+        rules.date_in_calendar(until, "until")
         if until is not None and until < act.on:
             raise InvalidInput("until may not be before the hold itself", field="until")
         self._trigger(
@@ -332,6 +334,8 @@ class MemberRelationship(Aggregate):
         """考察材料 sent to the receiving unit (what R4 waits for)."""
         case = self._case(act, case_id)
         self._check_other_unit(act, to_unit, "to_unit_id")
+        rules.date_in_calendar(covering_from, "covering_from")
+        rules.date_in_calendar(covering_to, "covering_to")
         if covering_to < covering_from:
             raise InvalidInput("covering_to is before covering_from", field="covering_to")
         if covering_to > act.on:
@@ -369,6 +373,7 @@ class MemberRelationship(Aggregate):
                 "the letter is addressed to the unit that already holds the member",
                 field="to_unit_id",
             )
+        rules.date_in_calendar(valid_until, "valid_until")
         until = valid_until or act.on + LETTER_VALIDITY
         if until < act.on:
             raise InvalidInput("valid_until is before the letter's date", field="valid_until")

@@ -13,7 +13,7 @@ from datetime import date
 from domain.errors import InvalidInput, NotFound, RuleRefused
 from domain.member_state import Case, Letter, MemberState
 from domain.unit import Unit
-from domain.values import Basis, EvidenceKind, Standing, add_months
+from domain.values import FIRST_YEAR, LAST_YEAR, Basis, EvidenceKind, Standing, add_months
 
 EVIDENCE_FOR_BASIS: dict[Basis, frozenset[EvidenceKind]] = {
     Basis.WORKPLACE: frozenset({EvidenceKind.LABOUR_CONTRACT, EvidenceKind.EMPLOYMENT_PROOF}),
@@ -26,8 +26,17 @@ EVIDENCE_FOR_BASIS: dict[Basis, frozenset[EvidenceKind]] = {
 # --- general ---------------------------------------------------------------
 
 
+def date_in_calendar(on: date | None, field: str) -> None:
+    """Every date lies in the registry's calendar (1900 to 2999)."""
+    if on is not None and not FIRST_YEAR <= on.year <= LAST_YEAR:
+        raise InvalidInput(
+            f"{field} {on} lies outside {FIRST_YEAR}–{LAST_YEAR}", code="INVALID_DATE", field=field
+        )
+
+
 def date_is_not_in_future(on: date, today: date, field: str = "occurred_on") -> None:
     """Business dates may lie in the past (paper records), never in the future."""
+    date_in_calendar(on, field)
     if on > today:
         raise InvalidInput(
             f"{field} {on} is in the future (today is {today})", code="INVALID_DATE", field=field

@@ -101,6 +101,12 @@ def parse_enum(enum_type: type[E], value: object, field: str) -> E:
         ) from None
 
 
+# The registry's calendar: no record lies outside these years (and date arithmetic
+# near date.max would overflow).
+FIRST_YEAR = 1900
+LAST_YEAR = 2999
+LAST_DAY = date(LAST_YEAR, 12, 31)
+
 _YM = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
@@ -119,7 +125,12 @@ class YearMonth:
             raise InvalidInput(
                 f"{field} must be a month written YYYY-MM (got {text!r})", field=field
             )
-        return cls(int(m.group(1)), int(m.group(2)))
+        year = int(m.group(1))
+        if not FIRST_YEAR <= year <= LAST_YEAR:
+            raise InvalidInput(
+                f"{field} must lie between {FIRST_YEAR} and {LAST_YEAR} (got {text!r})", field=field
+            )
+        return cls(year, int(m.group(2)))
 
     def __str__(self) -> str:
         return f"{self.year:04d}-{self.month:02d}"
@@ -163,6 +174,9 @@ def normalise_id_number(raw: str) -> str:
     return text
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
 def require_text(value: str | None, field: str, *, max_length: int = 2000) -> str:
     """A non-blank string of bounded length, stripped, or a refusal naming the field."""
     text = (value or "").strip() if isinstance(value, str | None) else None
@@ -170,6 +184,10 @@ def require_text(value: str | None, field: str, *, max_length: int = 2000) -> st
         raise InvalidInput(f"{field} is required and may not be blank", field=field)
     if len(text) > max_length:
         raise InvalidInput(f"{field} is longer than {max_length} characters", field=field)
+    if _CONTROL.search(text):
+        # Control characters (NUL above all) have no place in a record and cannot be
+        # stored in PostgreSQL text columns of the read models.
+        raise InvalidInput(f"{field} contains control characters", field=field)
     return text
 
 

@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from uuid import UUID
 
+from domain import rules
 from domain.errors import InvalidInput, NotFound
 from domain.member_events import MemberEvent
 from domain.member_state import fold
@@ -62,6 +63,8 @@ def member_history(
     """The member's trail, holder, cases and findings, as of a date or as recorded."""
     if sum(x is not None for x in (as_of, as_recorded, position)) > 1:
         raise InvalidInput("give at most one of as_of, as_recorded and position", field="as_of")
+    for day, name in ((as_of, "as_of"), (as_recorded, "as_recorded")):
+        rules.date_in_calendar(day, name)
     mid = member_id if isinstance(member_id, UUID) else UUID(str(member_id))
     events = member_events_with_positions(registry, mid)
     if not events:

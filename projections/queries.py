@@ -14,6 +14,7 @@ from datetime import date
 from typing import Any
 from uuid import UUID
 
+from domain import rules
 from domain.errors import NotFound
 from domain.registry import Registry
 from projections import judgements as j
@@ -55,6 +56,7 @@ class ReadModels:
         ensure_schema(self.db)
 
     def _today(self, on: date | None) -> date:
+        rules.date_in_calendar(on, "on")
         return on or self.registry.clock()
 
     # --- units -------------------------------------------------------------------

@@ -70,9 +70,15 @@ def reset_postgres(url: str) -> None:
                 " AND tablename LIKE 'harbor%'"
             )
         ]
-        if tables:
+        # The library's tracking table keeps a migration marker row it relies on.
+        emptied = [t for t in tables if t != "harbor_tracking"]
+        if emptied:
             conn.execute(
-                "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY"
+                "TRUNCATE " + ", ".join(f'"{t}"' for t in emptied) + " RESTART IDENTITY"
+            )
+        if "harbor_tracking" in tables:
+            conn.execute(
+                "DELETE FROM harbor_tracking WHERE application_name <> '__migration__'"
             )
 
 

@@ -435,11 +435,6 @@ def test_an_unauthenticated_request_with_an_invalid_body_is_401(world: World) ->
     refused(response, 401, "UNAUTHORIZED")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a request with no token and a body that is not JSON gets 422 INVALID_INPUT"
-    " (FastAPI parses the body before the credential dependency runs) instead of 401",
-)
 def test_an_unauthenticated_request_with_a_malformed_body_is_401(world: World) -> None:
     response = world.api.call("POST", world.fill("/members/{m}/activities"), None,
                               content=b"{not json", headers={"Content-Type": "application/json"})

@@ -6,14 +6,16 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 
-from api.http import problems
+from api.http import problems, schemas
+from api.http.deps import check_token
 from api.http.metrics import METRICS
 from api.http.routes import commands, ops, reads
 from audit.config import AuditConfig
 from audit.sealer import BackgroundSealer, Sealer
+from domain.errors import HarborError
 from domain.registry import Registry
 from projections.queries import ReadModels
 from projections.runner import Projector
@@ -76,31 +78,55 @@ def create_app(
             if follower is not None:
                 follower.join(timeout=10)
 
-    app = FastAPI(title="Harbor", version="0.1.0", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="Harbor",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses=schemas.problem_responses(),
+    )
     app.state.registry = registry
     app.state.models = ReadModels(registry)
     app.state.tokens = TokenStore(Db(registry.recorder.datastore))  # type: ignore[attr-defined]
     problems.install(app)
 
     @app.middleware("http")
-    async def limits_and_latency(
+    async def limits_auth_latency(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
+        too_large = problems.problem(
+            413,
+            "BODY_TOO_LARGE",
+            f"request bodies are limited to {MAX_BODY} bytes",
+            None,
+            request.url.path,
+        )
         length = request.headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return JSONResponse(
-                {
-                    "type": "urn:harbor:problem:BODY_TOO_LARGE",
-                    "status": 413,
-                    "code": "BODY_TOO_LARGE",
-                    "field": None,
-                    "title": "body too large",
-                    "detail": f"request bodies are limited to {MAX_BODY} bytes",
-                    "instance": request.url.path,
-                },
-                status_code=413,
-                media_type=problems.PROBLEM,
-            )
+            return too_large
+        if length is None and request.method in ("POST", "PUT", "PATCH"):
+            body = b""
+            async for chunk in request.stream():  # chunked: count as it arrives
+                body += chunk
+                if len(body) > MAX_BODY:
+                    return too_large
+            request._body = body  # the route reads the body already received
+        if not _public(request.url.path):
+            # The credential is checked before the body is parsed: no token is 401 first.
+            header = request.headers.get("authorization", "")
+            scheme, _, token = header.partition(" ")
+            try:
+                request.state.credential = await anyio.to_thread.run_sync(
+                    check_token,
+                    registry,
+                    app.state.tokens,
+                    token.strip() if scheme.lower() == "bearer" else None,
+                )
+            except HarborError as e:
+                METRICS.refusal(e.code)
+                return problems.problem(
+                    problems.status_of(e), e.code, e.message, e.field, request.url.path
+                )
         started = time.perf_counter()
         response = await call_next(request)
         route = request.scope.get("route")
@@ -111,6 +137,13 @@ def create_app(
     app.include_router(reads.router)
     app.include_router(ops.router)
     return app
+
+
+PUBLIC = ("/healthz", "/metrics", "/openapi.json", "/docs", "/redoc")
+
+
+def _public(path: str) -> bool:
+    return path == "/" or any(path == p or path.startswith(p + "/") for p in PUBLIC)
 
 
 def _start_sealer(registry: Registry) -> BackgroundSealer | None:

@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from domain.errors import HarborError
+from domain.errors import HarborError, NotFound
 from domain.registry import Actor, Registry
 from projections.queries import ReadModels
 from projections.runner import wait_for
@@ -55,18 +55,33 @@ TokensDep = Annotated[TokenStore, Depends(get_tokens)]
 _bearer = HTTPBearer(auto_error=False, description="a token from `harbor tokens issue`")
 
 
+def check_token(registry: Registry, tokens: TokenStore, token: str | None) -> Credential:
+    """The credential a bearer token stands for, or 401 (also for a dissolved unit)."""
+    if not token:
+        raise Unauthorized("send Authorization: Bearer <token> (harbor tokens issue)")
+    credential = tokens.check(token, registry.clock())
+    if credential is None:
+        raise Unauthorized("the token is unknown, expired or revoked; ask for a new one")
+    try:
+        dissolved = registry.unit(credential.unit_id).dissolved
+    except NotFound:
+        dissolved = False  # an admin's own unit may not be registered yet (bootstrap)
+    if dissolved:
+        raise Unauthorized(f"unit {credential.unit_id} is dissolved; its tokens no longer act")
+    return credential
+
+
 def get_credential(
+    request: Request,
     registry: RegistryDep,
     tokens: TokensDep,
     auth: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Credential:
-    """The caller's credential, or 401."""
-    if auth is None:
-        raise Unauthorized("send Authorization: Bearer <token> (harbor tokens issue)")
-    credential = tokens.check(auth.credentials, registry.clock())
-    if credential is None:
-        raise Unauthorized("the token is unknown, expired or revoked; ask for a new one")
-    return credential
+    """The caller's credential (checked once per request, before the body), or 401."""
+    checked: Credential | None = getattr(request.state, "credential", None)
+    if checked is not None:
+        return checked
+    return check_token(registry, tokens, auth.credentials if auth else None)
 
 
 CredentialDep = Annotated[Credential, Depends(get_credential)]
@@ -156,6 +171,14 @@ def caught_up(
     ] = None,
 ) -> None:
     """Read-your-writes: wait until the projections have folded ``min_position``."""
+    if min_position is not None and min_position > registry.position():
+        from domain.errors import InvalidInput
+
+        raise InvalidInput(
+            f"min_position {min_position} is beyond the log (it ends at"
+            f" {registry.position()}); pass a position a command returned",
+            field="min_position",
+        )
     if min_position is not None and not wait_for(registry, min_position, timeout=5.0):
         raise NotCaughtUp(
             f"projections have not reached position {min_position} yet; retry in a moment",

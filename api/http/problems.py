@@ -79,6 +79,11 @@ def install(app: FastAPI) -> None:
             location[1:] if location and location[0] in ("query", "path", "header") else location
         )
         METRICS.refusal("INVALID_INPUT")
+        if first.get("type") == "json_invalid" or first.get("msg") == "JSON decode error":
+            # The location is a character offset, not a field.
+            return problem(
+                422, "INVALID_INPUT", "the body is not valid JSON (UTF-8)", None, request.url.path
+            )
         return problem(
             422,
             "INVALID_INPUT",
@@ -95,6 +100,15 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if error.status_code == 400:  # a body that cannot even be decoded
+            METRICS.refusal("INVALID_INPUT")
+            return problem(
+                422,
+                "INVALID_INPUT",
+                f"the body could not be read: {error.detail}",
+                None,
+                request.url.path,
+            )
         code = {
             404: "NOT_FOUND",
             405: "METHOD_NOT_ALLOWED",

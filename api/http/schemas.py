@@ -230,3 +230,33 @@ class TokenIssue(BaseModel):
 def plain(model: BaseModel) -> dict[str, Any]:
     """The body's fields as keyword arguments (without the credential-owned ones)."""
     return model.model_dump(exclude={"unit_id", "occurred_on"})
+
+
+class Problem(BaseModel):
+    """An error (RFC 9457 problem details); `code` is stable, `field` names the culprit."""
+
+    type: str = Field(examples=["urn:harbor:problem:R2_NOT_HOLDER"])
+    title: str
+    status: int
+    code: str = Field(examples=["R2_NOT_HOLDER"])
+    detail: str
+    field: str | None = None
+    instance: str
+    errors: list[dict[str, Any]] | None = None
+
+
+def problem_responses() -> dict[int | str, dict[str, Any]]:
+    """The error responses every operation may give, as problem+json."""
+    described = {
+        401: "no valid token",
+        403: "the token's unit or role may not do this",
+        404: "unknown member, case or unit",
+        409: "a rule refuses it, or the member moved",
+        413: "body too large",
+        422: "malformed or invalid input",
+        503: "store unreachable or projections behind: retry",
+    }
+    return {
+        status: {"description": text, "model": Problem, "content": {"application/problem+json": {}}}
+        for status, text in described.items()
+    }

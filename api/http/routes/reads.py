@@ -73,7 +73,8 @@ def _wants_csv(request: Request) -> bool:
 def _csv(rows: list[dict[str, Any]]) -> Response:
     out = io.StringIO()
     if rows:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]), extrasaction="ignore")
+        columns = list(dict.fromkeys(key for row in rows for key in row))  # every row's keys
+        writer = csv.DictWriter(out, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8")
@@ -91,6 +92,8 @@ def find_members(
     models: ModelsDep,
 ) -> list[s.MemberMatch]:
     """Look a member up by ID number (hashed the same way) or name: id and masked name only."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in q):
+        raise InvalidInput("q contains control characters", field="q")
     matches: dict[str, str] = {}
     try:
         member_id = registry.member_id_for(q)
