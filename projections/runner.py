@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from eventsourcing.persistence import IntegrityError, Notification, Tracking
+from eventsourcing.persistence import IntegrityError, Notification, OperationalError, Tracking
 
 from domain.member_events import EntryVoided, MemberEvent
 from domain.member_state import MemberState, fold
@@ -56,6 +56,7 @@ class BatchResult:
 
     events: int
     position: int
+    raced: bool = False  # another runner got there first; nothing was written
 
 
 class Projector:
@@ -81,6 +82,7 @@ class Projector:
         self.batch_size = batch_size
         self.cache_size = cache_size
         self._members: OrderedDict[UUID, tuple[int, MemberState]] = OrderedDict()
+        self._committed: int | None = None
         self.writer = RowWriter(self.db, cache_size)
         self._units: dict[UUID, Unit] = {}
 
@@ -107,6 +109,11 @@ class Projector:
                 self.generation = live
                 self._forget()
         start = self.position()
+        if self._committed is not None and start != self._committed:
+            # Another runner folded part of the log meanwhile: what this one remembers
+            # (member states, rows it wrote) may no longer be what the tables hold.
+            self._forget()
+        self._committed = start
         notes = self.registry.recorder.select_notifications(start + 1, self.batch_size, stop=stop)
         if not notes and not swap:
             return BatchResult(0, start)
@@ -125,18 +132,25 @@ class Projector:
                 if swap:
                     schema.point_views_at(self.db, cur, self.generation)
                     cur.execute(f"UPDATE {schema.STATE_TABLE} SET building = NULL WHERE id = 1")
-        except IntegrityError:
-            # Another runner committed this batch first: start again from its position.
-            log.warning("projections: batch after %s was already folded elsewhere", start)
+        except (IntegrityError, OperationalError) as e:
+            if isinstance(e, OperationalError) and "deadlock" not in str(e):
+                self._forget()
+                raise
+            # Another runner committed this batch first (or collided with it): start
+            # again from whatever is committed now.
+            log.warning(
+                "projections: batch after %s was folded elsewhere (%s)", start, type(e).__name__
+            )
             self._forget()
-            return BatchResult(0, self.position())
+            return BatchResult(0, self.position(), raced=True)
         except BaseException:
             self._forget()  # the cache may hold states past the committed position
             raise
         finally:
             if collecting:
                 gc.enable()
-        return BatchResult(len(notes), notes[-1].id if notes else start)
+        self._committed = notes[-1].id if notes else start
+        return BatchResult(len(notes), self._committed)
 
     def catch_up(
         self, *, stop: int | None = None, progress: Callable[[int, int], None] | None = None
@@ -148,7 +162,7 @@ class Projector:
             done += result.events
             if progress is not None:
                 progress(result.events, result.position)
-            if result.events == 0:
+            if result.events == 0 and not result.raced:
                 return done
 
     def follow(self, stop: threading.Event, *, poll_seconds: float = 0.2) -> None:

@@ -53,6 +53,10 @@ class Changes:
         self.voids: list[tuple[str, int, str]] = []
 
 
+def _sorted(rows: dict[Key, Row]) -> list[Row]:
+    return [rows[k] for k in sorted(rows, key=lambda k: tuple(str(p) for p in k))]
+
+
 class RowWriter:
     """Turns desired rows into the smallest set of writes, and writes them."""
 
@@ -86,15 +90,20 @@ class RowWriter:
             self._written.popitem(last=False)
 
     def flush(self, cur: Cursor, generation: int, changes: Changes) -> None:
-        """Write the planned changes inside the caller's transaction."""
-        for name in MEMBER_TABLES:
-            if name != "members" and changes.rewrite:
-                self._delete_members(cur, schema.table(generation, name), changes.rewrite)
-            for key in changes.deletes.get(name, []):
+        """Write the planned changes inside the caller's transaction.
+
+        Rows are locked in one order — members first, then each member table, keys
+        sorted — so two runners writing the same members cannot deadlock.
+        """
+        self._upsert(cur, generation, "units", _sorted(changes.upserts.get("units", {})))
+        self._upsert(cur, generation, "members", _sorted(changes.upserts.get("members", {})))
+        for name in MEMBER_TABLES[1:]:
+            if changes.rewrite:
+                self._delete_members(cur, schema.table(generation, name), sorted(changes.rewrite))
+            for key in sorted(changes.deletes.get(name, []), key=lambda k: tuple(map(str, k))):
                 where = " AND ".join(f"{k} = ?" for k in KEYS[name])
                 cur.execute(f"DELETE FROM {schema.table(generation, name)} WHERE {where}", key)
-        for name, rows in changes.upserts.items():
-            self._upsert(cur, generation, name, list(rows.values()))
+            self._upsert(cur, generation, name, _sorted(changes.upserts.get(name, {})))
         self._append(cur, schema.table(generation, "trail"), "trail", changes.trail)
         for member_id, version, reason in changes.voids:
             cur.execute(
