@@ -316,7 +316,9 @@ def rebuild(
                 cur.raw, Tracking(projector.tracking_name, head)
             )
     projector.catch_up(progress=progress)
-    projector.run_once(swap=True)  # the last few events and the swap, in one transaction
+    # The last few events and the swap, in one transaction (again if it collided).
+    while projector.run_once(swap=True).raced:
+        pass
     return generation
 
 

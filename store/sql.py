@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from eventsourcing.persistence import OperationalError
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 
@@ -83,10 +84,18 @@ class Db:
             yield _PostgresCursor(raw) if self.backend == "postgres" else _SQLiteCursor(raw)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of one read-only statement."""
-        with self.transaction(commit=False) as cur:
-            cur.execute(sql, params)
-            return cur.fetchall()
+        """Rows of one read-only statement (retried if the server broke a deadlock with it)."""
+        for attempt in range(3):
+            try:
+                with self.transaction(commit=False) as cur:
+                    cur.execute(sql, params)
+                    return cur.fetchall()
+            except OperationalError as e:
+                # A rebuild swapping the views can deadlock with a reader joining them;
+                # the server aborts one side, and a read is always safe to repeat.
+                if "deadlock" not in str(e) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def placeholders(self, n: int) -> str:
         """``?, ?, …`` for an IN list of ``n`` values."""
