@@ -13,7 +13,8 @@ run repeats it), or a rebuild swaps in a new generation under it. Then:
 (a) every table of the live generation equals, row for row, a fresh rebuild;
 (b) member status, cases, trail and scorecard counts read through ReadModels equal a
     reference fold written plainly here from the events' fields (not projections/ code);
-    so does a member's history as the registry knew it at a random log position.
+    so does a member's history as the registry knew it at a random log position, or as
+    of a random day (the same fold stopped early, two ways).
 
 Run with ``--hypothesis-show-statistics`` to see which commands were accepted or refused.
 """
@@ -38,6 +39,7 @@ from domain.member_events import (
     MEMBER_EVENTS,
     ActivityAttended,
     Attached,
+    CaseEvent,
     CaseWithdrawn,
     EntryVoided,
     InquiryReceived,
@@ -63,6 +65,7 @@ from tests.projection_support import (
     empty_registry,
     live_generation,
     live_rows,
+    member_event_positions,
     rebuilt_rows,
 )
 
@@ -141,10 +144,14 @@ class RefMember:
 
 
 def reference_fold(
-    registry: Registry, up_to: int | None = None
+    registry: Registry, up_to: int | None = None, as_of: date | None = None
 ) -> tuple[dict[UUID, RefMember], dict[str, date]]:
-    """Members and dissolved units, folded plainly from the log (up to a position); voids
-    skipped."""
+    """Members and dissolved units, folded plainly from the log; voids skipped.
+
+    ``up_to``: only what was recorded up to that position. ``as_of``: only member events
+    that happened by that day — and a case entry whose case was not yet opened by an
+    inquiry that day stays in the trail but changes nothing.
+    """
     events: list[tuple[int, Any]] = []
     start = 1
     while True:
@@ -153,7 +160,12 @@ def reference_fold(
         if len(page) < 500:
             break
         start = page[-1].id + 1
+    if as_of is not None:
+        events = [
+            (p, e) for p, e in events if not isinstance(e, MemberEvent) or e.occurred_on <= as_of
+        ]
     voided = {(e.originator_id, e.voided_version) for _, e in events if isinstance(e, EntryVoided)}
+    opened = {e.case_id for _, e in events if isinstance(e, InquiryReceived)}
     unit_codes: dict[UUID, str] = {}
     dissolved: dict[str, date] = {}
     members: dict[UUID, RefMember] = {}
@@ -168,7 +180,10 @@ def reference_fold(
             m.trail.append(
                 (position, type(e).__name__, int(is_voided), str(e.case_id) if e.case_id else None)
             )
-            if not is_voided and not isinstance(e, EntryVoided):
+            before_its_case = isinstance(e, CaseEvent) and e.case_id not in opened
+            if before_its_case:
+                event("history as of a day: a case entry dated before its case opened")
+            if not is_voided and not isinstance(e, EntryVoided) and not before_its_case:
                 _apply(m, position, e)
     return members, dissolved
 
@@ -274,12 +289,14 @@ def assert_read_models_match_reference(registry: Registry, on: date = TODAY) -> 
         ), card
 
 
-def assert_history_matches_reference(registry: Registry, position: int) -> None:
-    """member_history(position=N) — what the registry knew at N — is the reference fold of
-    the log up to N."""
-    members, _ = reference_fold(registry, up_to=position)
+def assert_history_matches_reference(
+    registry: Registry, *, position: int | None = None, as_of: date | None = None
+) -> None:
+    """member_history(position=N) — what the registry knew at N — and member_history(as_of=D)
+    — what had happened by D — are the reference fold of that part of the log."""
+    members, _ = reference_fold(registry, up_to=position, as_of=as_of)
     for mid in reference_fold(registry)[0]:
-        history = member_history(registry, mid, position=position)
+        history = member_history(registry, mid, position=position, as_of=as_of)
         if mid not in members:
             assert not history["known"]
             continue
@@ -288,7 +305,7 @@ def assert_history_matches_reference(registry: Registry, position: int) -> None:
             m.holder,
             iso(m.since),
             m.outstanding[1] if m.outstanding else None,
-        ), f"member {mid} at position {position}"
+        ), f"member {mid} at position {position} / as of {as_of}"
         assert [(t["position"], t["voided"]) for t in history["trail"]] == [
             (pos, voided) for pos, _, voided, _ in m.trail
         ]
@@ -353,8 +370,10 @@ class World:
             return TODAY + DAY  # in the future
         if how == 1:
             return start - DAY  # before enrolment
-        if how < 30:
+        if how < 28:
             on = min(max(self.last, start) + timedelta(days=self.draw(st.integers(0, 20))), TODAY)
+        elif how < 34:  # a back-dated paper record
+            on = max(self.last - timedelta(days=self.draw(st.integers(1, 30))), start)
         else:
             on = start + timedelta(days=self.draw(st.integers(0, max((TODAY - start).days, 0))))
         self.last = on
@@ -978,9 +997,16 @@ def test_incremental_projections_equal_a_rebuild_and_the_reference_fold(
         catch_up(w)
 
         assert_read_models_match_reference(registry)  # (b), on the incremental tables
-        assert_history_matches_reference(
-            registry, data.draw(st.integers(0, registry.position()), label="history at")
-        )
+        if data.draw(st.booleans(), label="history as recorded (or as of a day)"):
+            at = data.draw(st.integers(0, registry.position()), label="position")
+            assert_history_matches_reference(registry, position=at)
+        else:
+            happened = [e for _, e in member_event_positions(registry)]
+            days = sorted({e.occurred_on for e in happened}) or [TODAY]
+            eves = sorted({e.occurred_on - DAY for e in happened if isinstance(e, InquiryReceived)})
+            on_eve = bool(eves) and data.draw(st.booleans(), label="the eve of an inquiry")
+            day = data.draw(st.sampled_from(eves if on_eve else days), label="as of")
+            assert_history_matches_reference(registry, as_of=day)
         incremental = live_rows(registry)
         rebuilt = rebuilt_rows(registry)
 
