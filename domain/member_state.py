@@ -237,9 +237,14 @@ class MemberState:
         return next(reversed(self.cases.values()), None) if self.cases else None
 
 
-def fold(events: Iterable[MemberEvent]) -> MemberState:
-    """The state after ``events`` (a member stream or a prefix of one), voids applied."""
-    from domain.member_events import EntryVoided
+def fold(events: Iterable[MemberEvent], *, by_date: bool = False) -> MemberState:
+    """The state after ``events`` (a member stream or a prefix of one), voids applied.
+
+    With ``by_date`` the events are those that had happened by some day: a back-dated
+    case entry may then come before any inquiry of its case, and is left out until
+    the case exists.
+    """
+    from domain.member_events import CaseEvent, EntryVoided
 
     history = list(events)
     state = MemberState()
@@ -248,6 +253,8 @@ def fold(events: Iterable[MemberEvent]) -> MemberState:
             state.voided[event.voided_version] = event.reason
     for event in history:
         if event.originator_version in state.voided or isinstance(event, EntryVoided):
+            continue
+        if by_date and isinstance(event, CaseEvent) and event.case_id not in state.cases:
             continue
         event.evolve(state)
     return state

@@ -15,7 +15,7 @@ from uuid import UUID
 
 from domain import rules
 from domain.errors import InvalidInput, NotFound
-from domain.member_events import CaseEvent, InquiryReceived, MemberEvent
+from domain.member_events import MemberEvent
 from domain.member_state import fold
 from domain.registry import SHANGHAI, Registry
 from projections import rows
@@ -77,11 +77,7 @@ def member_history(
     elif position is not None:
         events = [(p, e) for p, e in events if p <= position]
     on = as_of or as_recorded or registry.clock()
-    # A back-dated case entry can predate the inquiry that opened its case: as of a day
-    # before that inquiry the case did not exist, so the entry shows in the trail but
-    # cannot change a case yet.
-    opened = {e.case_id for _, e in events if isinstance(e, InquiryReceived)}
-    state = fold(e for _, e in events if not isinstance(e, CaseEvent) or e.case_id in opened)
+    state = fold((e for _, e in events), by_date=as_of is not None)
     if not events:
         return {
             "member_id": str(mid),
