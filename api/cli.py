@@ -9,10 +9,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 from uuid import UUID
 
+from api.cli_args import iso_date, member_ref
 from api.demo import load_article_cases
 from api.trail import render_trail
 from domain.errors import HarborError, NotFound, Unavailable
@@ -44,12 +44,6 @@ def _extensions() -> list[Any]:
 
     return [importlib.import_module(name) for name in EXTENSIONS]
 
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def _choices(enum_type: Any) -> list[str]:
@@ -111,7 +105,7 @@ MEMBER_COMMANDS: list[MemberCommand] = [
         [
             Opt("--kind", "kind", "document kind", True, choices=_choices(EvidenceKind)),
             Opt("--reference", "reference", "its number or description", True),
-            Opt("--valid-until", "valid_until", "last day it is valid", type=_date),
+            Opt("--valid-until", "valid_until", "last day it is valid", type=iso_date),
         ],
     ),
     MemberCommand(
@@ -156,7 +150,7 @@ MEMBER_COMMANDS: list[MemberCommand] = [
         [
             Opt("--rule", "rule", "the rule, e.g. R3", True),
             Opt("--note", "note", "why", True),
-            Opt("--until", "until", "until when", type=_date),
+            Opt("--until", "until", "until when", type=iso_date),
         ],
     ),
     MemberCommand(
@@ -165,8 +159,8 @@ MEMBER_COMMANDS: list[MemberCommand] = [
         "record the performance report (考察材料) sent",
         [
             Opt("--to", "to_unit_id", "the receiving unit", True),
-            Opt("--covering-from", "covering_from", "first day covered", True, type=_date),
-            Opt("--covering-to", "covering_to", "last day covered", True, type=_date),
+            Opt("--covering-from", "covering_from", "first day covered", True, type=iso_date),
+            Opt("--covering-to", "covering_to", "last day covered", True, type=iso_date),
         ],
     ),
     MemberCommand(
@@ -177,7 +171,7 @@ MEMBER_COMMANDS: list[MemberCommand] = [
             Opt("--no", "letter_no", "letter number (unique per unit and year)", True),
             Opt("--to", "to_unit_id", "the receiving unit", True),
             Opt("--dues-paid-through", "dues_paid_through", "YYYY-MM", True),
-            Opt("--valid-until", "valid_until", "default: 90 days after the letter", type=_date),
+            Opt("--valid-until", "valid_until", "default: 90 days after the letter", type=iso_date),
             Opt("--special", "special_circumstances", "special circumstances (R3 override)"),
         ],
     ),
@@ -329,7 +323,7 @@ def _add_actor_options(p: argparse.ArgumentParser, *, unit_required: bool = True
 def _add_member_options(p: argparse.ArgumentParser, cmd: MemberCommand) -> None:
     p.add_argument("member", help="member id, or the member's ID number")
     _add_actor_options(p)
-    p.add_argument("--on", type=_date, help="business date YYYY-MM-DD (default: today)")
+    p.add_argument("--on", type=iso_date, help="business date YYYY-MM-DD (default: today)")
     p.add_argument(
         "--expected-version",
         type=int,
@@ -371,18 +365,18 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--kind", required=True, choices=_choices(UnitKind))
     add.add_argument("--region", required=True, help="e.g. 上海·闸北")
     add.add_argument("--parent", help="parent unit code")
-    add.add_argument("--on", type=_date, help="date registered (default: today)")
+    add.add_argument("--on", type=iso_date, help="date registered (default: today)")
     _add_actor_options(add, unit_required=False)
     units.add_parser("list", help="list every unit")
     rename = units.add_parser("rename", help="record a unit's new name")
     rename.add_argument("code")
     rename.add_argument("--name", required=True)
-    rename.add_argument("--on", type=_date)
+    rename.add_argument("--on", type=iso_date)
     _add_actor_options(rename)
     dissolve = units.add_parser("dissolve", help="record that a unit no longer exists")
     dissolve.add_argument("code")
     dissolve.add_argument("--successor", help="the unit that takes over")
-    dissolve.add_argument("--on", type=_date)
+    dissolve.add_argument("--on", type=iso_date)
     _add_actor_options(dissolve)
 
     enrol = sub.add_parser("enrol", help="enrol a member (DUPLICATE_MEMBER if already known)")
@@ -390,10 +384,10 @@ def build_parser() -> argparse.ArgumentParser:
     enrol.add_argument("--id-number", required=True, help="resident ID number (never stored)")
     enrol.add_argument("--standing", required=True, choices=_choices(Standing))
     enrol.add_argument("--household-region", required=True)
-    enrol.add_argument("--probation-started", type=_date, help="for probationary members")
+    enrol.add_argument("--probation-started", type=iso_date, help="for probationary members")
     enrol.add_argument("--developing-unit", help="the unit that developed the member")
     enrol.add_argument("--holder", help="holding unit (default: the acting unit)")
-    enrol.add_argument("--on", type=_date)
+    enrol.add_argument("--on", type=iso_date)
     _add_actor_options(enrol)
 
     lookup = sub.add_parser("lookup", help="the member id for an ID number")
@@ -408,12 +402,6 @@ def build_parser() -> argparse.ArgumentParser:
         extension.add_commands(sub)
     return parser
 
-
-def _member_id(registry: Registry, text: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError:
-        return registry.member_id_for(text)
 
 
 def _print_outcome(outcome: Outcome, as_json: bool) -> None:
@@ -439,7 +427,7 @@ def _run_member_command(registry: Registry, args: argparse.Namespace, cmd: Membe
         kwargs["case_id"] = args.case_id
     outcome = getattr(registry, cmd.method)(
         Actor(args.unit, _who(args)),
-        _member_id(registry, args.member),
+        member_ref(registry, args.member),
         occurred_on=args.on,
         expected_version=args.expected_version,
         idempotency_key=args.idempotency_key,

@@ -14,8 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
+from api.cli_args import member_ref
 from audit.bundle import BundleError, load_bundle, make_bundle, trail_lines, verify_bundle
 from audit.config import AuditConfig
 from audit.keyring import export_keys, init_key, rotate_key
@@ -210,15 +210,9 @@ def _print_report(report: Report, witnesses: list[Path]) -> None:
         )
 
 
-def _member_id(registry: Registry, text: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError:
-        return registry.member_id_for(text)
-
 
 def _bundle(registry: Registry, audit: AuditLog, args: argparse.Namespace) -> int:
-    member_id = _member_id(registry, args.member)
+    member_id = member_ref(registry, args.member)
     registry.member(member_id)  # UNKNOWN_MEMBER when not enrolled
     data = make_bundle(audit, member_id)
     text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"

@@ -6,21 +6,15 @@ import argparse
 import json
 import os
 import sys
-from datetime import date
 from typing import Any
 
+from api.cli_args import iso_date
 from domain.registry import Registry
 from store.sql import Db
 from store.tokens import ROLES, TokenStore
 
 COMMANDS = {"serve", "tokens"}
 
-
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
 
 
 def add_commands(sub: Any) -> None:
@@ -64,7 +58,7 @@ def add_commands(sub: Any) -> None:
     issue.add_argument("--unit", required=True, help="the unit the token acts for")
     issue.add_argument("--role", required=True, choices=ROLES)
     issue.add_argument("--holder", required=True, help="the person it is issued to")
-    issue.add_argument("--expires", type=_date, help="last day it is valid (YYYY-MM-DD)")
+    issue.add_argument("--expires", type=iso_date, help="last day it is valid (YYYY-MM-DD)")
     tsub.add_parser("list", help="every token (ids, never the tokens themselves)")
     revoke = tsub.add_parser("revoke", help="revoke a token by its id")
     revoke.add_argument("token_id")

@@ -9,9 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from datetime import date
 from typing import Any
-from uuid import UUID
 
 from rich.console import Console
 from rich.progress import (
@@ -22,6 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from api.cli_args import iso_date, member_ref
 from domain.errors import NotFound
 from domain.registry import Registry
 from projections.history import member_history
@@ -32,12 +31,6 @@ COMMANDS = {"status", "history", "queue", "scorecard", "findings", "rebuild", "p
 RULES = ["R1", "R2", "R3", "R5", "R6", "R7", "R8"]
 
 
-def _date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
-
 
 def add_commands(sub: Any) -> None:
     """Register the read-side subcommands."""
@@ -45,7 +38,7 @@ def add_commands(sub: Any) -> None:
     def on(p: argparse.ArgumentParser) -> None:
         p.add_argument(
             "--on",
-            type=_date,
+            type=iso_date,
             help="judge time-dependent rules on this date (default: today, Asia/Shanghai)",
         )
 
@@ -58,8 +51,8 @@ def add_commands(sub: Any) -> None:
     )
     history.add_argument("member", help="member id, or the member's ID number")
     when = history.add_mutually_exclusive_group()
-    when.add_argument("--as-of", type=_date, help="what had happened by this date")
-    when.add_argument("--as-recorded", type=_date, help="what the registry knew on this date")
+    when.add_argument("--as-of", type=iso_date, help="what had happened by this date")
+    when.add_argument("--as-recorded", type=iso_date, help="what the registry knew on this date")
     when.add_argument("--position", type=int, help="what the registry knew at this log position")
 
     case = sub.add_parser("case", help="one case: first responder, path, outcome, trail")
@@ -96,12 +89,6 @@ def add_commands(sub: Any) -> None:
     project.add_argument("--poll", type=float, default=0.2, help="seconds between polls")
 
 
-def _member_id(registry: Registry, text: str) -> UUID:
-    try:
-        return UUID(text)
-    except ValueError:
-        return registry.member_id_for(text)
-
 
 def _print(data: Any) -> None:
     print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
@@ -117,11 +104,11 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
     Projector(registry).catch_up()  # reading from the command line: show everything recorded
     models = ReadModels(registry)
     if command == "status":
-        _show(models.member_status(_member_id(registry, args.member), args.on), args.json)
+        _show(models.member_status(member_ref(registry, args.member), args.on), args.json)
     elif command == "history":
         data = member_history(
             registry,
-            _member_id(registry, args.member),
+            member_ref(registry, args.member),
             as_of=args.as_of,
             as_recorded=args.as_recorded,
             position=args.position,

@@ -53,14 +53,15 @@ def load_units(registry: Registry, recorded_by: str) -> None:
                 raise
 
 
+def _as(recorded_by: str, unit: str) -> Actor:
+    return Actor(unit, recorded_by)
+
+
 def load_case_1(registry: Registry, recorded_by: str) -> UUID:
     """刘洋: answered first by the residence centre, referred on cold — dropped."""
 
-    def by(unit: str) -> Actor:
-        return Actor(unit, recorded_by)
-
     member = registry.enrol_member(
-        by("sh-univ"),
+        _as(recorded_by, "sh-univ"),
         name="刘洋",
         id_number=LIU_YANG_ID_NUMBER,
         standing="probationary",
@@ -72,7 +73,7 @@ def load_case_1(registry: Registry, recorded_by: str) -> UUID:
     ).member_id
     assert member is not None
     registry.receive_inquiry(
-        by("sh-residence-center"),
+        _as(recorded_by, "sh-residence-center"),
         member,
         occurred_on=date(2011, 7, 20),
         channel="walk_in",
@@ -86,7 +87,7 @@ def load_case_1(registry: Registry, recorded_by: str) -> UUID:
         idempotency_key="demo-case-1-2",
     )
     registry.refer_case(
-        by("sh-residence-center"),
+        _as(recorded_by, "sh-residence-center"),
         member,
         occurred_on=date(2011, 7, 20),
         to_unit_id="home-county",
@@ -95,7 +96,7 @@ def load_case_1(registry: Registry, recorded_by: str) -> UUID:
         idempotency_key="demo-case-1-3",
     )
     registry.receive_inquiry(
-        by("sh-org-dept"),
+        _as(recorded_by, "sh-org-dept"),
         member,
         occurred_on=date(2011, 9, 1),
         channel="letter",
@@ -103,7 +104,7 @@ def load_case_1(registry: Registry, recorded_by: str) -> UUID:
         idempotency_key="demo-case-1-4",
     )
     registry.receive_dues(
-        by("sh-org-dept"),
+        _as(recorded_by, "sh-org-dept"),
         member,
         occurred_on=date(2011, 9, 1),
         months_from="2011-07",
@@ -117,11 +118,8 @@ def load_case_1(registry: Registry, recorded_by: str) -> UUID:
 def load_case_2(registry: Registry, recorded_by: str) -> UUID:
     """The old comrade at the Daning centre: answered first and seen through."""
 
-    def by(unit: str) -> Actor:
-        return Actor(unit, recorded_by)
-
     member = registry.enrol_member(
-        by("zb-factory"),
+        _as(recorded_by, "zb-factory"),
         name="老同志",
         id_number=OLD_COMRADE_ID_NUMBER,
         standing="full",
@@ -131,7 +129,7 @@ def load_case_2(registry: Registry, recorded_by: str) -> UUID:
     ).member_id
     assert member is not None
     registry.receive_dues(
-        by("zb-factory"),
+        _as(recorded_by, "zb-factory"),
         member,
         occurred_on=date(2004, 3, 15),
         months_from="2003-04",
@@ -140,13 +138,13 @@ def load_case_2(registry: Registry, recorded_by: str) -> UUID:
         idempotency_key="demo-case-2-2",
     )
     registry.dissolve_unit(
-        by("sh-org-dept"),
+        _as(recorded_by, "sh-org-dept"),
         "zb-factory",
         occurred_on=date(2004, 3, 31),
         idempotency_key="demo-case-2-3",
     )
     registry.receive_inquiry(
-        by("daning-center"),
+        _as(recorded_by, "daning-center"),
         member,
         occurred_on=date(2006, 5, 8),
         channel="walk_in",
@@ -154,7 +152,7 @@ def load_case_2(registry: Registry, recorded_by: str) -> UUID:
         idempotency_key="demo-case-2-4",
     )
     registry.issue_introduction(
-        by("daning-center"),
+        _as(recorded_by, "daning-center"),
         member,
         occurred_on=date(2006, 5, 8),
         to_name="档案管理部门",
@@ -162,14 +160,14 @@ def load_case_2(registry: Registry, recorded_by: str) -> UUID:
         idempotency_key="demo-case-2-5",
     )
     registry.review_archive(
-        by("daning-center"),
+        _as(recorded_by, "daning-center"),
         member,
         occurred_on=date(2006, 5, 10),
         finding="确认在原单位入党，未见组织关系转移证明",
         idempotency_key="demo-case-2-6",
     )
     registry.consult_unit(
-        by("daning-center"),
+        _as(recorded_by, "daning-center"),
         member,
         occurred_on=date(2006, 5, 11),
         consulted_unit_id="hongkou-center",
@@ -177,7 +175,7 @@ def load_case_2(registry: Registry, recorded_by: str) -> UUID:
         idempotency_key="demo-case-2-7",
     )
     registry.contact_origin(
-        by("daning-center"),
+        _as(recorded_by, "daning-center"),
         member,
         occurred_on=date(2006, 5, 20),
         contacted_unit_id="factory-superior",
@@ -185,7 +183,7 @@ def load_case_2(registry: Registry, recorded_by: str) -> UUID:
         idempotency_key="demo-case-2-8",
     )
     registry.issue_letter(
-        by("factory-superior"),
+        _as(recorded_by, "factory-superior"),
         member,
         occurred_on=date(2006, 6, 1),
         letter_no="2006-001",
@@ -195,7 +193,7 @@ def load_case_2(registry: Registry, recorded_by: str) -> UUID:
         idempotency_key="demo-case-2-9",
     )
     registry.attach_member(
-        by("daning-center"),
+        _as(recorded_by, "daning-center"),
         member,
         occurred_on=date(2006, 6, 5),
         basis="other",
@@ -204,14 +202,14 @@ def load_case_2(registry: Registry, recorded_by: str) -> UUID:
         idempotency_key="demo-case-2-10",
     )
     registry.return_receipt(
-        by("factory-superior"),
+        _as(recorded_by, "factory-superior"),
         member,
         occurred_on=date(2006, 6, 15),
         letter_no="2006-001",
         idempotency_key="demo-case-2-11",
     )
     registry.attend_activity(
-        by("daning-center"),
+        _as(recorded_by, "daning-center"),
         member,
         occurred_on=date(2006, 6, 20),
         kind="组织生活会",
