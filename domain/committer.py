@@ -1,23 +1,26 @@
 """Group commit: concurrent commands of one process share a store transaction.
 
 Each command is decided as before, on its member's latest version. Instead of
-saving alone, its events (and receipt) join a queue; one committer thread
-takes whatever has queued up — at most ``max_batch`` commands, waiting at
-most ``max_wait`` seconds for more — and appends them in one transaction:
-one table lock, one commit. Every command is acknowledged only after that
-commit. If the shared transaction fails on a conflict (two commands on the
-same member, a receipt or letter number taken), each command is committed on
-its own instead, so one command's refusal never fails the others.
+saving alone, its events (and receipt) join a queue. Whichever waiting thread
+finds no commit under way becomes the leader: it takes what has queued up —
+at most ``max_batch`` commands, waiting at most ``max_wait`` seconds for more
+— and appends them in one transaction (one table lock, one commit), while
+the others wait for their turn or for their own commit. A lone command is
+therefore committed on its own thread, with no hand-over. Every command is
+acknowledged only after that commit. If the shared transaction fails on a
+conflict (two commands on the same member, a receipt or letter number
+taken), each command is committed on its own instead, so one command's
+refusal never fails the others.
 
-Only one thread writes, so notification ids keep committing in order, and
-across processes the store's own append lock still orders them.
+One leader at a time appends, so notification ids keep committing in order,
+and across processes the store's own append lock still orders them.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,7 +36,7 @@ Put = Callable[[list[Any], list[ReceiptAt]], Sequence[Recording[Any]]]
 class _Job:
     events: list[Any]
     receipts: list[ReceiptAt]
-    done: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
     recordings: list[Recording[Any]] = field(default_factory=list)
     error: BaseException | None = None
 
@@ -45,56 +48,51 @@ class GroupCommitter:
         self._put = put
         self.max_batch = max(1, max_batch)
         self.max_wait = max(0.0, max_wait)
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="harbor-group-commit", daemon=True)
+        self._queue: deque[_Job] = deque()
+        self._changed = threading.Condition()
+        self._leading = False
         self._closed = False
         self.batches = 0
         self.commands = 0
-        self._thread.start()
 
     def submit(self, events: list[Any], receipts: list[ReceiptAt]) -> list[Recording[Any]]:
         """Append ``events`` with their receipts; returns once they are committed."""
-        if self._closed:
-            raise RuntimeError("the group committer is closed")
         job = _Job(events, receipts)
-        self._queue.put(job)
-        job.done.wait()
+        with self._changed:
+            if self._closed:
+                raise RuntimeError("the group committer is closed")
+            self._queue.append(job)
+            while not job.done:
+                if self._leading:
+                    self._changed.wait()
+                    continue
+                self._leading = True
+                self._changed.release()
+                try:
+                    self._lead()
+                finally:
+                    self._changed.acquire()
+                    self._leading = False
+                    self._changed.notify_all()
         if job.error is not None:
             raise job.error
         return job.recordings
 
-    def close(self) -> None:
-        """Finish what is queued, then stop the committer thread."""
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            batch = [job]
+    def _lead(self) -> None:
+        """Take a batch from the queue and commit it (the caller is the only leader)."""
+        if self.max_wait > 0:
             deadline = time.monotonic() + self.max_wait
-            stopping = False
-            while len(batch) < self.max_batch:
-                try:
-                    remaining = deadline - time.monotonic()
-                    more = (
-                        self._queue.get(timeout=remaining)
-                        if remaining > 0
-                        else self._queue.get_nowait()
-                    )
-                except queue.Empty:
-                    break
-                if more is None:
-                    stopping = True
-                    break
-                batch.append(more)
+            while len(self._queue) < self.max_batch and time.monotonic() < deadline:
+                time.sleep(min(0.0005, self.max_wait))
+        with self._changed:
+            batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
+        if batch:
             self._commit(batch)
-            if stopping:
-                return
+
+    def close(self) -> None:
+        """Refuse new commands (those already queued are committed by their own threads)."""
+        with self._changed:
+            self._closed = True
 
     def _commit(self, batch: list[_Job]) -> None:
         try:
@@ -121,5 +119,7 @@ class GroupCommitter:
         except BaseException as error:  # the store is down: every command here failed
             for job in batch:
                 job.error = error
-        for job in batch:
-            job.done.set()
+        with self._changed:
+            for job in batch:
+                job.done = True
+            self._changed.notify_all()

@@ -47,6 +47,7 @@ from domain.identity import MemberIdentity
 from domain.inputs import as_uuid, letter_no_taken
 from domain.letter_number import LetterNumber
 from domain.member import Act, MemberRelationship
+from domain.member_cache import DEFAULT_SIZE, MemberCache
 from domain.member_commands import Decide, MemberCommands
 from domain.member_events import MemberEvent
 from domain.receipts import CommandReceipt, Outcome, ReceiptAt, ReceiptStore
@@ -100,6 +101,7 @@ class Registry(MemberCommands, Application[UUID]):
         self._batch: Batch | None = None
         self._units: dict[str, tuple[float, Unit]] = {}
         self._unit_seconds = float(self.env.get("HARBOR_UNIT_CACHE_SECONDS") or 2)
+        self.members = MemberCache(int(self.env.get("HARBOR_MEMBER_CACHE") or DEFAULT_SIZE))
         self.committer: GroupCommitter | None = None
         if (self.env.get("HARBOR_GROUP_COMMIT") or "off").lower() in ("on", "yes", "1", "true"):
             self.enable_group_commit()
@@ -408,13 +410,16 @@ class Registry(MemberCommands, Application[UUID]):
                 household_region=household_region,
                 holder=holder,
             )
-            return self._commit(
+            outcome = self._commit(
                 [member],
                 actor,
                 idempotency_key,
                 fingerprint,
                 Outcome(member_id=member_id, version=member.version),
             )
+            if self._batch is None:
+                self.members.put(member)
+            return outcome
 
         fingerprint = _fingerprint("enrol_member", None, params)
         replay = self._replay(actor, idempotency_key, fingerprint)
@@ -480,18 +485,29 @@ class Registry(MemberCommands, Application[UUID]):
         fingerprint: str,
         decide: Decide,
     ) -> Outcome:
+        fresh = False  # decided on what the store holds now, not on a cached member
         for _ in range(MAX_ATTEMPTS):
-            member = self.member(mid)
-            if expected_version is not None and member.version != expected_version:
-                raise StaleVersion(
-                    f"the member is at version {member.version}, not {expected_version};"
-                    " reload and decide again",
-                    field="expected_version",
-                )
-            acting = self._acting_unit(actor, on)
-            holder = self._opt_unit(member.holder_unit_id, "holder_unit_id")
-            act = Act(acting, actor.recorded_by, on, self.clock(), holder)
-            others = decide(member, act) or []
+            member = None if fresh or self._batch is not None else self.members.take(mid)
+            if member is None:
+                member, fresh = self.member(mid), True
+            try:
+                if expected_version is not None and member.version != expected_version:
+                    raise StaleVersion(
+                        f"the member is at version {member.version}, not {expected_version};"
+                        " reload and decide again",
+                        field="expected_version",
+                    )
+                acting = self._acting_unit(actor, on)
+                holder = self._opt_unit(member.holder_unit_id, "holder_unit_id")
+                act = Act(acting, actor.recorded_by, on, self.clock(), holder)
+                others = decide(member, act) or []
+            except HarborError:
+                if fresh:
+                    raise
+                # A cached member may be behind the store (another process wrote since):
+                # a refusal only counts when decided on the stored stream.
+                fresh = True
+                continue
             last: MemberEvent = member.pending_events[-1]  # type: ignore[assignment]
             case = member.state.cases.get(last.case_id) if last.case_id else None
             outcome = Outcome(
@@ -501,8 +517,11 @@ class Registry(MemberCommands, Application[UUID]):
                 first_responder=case.first_responder if case else None,
             )
             try:
-                return self._commit([member, *others], actor, idempotency_key, fingerprint, outcome)
+                outcome = self._commit(
+                    [member, *others], actor, idempotency_key, fingerprint, outcome
+                )
             except IntegrityError:
+                fresh = True
                 replay = self._replay(actor, idempotency_key, fingerprint)
                 if replay:
                     return replay
@@ -518,6 +537,10 @@ class Registry(MemberCommands, Application[UUID]):
                         field="expected_version",
                     ) from None
                 log.info("%s on %s lost a race; deciding again", command, mid)
+                continue
+            if self._batch is None:
+                self.members.put(member)
+            return outcome
         raise StaleVersion("the member kept changing; try again", field="expected_version")
 
     def _unit_command(

@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
+from eventsourcing.utils import retry
 from psycopg import Cursor
 from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
@@ -49,6 +50,47 @@ class PostgresRecorder(PostgresApplicationRecorder):
         self._set_receipt_position = SQL(
             "UPDATE {} SET position = %s WHERE unit_id = %s AND key = %s"
         ).format(table)
+        self.append_function = f"{self.events_table_name.replace('.', '_')}_append"
+        # One statement per append (see insert_events): the library's insert with the
+        # table lock it takes per append, and the commands' receipts, whose position is
+        # their last event's notification id, found inside the same transaction.
+        self.sql_create_statements.append(
+            SQL(
+                "CREATE OR REPLACE FUNCTION {schema}.{function}("
+                " e_ids uuid[], e_versions bigint[], e_topics text[], e_states bytea[],"
+                " r_units text[], r_keys text[], r_fingerprints text[], r_outcomes text[],"
+                " r_ids uuid[], r_versions bigint[])"
+                " RETURNS SETOF bigint LANGUAGE plpgsql AS $BODY$"
+                " BEGIN"
+                "  SET LOCAL lock_timeout = '{lock_timeout}s';"
+                "  LOCK TABLE {schema}.{table} IN EXCLUSIVE MODE;"
+                "  NOTIFY {channel};"
+                "  RETURN QUERY"
+                "   INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
+                "   SELECT * FROM unnest(e_ids, e_versions, e_topics, e_states)"
+                "   RETURNING notification_id;"
+                "  IF array_length(r_units, 1) > 0 THEN"
+                "   INSERT INTO {receipts} (unit_id, key, fingerprint, outcome, position)"
+                "   SELECT r.u, r.k, r.f, r.o, e.notification_id"
+                "   FROM unnest(r_units, r_keys, r_fingerprints, r_outcomes, r_ids, r_versions)"
+                "    AS r(u, k, f, o, i, v)"
+                "   JOIN {schema}.{table} e"
+                "    ON e.originator_id = r.i AND e.originator_version = r.v;"
+                "  END IF;"
+                " END; $BODY$"
+            ).format(
+                schema=Identifier(self.datastore.schema or "public"),
+                function=Identifier(self.append_function),
+                lock_timeout=self.datastore.lock_timeout,
+                table=Identifier(self.events_table_name),
+                channel=Identifier(self.channel_name),
+                receipts=table,
+            )
+        )
+        self._append_statement = SQL(
+            "SELECT * FROM {}.{}(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[],"
+            " %s::text[], %s::text[], %s::text[], %s::text[], %s::uuid[], %s::bigint[])"
+        ).format(Identifier(self.datastore.schema or "public"), Identifier(self.append_function))
         self._select_receipt = SQL(
             "SELECT fingerprint, outcome, position FROM {} WHERE unit_id = %s AND key = %s"
         ).format(table)
@@ -61,6 +103,38 @@ class PostgresRecorder(PostgresApplicationRecorder):
                 super().create_table()
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_ID,))
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def insert_events(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        """Append in one statement: the table lock, the rows and the receipts.
+
+        The library's path holds the table lock across several round trips; one
+        function call does the same work in one, as its own transaction: the same
+        EXCLUSIVE lock (so notification ids commit in order, across processes), and a
+        duplicate stream version fails the whole append.
+        """
+        if not stored_events or kwargs.get("tracking") is not None:
+            done: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
+            return done
+        receipts: list[ReceiptAt] = kwargs.get("receipts") or []
+        last = [stored_events[r.last_event] for r in receipts]
+        params = (
+            [e.originator_id for e in stored_events],
+            [e.originator_version for e in stored_events],
+            [e.topic for e in stored_events],
+            [e.state for e in stored_events],
+            [r.receipt.unit_id for r in receipts],
+            [r.receipt.key for r in receipts],
+            [r.receipt.fingerprint for r in receipts],
+            [r.receipt.outcome_json for r in receipts],
+            [e.originator_id for e in last],
+            [e.originator_version for e in last],
+        )
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._append_statement, params, prepare=True)
+            return [row[self.append_function] for row in curs.fetchall()]
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
