@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime
@@ -183,7 +183,9 @@ class Registry(MemberCommands, Application[UUID]):
     def _load_unit(self, code: str, field: str = "unit_id") -> Unit:
         code = require_text(code, field, max_length=64)
         try:
-            unit = self._read(lambda: self.repository.get(unit_id_for(code)))
+            unit = self._read(
+                lambda: self.repository.get(unit_id_for(code), projector_func=_project)
+            )
         except AggregateNotFoundError:
             raise NotFound(
                 f"no unit {code!r} is registered", code="UNKNOWN_UNIT", field=field
@@ -199,7 +201,9 @@ class Registry(MemberCommands, Application[UUID]):
             assert isinstance(held, MemberRelationship)
             return held
         try:
-            member = self._read(lambda: self.repository.get(mid, version=version))
+            member = self._read(
+                lambda: self.repository.get(mid, version=version, projector_func=_project)
+            )
         except AggregateNotFoundError:
             raise NotFound(f"no member {mid}", code="UNKNOWN_MEMBER", field="member_id") from None
         if not isinstance(member, MemberRelationship):
@@ -683,6 +687,13 @@ class Registry(MemberCommands, Application[UUID]):
             raise Unavailable(
                 f"the event store could not be reached ({e.__class__.__name__}); retry"
             ) from e
+
+
+def _project(aggregate: Any, events: Iterable[Any]) -> Any:
+    """The library's projector without its per-event runtime protocol check (costly)."""
+    for event in events:
+        aggregate = event.mutate(aggregate)
+    return aggregate
 
 
 def _fingerprint(command: str, member_id: UUID | None, params: dict[str, Any]) -> str:

@@ -69,7 +69,7 @@ class PostgresRecorder(PostgresApplicationRecorder):
                 "   INSERT INTO {schema}.{table} (originator_id, originator_version, topic, state)"
                 "   SELECT * FROM unnest(e_ids, e_versions, e_topics, e_states)"
                 "   RETURNING notification_id;"
-                "  IF array_length(r_units, 1) > 0 THEN"
+                "  IF r_units IS NOT NULL THEN"
                 "   INSERT INTO {receipts} (unit_id, key, fingerprint, outcome, position)"
                 "   SELECT r.u, r.k, r.f, r.o, e.notification_id"
                 "   FROM unnest(r_units, r_keys, r_fingerprints, r_outcomes, r_ids, r_versions)"
@@ -87,10 +87,15 @@ class PostgresRecorder(PostgresApplicationRecorder):
                 receipts=table,
             )
         )
-        self._append_statement = SQL(
-            "SELECT * FROM {}.{}(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[],"
-            " %s::text[], %s::text[], %s::text[], %s::text[], %s::uuid[], %s::bigint[])"
-        ).format(Identifier(self.datastore.schema or "public"), Identifier(self.append_function))
+        # Rendered once: psycopg would compose the statement again on every append.
+        self._append_statement = (
+            SQL(
+                "SELECT * FROM {}.{}(%s::uuid[], %s::bigint[], %s::text[], %s::bytea[],"
+                " %s::text[], %s::text[], %s::text[], %s::text[], %s::uuid[], %s::bigint[])"
+            )
+            .format(Identifier(self.datastore.schema or "public"), Identifier(self.append_function))
+            .as_string()
+        )
         self._select_receipt = SQL(
             "SELECT fingerprint, outcome, position FROM {} WHERE unit_id = %s AND key = %s"
         ).format(table)
@@ -125,12 +130,18 @@ class PostgresRecorder(PostgresApplicationRecorder):
             [e.originator_version for e in stored_events],
             [e.topic for e in stored_events],
             [e.state for e in stored_events],
-            [r.receipt.unit_id for r in receipts],
-            [r.receipt.key for r in receipts],
-            [r.receipt.fingerprint for r in receipts],
-            [r.receipt.outcome_json for r in receipts],
-            [e.originator_id for e in last],
-            [e.originator_version for e in last],
+            *(
+                (
+                    [r.receipt.unit_id for r in receipts],
+                    [r.receipt.key for r in receipts],
+                    [r.receipt.fingerprint for r in receipts],
+                    [r.receipt.outcome_json for r in receipts],
+                    [e.originator_id for e in last],
+                    [e.originator_version for e in last],
+                )
+                if receipts
+                else (None,) * 6
+            ),
         )
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._append_statement, params, prepare=True)
