@@ -19,7 +19,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError, Recording
 
-from domain.receipts import CommandReceipt, Outcome, ReceiptAt
+from domain.receipts import CommandReceipt, Outcome, ReceiptAt, StoredReceipt
 
 Append = Callable[[list[Any], list[ReceiptAt]], Sequence[Recording[Any]]]
 
@@ -39,9 +39,25 @@ class Batch:
         self.aggregates: dict[UUID, Aggregate] = {}
         self._owned: dict[UUID, _Owned] = {}
         self._answers: dict[tuple[str, str], tuple[str, Outcome]] = {}
+        # What the importer looked up in bulk before deciding: streams known not to
+        # exist yet, and receipts known to be stored (or, mapped to None, not to be).
+        self.absent: set[UUID] = set()
+        self.receipts: dict[tuple[str, str], StoredReceipt | None] = {}
+        self._events = 0  # events held, kept as they come (the importer asks every line)
+
+    def learn(
+        self,
+        absent: set[UUID],
+        checked: set[tuple[str, str]],
+        stored: dict[tuple[str, str], StoredReceipt],
+    ) -> None:
+        """Remember bulk lookups, so deciding the next commands needs no reads for them."""
+        self.absent |= absent
+        for pair in checked:
+            self.receipts[pair] = stored.get(pair)
 
     def __len__(self) -> int:
-        return sum(len(o.events) for o in self._owned.values())
+        return self._events
 
     def add(
         self,
@@ -56,7 +72,9 @@ class Batch:
             self.aggregates.setdefault(aggregate.id, aggregate)
             if aggregate.id != owner:
                 owned.claims.add(aggregate.id)
-            owned.events.extend(aggregate.collect_events())
+            collected = aggregate.collect_events()
+            owned.events.extend(collected)
+            self._events += len(collected)
         if receipt is not None:
             owned.receipts.append(ReceiptAt(receipt, len(owned.events) - 1))
             key = (receipt.unit_id, receipt.key)
@@ -76,6 +94,7 @@ class Batch:
         owned = self._owned.pop(owner, None)
         self.aggregates.pop(owner, None)
         if owned is not None:
+            self._events -= len(owned.events)
             for claim in owned.claims:
                 self.aggregates.pop(claim, None)
             for key in owned.keys:
@@ -85,6 +104,11 @@ class Batch:
         """Append everything in one transaction; returns the members that could not be."""
         owners = list(self._owned)
         failed: dict[UUID, BaseException] = {}
+        # Whatever this commit does, these streams and receipts may exist from now on.
+        self.absent -= set(self.aggregates)
+        for owned in self._owned.values():
+            for key in owned.keys:
+                self.receipts.pop(key, None)
         try:
             self._append(owners, append)
         except IntegrityError:
@@ -96,6 +120,7 @@ class Batch:
         self.aggregates.clear()
         self._owned.clear()
         self._answers.clear()
+        self._events = 0
         return failed
 
     def _append(self, owners: list[UUID], append: Append) -> None:

@@ -11,7 +11,8 @@ later when the facts have changed.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Protocol, runtime_checkable
 from uuid import UUID
 
@@ -30,13 +31,14 @@ class Outcome:
 
     def to_json(self) -> str:
         """Serialise (without the position, which the store adds)."""
-        data: dict[str, Any] = asdict(self)
-        for name in ("member_id", "case_id"):
-            if data[name] is not None:
-                data[name] = str(data[name])
-        data.pop("position")
-        data.pop("replayed")
-        return json.dumps(data, sort_keys=True)
+        data: dict[str, Any] = {
+            "case_id": None if self.case_id is None else str(self.case_id),
+            "first_responder": self.first_responder,
+            "member_id": None if self.member_id is None else str(self.member_id),
+            "unit_id": self.unit_id,
+            "version": self.version,
+        }
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, text: str, position: int | None) -> Outcome:
@@ -81,3 +83,11 @@ class ReceiptStore(Protocol):
 
     def find_receipt(self, unit_id: str, key: str) -> StoredReceipt | None:
         """The receipt kept under (unit, key), if any."""
+
+    def find_receipts(
+        self, pairs: Iterable[tuple[str, str]]
+    ) -> dict[tuple[str, str], StoredReceipt]:
+        """The receipts kept under any of these (unit, key) pairs, in one query."""
+
+    def existing(self, ids: Iterable[UUID]) -> set[UUID]:
+        """Which of these aggregate ids have a stream in the store, in one query."""

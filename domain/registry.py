@@ -101,6 +101,8 @@ class Registry(MemberCommands, Application[UUID]):
         self._batch: Batch | None = None
         self._units: dict[str, tuple[float, Unit]] = {}
         self._unit_seconds = float(self.env.get("HARBOR_UNIT_CACHE_SECONDS") or 2)
+        # Checked once: a runtime protocol check costs tens of microseconds per command.
+        self._keeps_receipts = isinstance(self.recorder, ReceiptStore)
         self.members = MemberCache(int(self.env.get("HARBOR_MEMBER_CACHE") or DEFAULT_SIZE))
         self.committer: GroupCommitter | None = None
         if (self.env.get("HARBOR_GROUP_COMMIT") or "off").lower() in ("on", "yes", "1", "true"):
@@ -139,6 +141,21 @@ class Registry(MemberCommands, Application[UUID]):
                 f"the event store could not be reached ({e.__class__.__name__}); this batch"
                 " was not stored — run the import again, it resumes"
             ) from e
+
+    def prefetch(self, ids: set[UUID], receipts: set[tuple[str, str]]) -> None:
+        """Ask the store in bulk what the open batch's next commands will need to know.
+
+        ``ids`` are streams they may read or claim, ``receipts`` the (unit,
+        idempotency key) pairs they carry: two queries instead of a few per command.
+        """
+        batch = self._batch
+        if batch is None or not self._keeps_receipts:
+            return
+        store: Any = self.recorder
+        wanted = ids - set(batch.aggregates)
+        present = self._read(lambda: store.existing(wanted))
+        stored = self._read(lambda: store.find_receipts(receipts))
+        batch.learn(wanted - present, receipts, stored)
 
     def _append(self, events: list[Any], receipts: list[ReceiptAt]) -> list[Recording[Any]]:
         """One transaction: the events, and the receipts of the commands they belong to."""
@@ -200,6 +217,8 @@ class Registry(MemberCommands, Application[UUID]):
             held = self._batch.aggregates[mid]
             assert isinstance(held, MemberRelationship)
             return held
+        if self._batch is not None and version is None and mid in self._batch.absent:
+            raise NotFound(f"no member {mid}", code="UNKNOWN_MEMBER", field="member_id")
         try:
             member = self._read(
                 lambda: self.repository.get(mid, version=version, projector_func=_project)
@@ -638,9 +657,13 @@ class Registry(MemberCommands, Application[UUID]):
                     )
                 return replace(answer[1], replayed=True)
         store = self.recorder
-        if not isinstance(store, ReceiptStore):
+        if not self._keeps_receipts:
             raise InvalidInput("this store cannot keep idempotency keys", field="idempotency_key")
-        receipt = self._read(lambda: store.find_receipt(actor.unit_id, _key(key)))
+        pair = (actor.unit_id, _key(key))
+        if self._batch is not None and pair in self._batch.receipts:
+            receipt = self._batch.receipts[pair]
+        else:
+            receipt = self._read(lambda: store.find_receipt(*pair))  # type: ignore[attr-defined]
         if receipt is None:
             return None
         if receipt.fingerprint != fingerprint:
@@ -661,8 +684,11 @@ class Registry(MemberCommands, Application[UUID]):
         return self.unit(code, field) if code else None
 
     def _exists(self, aggregate_id: UUID) -> bool:
-        if self._batch is not None and self._batch.holds(aggregate_id):
-            return True
+        if self._batch is not None:
+            if self._batch.holds(aggregate_id):
+                return True
+            if aggregate_id in self._batch.absent:
+                return False
         return bool(self._read(lambda: self.recorder.select_events(aggregate_id, limit=1)))
 
     def _version_at(self, member_id: UUID, position: int) -> int:

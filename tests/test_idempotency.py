@@ -400,3 +400,23 @@ def test_an_undated_retry_after_midnight_still_replays(store_url: str) -> None:
     finally:
         today.close()
         tomorrow.close()
+
+
+def test_bulk_lookups_find_exactly_the_stored_receipts_and_streams(registry: Registry) -> None:
+    """The importer's two bulk queries agree with the one-at-a-time ones."""
+    member = _member(registry)
+    outcome = registry.make_contact(
+        as_unit(CENTRE), member, occurred_on=ON, channel="phone", note="bulk",
+        idempotency_key="k-bulk",
+    )
+    store = registry.recorder
+    assert isinstance(store, ReceiptStore)
+    unknown = UUID(int=12345)
+
+    found = store.find_receipts([(CENTRE, "k-bulk"), (CENTRE, "k-missing"), (HOLDER, "k-bulk")])
+
+    assert set(found) == {(CENTRE, "k-bulk")}
+    assert found[(CENTRE, "k-bulk")] == store.find_receipt(CENTRE, "k-bulk")
+    assert found[(CENTRE, "k-bulk")].position == outcome.position
+    assert store.existing([member, unknown, member]) == {member}
+    assert store.find_receipts([]) == {} and store.existing([]) == set()
