@@ -1205,27 +1205,16 @@ def harbor_queries(store: Store, ids: list[str], warmup: int) -> dict[str, Any]:
 
 
 def raw_queries(url: str, ids: list[str], warmup: int) -> dict[str, Any]:
-    """(child) Raw psycopg: the same SELECTs member_status makes, prepared, autocommit."""
-    from projections.schema import COLUMNS, view
+    """(child) Raw psycopg: the SELECT member_status makes, prepared, autocommit."""
+    from projections.queries import MEMBER_STATUS_SQL
 
-    def select(name: str, where: str) -> str:
-        return f"SELECT {', '.join(COLUMNS[name])} FROM {view(name)} {where}"
-
-    member_sql = select("members", "WHERE member_id = %s")
-    dissolved_sql = select("units", "WHERE dissolved_on IS NOT NULL")
-    case_sql = select("cases", "WHERE case_id = %s")
-    open_case = COLUMNS["members"].index("open_case_id")
+    sql = MEMBER_STATUS_SQL.replace("?", "%s")
     latencies = []
     with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
 
         def status(member: str) -> None:
-            cur.execute(member_sql, (member,), prepare=True)
-            row = cur.fetchone()
-            cur.execute(dissolved_sql, prepare=True)
-            cur.fetchall()
-            if row is not None and row[open_case]:
-                cur.execute(case_sql, (row[open_case],), prepare=True)
-                cur.fetchone()
+            cur.execute(sql, (member,), prepare=True)
+            cur.fetchone()
 
         for member in ids[:warmup]:
             status(member)
@@ -1259,8 +1248,9 @@ BASELINES = {
         " notification id, decodes each with Harbor's mapper and folds member → holder in memory"
     ),
     "point_query": (
-        "the same SELECTs member_status makes (member row, dissolved units, open case) as"
-        " prepared statements on one autocommit psycopg connection, rows left as tuples"
+        "the SELECT member_status makes (member row joined with its holder unit and open case,"
+        " projections.queries.MEMBER_STATUS_SQL) as a prepared statement on one autocommit"
+        " psycopg connection, the row left as a tuple"
     ),
 }
 RAW_LOCK_CHOICE = {

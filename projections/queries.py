@@ -47,6 +47,23 @@ class ScoreCard:
         return dict(self.__dict__)
 
 
+def _member_status_sql() -> str:
+    m_cols, c_cols = COLUMNS["members"], COLUMNS["cases"]
+    # One round trip: the member, its holder's dissolution and its open case. Aliases
+    # keep the columns apart.
+    return (
+        f"SELECT {', '.join(f'm.{c} AS m_{c}' for c in m_cols)}, u.dissolved_on AS u_gone,"
+        f" {', '.join(f'c.{c} AS c_{c}' for c in c_cols)}"
+        f" FROM {view('members')} m"
+        f" LEFT JOIN {view('units')} u ON u.code = m.holder_unit_id"
+        f" LEFT JOIN {view('cases')} c ON c.case_id = m.open_case_id"
+        " WHERE m.member_id = ?"
+    )
+
+
+MEMBER_STATUS_SQL = _member_status_sql()  # also what bench/suite.py's baseline runs
+
+
 class ReadModels:
     """The read side of Harbor, over the live projection tables."""
 
@@ -85,18 +102,8 @@ class ReadModels:
     def member_status(self, member_id: UUID | str, on: date | None = None) -> Rec:
         """Holder, since, standing, status and ledger colour of one member."""
         day = self._today(on)
-        # One round trip: the member, its holder's dissolution and its open case.
         m_cols, c_cols = COLUMNS["members"], COLUMNS["cases"]
-        rows = self.db.query(
-            # Aliases keep the columns apart (PostgreSQL rows come back keyed by name).
-            f"SELECT {', '.join(f'm.{c} AS m_{c}' for c in m_cols)}, u.dissolved_on AS u_gone,"
-            f" {', '.join(f'c.{c} AS c_{c}' for c in c_cols)}"
-            f" FROM {view('members')} m"
-            f" LEFT JOIN {view('units')} u ON u.code = m.holder_unit_id"
-            f" LEFT JOIN {view('cases')} c ON c.case_id = m.open_case_id"
-            " WHERE m.member_id = ?",
-            (str(member_id),),
-        )
+        rows = self.db.query(MEMBER_STATUS_SQL, (str(member_id),))
         if not rows:
             raise NotFound(
                 f"no member {member_id} in the projections (yet)",

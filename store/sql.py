@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any, Protocol
 
 from eventsourcing.persistence import OperationalError
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
+from psycopg.rows import tuple_row
 
 
 class Cursor(Protocol):
@@ -70,6 +72,11 @@ class _PostgresCursor:
         return tuple(row.values()) if isinstance(row, dict) else tuple(row)
 
 
+@lru_cache(maxsize=512)
+def _pg_sql(sql: str) -> str:
+    return sql.replace("?", "%s")
+
+
 class Db:
     """Transactions on the event store's datastore, with a portable cursor."""
 
@@ -87,6 +94,8 @@ class Db:
         """Rows of one read-only statement (retried if the server broke a deadlock with it)."""
         for attempt in range(3):
             try:
+                if isinstance(self.datastore, PostgresDatastore):
+                    return self._pg_query(sql, params)
                 with self.transaction(commit=False) as cur:
                     cur.execute(sql, params)
                     return cur.fetchall()
@@ -96,6 +105,14 @@ class Db:
                 if "deadlock" not in str(e) or attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+    def _pg_query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        # One statement on an autocommit connection is its own snapshot: one round trip
+        # instead of BEGIN, the query and ROLLBACK; prepared, as reads repeat.
+        assert isinstance(self.datastore, PostgresDatastore)
+        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(_pg_sql(sql), tuple(params), prepare=True)
+            return cur.fetchall()
 
     def placeholders(self, n: int) -> str:
         """``?, ?, …`` for an IN list of ``n`` values."""
