@@ -25,7 +25,7 @@ from domain.errors import NotFound
 from domain.registry import Registry
 from projections.history import member_history
 from projections.queries import ReadModels
-from projections.runner import Projector, rebuild
+from projections.runner import REBUILD_BATCH, Projector, default_workers, rebuild
 
 COMMANDS = {"status", "history", "queue", "scorecard", "findings", "rebuild", "project", "case"}
 RULES = ["R1", "R2", "R3", "R5", "R6", "R7", "R8"]
@@ -80,7 +80,19 @@ def add_commands(sub: Any) -> None:
         help="rebuild every projection from position zero"
         " beside the live tables, then swap them in",
     )
-    rebuilding.add_argument("--batch", type=int, default=1000, help="events per transaction")
+    rebuilding.add_argument(
+        "--batch",
+        type=int,
+        default=REBUILD_BATCH,
+        help=f"events per transaction (default {REBUILD_BATCH})",
+    )
+    rebuilding.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes folding shares of the members in parallel (default: 2 on PostgreSQL,"
+        " where the server takes the writes of both; 1 on SQLite, which has one writer)",
+    )
 
     project = sub.add_parser(
         "project", help="follow the log and keep projections current until stopped (Ctrl-C)"
@@ -98,7 +110,7 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
     """Run one read-side subcommand."""
     command = args.command
     if command == "rebuild":
-        return _rebuild(registry, args.batch)
+        return _rebuild(registry, args.batch, args.workers)
     if command == "project":
         return _project(registry, args.batch, args.poll)
     Projector(registry).catch_up()  # reading from the command line: show everything recorded
@@ -272,8 +284,13 @@ def render_history(data: dict[str, Any], name: Callable[[str], str]) -> str:
     return "\n".join(lines)
 
 
-def _rebuild(registry: Registry, batch: int) -> int:
+def _rebuild(registry: Registry, batch: int, workers: int | None) -> int:
     total = registry.position()
+    if workers is None:
+        workers = default_workers(registry)
+    if batch < 1 or workers < 1:
+        print("harbor rebuild: --batch and --workers must be at least 1", file=sys.stderr)
+        return 2
     console = Console(stderr=True)
     with Progress(
         TextColumn("rebuilding projections"),
@@ -291,7 +308,7 @@ def _rebuild(registry: Registry, batch: int) -> int:
             speed = bar.tasks[task].speed
             bar.update(task, rate=f"{speed:,.0f}" if speed else "-")
 
-        generation = rebuild(registry, batch_size=batch, progress=advance)
+        generation = rebuild(registry, batch_size=batch, workers=workers, progress=advance)
     print(f"rebuilt {total} log positions into generation {generation}; it is live now")
     return 0
 

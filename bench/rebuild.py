@@ -28,6 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import psycopg
 
+from projections.runner import REBUILD_BATCH
+
 ADMIN_URL = os.environ.get(
     "HARBOR_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -110,8 +112,12 @@ def main() -> int:
     )
     parser.add_argument("--events", type=int, default=100_000, help="events to generate")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
-    parser.add_argument("--batch", type=int, default=10_000, help="rebuild batch size")
-    parser.add_argument("--workers", type=int, default=1, help="rebuild worker processes")
+    parser.add_argument(
+        "--batch", type=int, default=REBUILD_BATCH, help=f"rebuild batch size ({REBUILD_BATCH})"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="rebuild worker processes (harbor rebuild's default)"
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()

@@ -1037,15 +1037,17 @@ def harbor_catchup(store: Store, plans: list[list[Cmd]], rows_path: str | None) 
     reader = _open(store.url)
     settings = _durability(writer)
     projector = Projector(reader)
-    marks: list[tuple[float, int, int]] = []
-    inner = projector.run_once
+    marks: list[tuple[float, int, int]] = []  # (committed at, position, events in the batch)
+    inner = projector._commit
 
-    def timed_run_once(**kwargs: Any) -> Any:
-        result = inner(**kwargs)
-        marks.append((time.perf_counter(), result.position, result.events))
-        return result
+    def timed_commit(changes: Any, last: int | None, swap: bool = False) -> None:
+        # Taken on the projector's writer thread the moment a batch commits; every
+        # position up to `last` is folded by then, so the batch held last - previous.
+        inner(changes, last, swap)
+        if last is not None:
+            marks.append((time.perf_counter(), last, last - (marks[-1][1] if marks else 0)))
 
-    projector.run_once = timed_run_once
+    projector._commit = timed_commit  # type: ignore[method-assign]
     backlog = writer.position()
     samples: list[tuple[float, int]] = []
     acks: list[tuple[int, int]] = []

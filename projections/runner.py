@@ -17,15 +17,19 @@ from __future__ import annotations
 
 import gc
 import logging
+import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.persistence import IntegrityError, Notification, OperationalError, Tracking
+from eventsourcing.postgres import PostgresApplicationRecorder
+from psycopg.rows import tuple_row
 
 from domain.member_events import EntryVoided, MemberEvent
 from domain.member_state import MemberState, fold
@@ -33,16 +37,20 @@ from domain.registry import Registry
 from domain.unit import Unit
 from projections import rows, schema
 from projections.writer import Changes, RowWriter
-from store.sql import Cursor, Db
+from store.sql import Db
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 1000
-REBUILD_BATCH = 10_000
+REBUILD_BATCH = 5000
 DEFAULT_CACHE = 5000
+# A rebuild worker meets each member in a few nearby batches: a smaller cache keeps
+# its memory flat however long the log is.
+REBUILD_CACHE = 2000
 
 
 _MEMBER_TOPICS = ("domain.member_events:",)
+_NO_STOP = 2**62  # "up to the end of the log" as a page query bound
 
 
 def tracking_name(generation: int) -> str:
@@ -85,6 +93,25 @@ class Projector:
         self._committed: int | None = None
         self.writer = RowWriter(self.db, cache_size)
         self._units: dict[UUID, Unit] = {}
+        recorder = registry.recorder
+        self._page_sql: str | None = None
+        if isinstance(recorder, PostgresApplicationRecorder):
+            table = f"{recorder.datastore.schema or 'public'}.{recorder.events_table_name}"
+            mine = ""
+            if partition is not None:
+                # The same test as _mine, made by the server: a rebuild worker then
+                # receives only its own share of the log.
+                k, n = partition
+                mine = (
+                    f" AND CASE WHEN topic LIKE '{_MEMBER_TOPICS[0]}%%'"
+                    f" THEN get_byte(uuid_send(originator_id), 15) %% {n:d} = {k:d}"
+                    f" ELSE {k:d} = 0 END"
+                )
+            self._page_sql = (
+                "SELECT notification_id, originator_id, originator_version, topic, state"
+                f" FROM {table} WHERE notification_id >= %s AND notification_id <= %s{mine}"
+                " ORDER BY notification_id LIMIT %s"
+            )
 
     # --- positions ------------------------------------------------------------
 
@@ -102,6 +129,54 @@ class Projector:
 
     def run_once(self, *, stop: int | None = None, swap: bool = False) -> BatchResult:
         """Fold one batch (up to ``stop``); with ``swap``, make this generation live."""
+        start = self._start()
+        notes = self._read(start + 1, stop)
+        if not notes and not swap:
+            return BatchResult(0, start)
+        try:
+            changes = self._plan(notes)
+            self._commit(changes, notes[-1].id if notes else None, swap)
+        except (IntegrityError, OperationalError) as e:
+            return self._raced(start, e)
+        except BaseException:
+            self._forget()  # the cache may hold states past the committed position
+            raise
+        self._committed = notes[-1].id if notes else start
+        return BatchResult(len(notes), self._committed)
+
+    def catch_up(
+        self, *, stop: int | None = None, progress: Callable[[int, int], None] | None = None
+    ) -> int:
+        """Fold batches until the log (or ``stop``) is reached; returns events folded.
+
+        Reading, folding and writing overlap: a thread reads the next page while
+        this one folds the current batch, and another commits the previous batch
+        (rows and tracking position in one transaction, batches in order). The
+        database's waits release the interpreter, so the fold runs on through them.
+        """
+        done = 0
+        while True:
+            folded, raced = self._pipeline(stop, progress)
+            done += folded
+            if not raced:
+                return done
+
+    def follow(self, stop: threading.Event, *, poll_seconds: float = 0.2) -> None:
+        """Keep folding new events until ``stop`` is set (short polling, both backends)."""
+        while not stop.is_set():
+            try:
+                folded = self.catch_up()
+            except Exception:  # keep following through a database restart
+                log.exception("projections: batch failed; retrying")
+                stop.wait(1.0)
+                continue
+            if folded == 0:
+                stop.wait(poll_seconds)
+
+    # --- the steps of a batch ---------------------------------------------------------
+
+    def _start(self) -> int:
+        """The committed position to go on from (after noticing a new live generation)."""
         if not self.pinned:
             live = schema.live_generation(self.db)
             if live != self.generation:
@@ -114,68 +189,104 @@ class Projector:
             # (member states, rows it wrote) may no longer be what the tables hold.
             self._forget()
         self._committed = start
-        notes = self.registry.recorder.select_notifications(start + 1, self.batch_size, stop=stop)
-        if not notes and not swap:
-            return BatchResult(0, start)
+        return start
+
+    def _read(self, start: int, stop: int | None) -> list[Notification]:
+        """A page of the log from ``start`` (at most ``batch_size``, up to ``stop``)."""
+        recorder = self.registry.recorder
+        if not isinstance(recorder, PostgresApplicationRecorder) or self._page_sql is None:
+            return list(recorder.select_notifications(start, self.batch_size, stop=stop))
+        # The library's select_notifications builds a dict per row; tuples are cheaper.
+        bound = stop if stop is not None else _NO_STOP
+        with recorder.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+            cur.execute(self._page_sql, (start, bound, self.batch_size), prepare=True)
+            return [
+                Notification(
+                    id=row[0],
+                    originator_id=row[1],
+                    originator_version=row[2],
+                    topic=row[3],
+                    state=bytes(row[4]),
+                )
+                for row in cur.fetchall()
+            ]
+
+    def _plan(self, notes: Sequence[Notification]) -> Changes:
+        """Fold a batch and turn it into the writes that bring the tables up to it."""
         # A batch allocates many short-lived objects and few cycles: collecting once per
         # batch instead of every few hundred allocations keeps the fold CPU-bound on work.
         collecting = gc.isenabled()
         gc.disable()
         try:
-            batch = self._fold(notes)
-            with self.db.transaction() as cur:
-                self._write(cur, batch)
-                if notes:
-                    self.tracking._insert_tracking(  # type: ignore[attr-defined]
-                        cur.raw, Tracking(self.tracking_name, notes[-1].id)
-                    )
-                if swap:
-                    schema.point_views_at(self.db, cur, self.generation)
-                    cur.execute(f"UPDATE {schema.STATE_TABLE} SET building = NULL WHERE id = 1")
-        except (IntegrityError, OperationalError) as e:
-            if isinstance(e, OperationalError) and "deadlock" not in str(e):
-                self._forget()
-                raise
-            # Another runner committed this batch first (or collided with it): start
-            # again from whatever is committed now.
-            log.warning(
-                "projections: batch after %s was folded elsewhere (%s)", start, type(e).__name__
-            )
-            self._forget()
-            return BatchResult(0, self.position(), raced=True)
-        except BaseException:
-            self._forget()  # the cache may hold states past the committed position
-            raise
+            return self._changes(self._fold(notes))
         finally:
             if collecting:
                 gc.enable()
-        self._committed = notes[-1].id if notes else start
-        return BatchResult(len(notes), self._committed)
 
-    def catch_up(
-        self, *, stop: int | None = None, progress: Callable[[int, int], None] | None = None
-    ) -> int:
-        """Fold batches until the log (or ``stop``) is reached; returns events folded."""
+    def _commit(self, changes: Changes, last: int | None, swap: bool = False) -> None:
+        """Write the changes and the tracking position in one transaction."""
+        with self.db.transaction() as cur:
+            self.writer.flush(cur, self.generation, changes)
+            if last is not None:
+                self.tracking._insert_tracking(  # type: ignore[attr-defined]
+                    cur.raw, Tracking(self.tracking_name, last)
+                )
+            if swap:
+                schema.point_views_at(self.db, cur, self.generation)
+                cur.execute(f"UPDATE {schema.STATE_TABLE} SET building = NULL WHERE id = 1")
+
+    def _raced(self, start: int, e: Exception) -> BatchResult:
+        """After a failed commit: another runner got there first, or a real error."""
+        self._forget()
+        if isinstance(e, OperationalError) and "deadlock" not in str(e):
+            raise e
+        # Another runner committed this batch first (or collided with it): start
+        # again from whatever is committed now.
+        log.warning(
+            "projections: batch after %s was folded elsewhere (%s)", start, type(e).__name__
+        )
+        return BatchResult(0, self.position(), raced=True)
+
+    def _pipeline(
+        self, stop: int | None, progress: Callable[[int, int], None] | None
+    ) -> tuple[int, bool]:
+        """Fold from the committed position to the end; (events folded, raced)."""
+        start = self._start()
+        pages = _Pages(self, start + 1, stop)
+        writing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="harbor-projection-writer")
+        pending: tuple[Future[None], int, int] | None = None  # (commit, events, last id)
         done = 0
-        while True:
-            result = self.run_once(stop=stop)
-            done += result.events
-            if progress is not None:
-                progress(result.events, result.position)
-            if result.events == 0 and not result.raced:
-                return done
 
-    def follow(self, stop: threading.Event, *, poll_seconds: float = 0.2) -> None:
-        """Keep folding new events until ``stop`` is set (short polling, both backends)."""
-        while not stop.is_set():
-            try:
-                result = self.run_once()
-            except Exception:  # keep following through a database restart
-                log.exception("projections: batch failed; retrying")
-                stop.wait(1.0)
-                continue
-            if result.events == 0:
-                stop.wait(poll_seconds)
+        def settle() -> None:
+            nonlocal pending, done
+            if pending is not None:
+                future, events, last = pending
+                pending = None
+                future.result()
+                self._committed = last
+                done += events
+                if progress is not None:
+                    progress(events, last)
+
+        try:
+            for notes in pages:
+                changes = self._plan(notes)
+                settle()  # the previous batch is committed before this one is sent
+                last = notes[-1].id
+                pending = (writing.submit(self._commit, changes, last), len(notes), last)
+            settle()
+        except (IntegrityError, OperationalError) as e:
+            self._raced(start, e)
+            return done, True
+        except BaseException:
+            self._forget()
+            raise
+        finally:
+            pages.close()
+            writing.shutdown(wait=True)
+        if progress is not None and done == 0:
+            progress(0, start)
+        return done, False
 
     # --- folding ------------------------------------------------------------------
 
@@ -209,7 +320,7 @@ class Projector:
         assert self.partition is not None
         k, n = self.partition
         if note.topic.startswith(_MEMBER_TOPICS):
-            return note.originator_id.int % n == k  # type: ignore[union-attr]
+            return note.originator_id.bytes[15] % n == k  # type: ignore[union-attr]
         return k == 0  # units and everything else: the first partition
 
     def _unit_before(self, event: Unit.Event) -> Unit | None:
@@ -251,7 +362,7 @@ class Projector:
 
     # --- writing ---------------------------------------------------------------------
 
-    def _write(self, cur: Cursor, batch: _Batch) -> None:
+    def _changes(self, batch: _Batch) -> Changes:
         changes = Changes()
         for code, unit in batch.units.items():
             changes.upserts["units"][(code,)] = rows.unit_row(unit)
@@ -270,7 +381,56 @@ class Projector:
             )
         changes.trail = batch.trail
         changes.voids = batch.voids
-        self.writer.flush(cur, self.generation, changes)
+        return changes
+
+
+class _Pages:
+    """Pages of the log read ahead by a thread, while the caller folds the one before."""
+
+    def __init__(self, projector: Projector, start: int, stop: int | None, ahead: int = 1):
+        self._projector = projector
+        self._next = start
+        self._stop = stop
+        self._queue: queue.Queue[list[Notification] | BaseException | None] = queue.Queue(ahead)
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="harbor-projection-reader")
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._closed.is_set():
+                notes = self._projector._read(self._next, self._stop)
+                if not notes:
+                    break
+                self._next = notes[-1].id + 1
+                self._put(notes)
+        except BaseException as e:  # handed to the folding thread, which raises it
+            self._put(e)
+            return
+        self._put(None)
+
+    def _put(self, item: list[Notification] | BaseException | None) -> None:
+        while not self._closed.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[list[Notification]]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop reading ahead."""
+        self._closed.set()
+        self._thread.join(timeout=30)
 
 
 @dataclass
@@ -287,6 +447,11 @@ class _Batch:
         self.units = {}
         self.trail = []
         self.voids = []
+
+
+def default_workers(registry: Registry) -> int:
+    """Rebuild workers by default: two on PostgreSQL (the machine's cores), one on SQLite."""
+    return 2 if isinstance(registry.recorder, PostgresApplicationRecorder) else 1
 
 
 def rebuild(
@@ -328,7 +493,11 @@ def _fold_partition(
     registry = Registry(env)
     try:
         Projector(
-            registry, generation=generation, batch_size=batch_size, partition=partition
+            registry,
+            generation=generation,
+            batch_size=batch_size,
+            cache_size=REBUILD_CACHE,
+            partition=partition,
         ).catch_up(stop=head)
     finally:
         registry.close()

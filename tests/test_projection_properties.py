@@ -913,13 +913,13 @@ def crash_inside_a_batch(w: World, projector: Projector) -> None:
     where = w.draw(st.sampled_from(["rows", "tracking"]))
     if where == "rows":
         after = w.draw(st.integers(1, 6))
-        original = projector._write
+        original = projector.writer.flush
 
-        def write(cur: Any, batch: Any) -> None:
-            original(_CrashingCursor(cur, after), batch)
+        def flush(cur: Any, generation: int, changes: Any) -> None:
+            original(_CrashingCursor(cur, after), generation, changes)
             raise InjectedCrash("crash after the batch's rows, before its tracking record")
 
-        projector._write = write  # type: ignore[method-assign]
+        projector.writer.flush = flush  # type: ignore[method-assign]
     else:
         insert = projector.tracking._insert_tracking
 
@@ -936,7 +936,7 @@ def crash_inside_a_batch(w: World, projector: Projector) -> None:
         else:
             raise AssertionError("the injected crash did not happen")
     finally:
-        projector.__dict__.pop("_write", None)
+        projector.writer.__dict__.pop("flush", None)
         projector.tracking.__dict__.pop("_insert_tracking", None)
     assert projector.position() == start, "a failed batch moved the tracking position"
     assert_same_rows(live_rows(w.registry), before, "after a failed batch")
@@ -959,6 +959,10 @@ def projection_step(w: World) -> None:
         rebuild(w.registry)  # the running projector must notice the new live generation
         return
     w.projector.batch_size = w.draw(st.integers(1, 12))
+    if how in (4, 5):
+        event("projection: a pipelined catch-up")
+        w.projector.catch_up()  # reads ahead and commits on another thread
+        return
     w.projector.run_once()
 
 

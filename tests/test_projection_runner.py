@@ -530,9 +530,9 @@ def test_a_fresh_runner_and_a_following_runner_folding_one_batch_do_not_deadlock
         )
         fresh = Projector(registry)  # remembers nothing: it will rewrite the member
         paused, go_on = threading.Event(), threading.Event()
-        write = fresh._write
-        fresh._write = lambda cur, batch: write(  # type: ignore[method-assign]
-            _PausingCursor(cur, paused, go_on), batch
+        flush = fresh.writer.flush
+        fresh.writer.flush = lambda cur, generation, changes: flush(  # type: ignore[method-assign]
+            _PausingCursor(cur, paused, go_on), generation, changes
         )
         errors: list[str] = []
 
