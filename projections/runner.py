@@ -20,6 +20,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -537,15 +538,33 @@ def _fold_in_parallel(
         raise RuntimeError(f"a rebuild worker failed (exit codes {failed}); nothing was swapped")
 
 
+def live_position(registry: Registry) -> int:
+    """The last log position the live projections have folded."""
+    db, tracking = _position_readers(registry)
+    return tracking.max_tracking_id(tracking_name(schema.live_generation(db))) or 0
+
+
 def wait_for(registry: Registry, position: int, *, timeout: float = 5.0) -> bool:
     """Wait until the live projections have folded ``position``; False on timeout."""
-    db = Db(registry.recorder.datastore)  # type: ignore[attr-defined]
-    tracking = registry.factory.tracking_recorder()
     deadline = time.monotonic() + timeout
     while True:
-        generation = schema.live_generation(db)
-        if (tracking.max_tracking_id(tracking_name(generation)) or 0) >= position:
+        if live_position(registry) >= position:
             return True
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.02)
+
+
+_READERS: weakref.WeakKeyDictionary[Registry, tuple[Db, Any]] = weakref.WeakKeyDictionary()
+
+
+def _position_readers(registry: Registry) -> tuple[Db, Any]:
+    # Made once per registry: a tracking recorder checks its tables when it is made,
+    # which is most of the cost of a health check or a read-your-writes wait.
+    readers = _READERS.get(registry)
+    if readers is None:
+        db = Db(registry.recorder.datastore)  # type: ignore[attr-defined]
+        schema.ensure_schema(db)
+        readers = (db, registry.factory.tracking_recorder())
+        _READERS[registry] = readers
+    return readers

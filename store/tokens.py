@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -44,8 +45,15 @@ def _hash(token: str) -> str:
 class TokenStore:
     """Issue, check, list and revoke tokens, in the store's own database."""
 
-    def __init__(self, db: Db):
+    def __init__(self, db: Db, *, cache_seconds: float = 1.0):
+        """``cache_seconds``: how long a checked token is trusted without asking the store.
+
+        Revoking through this store takes effect at once; a revocation by another
+        process (``harbor tokens revoke``) within that time.
+        """
         self.db = db
+        self.cache_seconds = cache_seconds
+        self._checked: dict[str, tuple[float, tuple[str, ...] | None]] = {}
         with db.transaction() as cur:
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} (token_hash TEXT PRIMARY KEY,"
@@ -78,14 +86,24 @@ class TokenStore:
 
     def check(self, token: str, today: date) -> Credential | None:
         """The credential of a valid token; None if unknown, expired or revoked."""
-        rows = self.db.query(
-            f"SELECT token_id, unit_id, role, holder, expires_on, revoked_at FROM {TABLE}"
-            " WHERE token_hash = ?",
-            (_hash(token),),
-        )
-        if not rows:
+        digest = _hash(token)
+        cached = self._checked.get(digest)
+        if cached is not None and cached[0] > time.monotonic():
+            row = cached[1]
+        else:
+            rows = self.db.query(
+                f"SELECT token_id, unit_id, role, holder, expires_on, revoked_at FROM {TABLE}"
+                " WHERE token_hash = ?",
+                (digest,),
+            )
+            row = tuple(rows[0]) if rows else None
+            if self.cache_seconds > 0:
+                if len(self._checked) > 10_000:
+                    self._checked.clear()
+                self._checked[digest] = (time.monotonic() + self.cache_seconds, row)
+        if row is None:
             return None
-        token_id, unit_id, role, holder, expires_on, revoked_at = rows[0]
+        token_id, unit_id, role, holder, expires_on, revoked_at = row
         expires = date.fromisoformat(expires_on) if expires_on else None
         if revoked_at is not None or (expires is not None and today > expires):
             return None
@@ -108,6 +126,7 @@ class TokenStore:
         return self._revoke("unit_id = ?", (unit_id,))
 
     def _revoke(self, where: str, params: tuple[str, ...]) -> int:
+        self._checked.clear()
         with self.db.transaction() as cur:
             cur.execute(
                 f"SELECT COUNT(*) FROM {TABLE} WHERE {where} AND revoked_at IS NULL", params
@@ -117,4 +136,5 @@ class TokenStore:
                 f"UPDATE {TABLE} SET revoked_at = ? WHERE {where} AND revoked_at IS NULL",
                 (datetime.now(UTC).isoformat(timespec="seconds"), *params),
             )
+        self._checked.clear()  # again: a check may have cached the row before the commit
         return int(row[0]) if row else 0

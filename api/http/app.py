@@ -3,11 +3,13 @@
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.http import problems, schemas
 from api.http.deps import check_token
@@ -90,53 +92,87 @@ def create_app(
     app.state.tokens = TokenStore(Db(registry.recorder.datastore))  # type: ignore[attr-defined]
     problems.install(app)
 
-    @app.middleware("http")
-    async def limits_auth_latency(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        too_large = problems.problem(
-            413,
-            "BODY_TOO_LARGE",
-            f"request bodies are limited to {MAX_BODY} bytes",
-            None,
-            request.url.path,
-        )
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return too_large
-        if length is None and request.method in ("POST", "PUT", "PATCH"):
-            body = b""
-            async for chunk in request.stream():  # chunked: count as it arrives
-                body += chunk
-                if len(body) > MAX_BODY:
-                    return too_large
-            request._body = body  # the route reads the body already received
-        if not _public(request.url.path):
-            # The credential is checked before the body is parsed: no token is 401 first.
-            header = request.headers.get("authorization", "")
-            scheme, _, token = header.partition(" ")
-            try:
-                request.state.credential = await anyio.to_thread.run_sync(
-                    check_token,
-                    registry,
-                    app.state.tokens,
-                    token.strip() if scheme.lower() == "bearer" else None,
-                )
-            except HarborError as e:
-                METRICS.refusal(e.code)
-                return problems.problem(
-                    problems.status_of(e), e.code, e.message, e.field, request.url.path
-                )
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        METRICS.observe(getattr(route, "path", "unmatched"), time.perf_counter() - started)
-        return response
-
+    app.add_middleware(Guard, registry=registry, tokens=app.state.tokens)
     app.include_router(commands.router)
     app.include_router(reads.router)
     app.include_router(ops.router)
     return app
+
+
+class Guard:
+    """Body limits, the credential (checked before the body is read) and request latency.
+
+    Plain ASGI rather than Starlette's ``BaseHTTPMiddleware``, which costs an extra
+    task and a pair of streams per request.
+    """
+
+    def __init__(self, app: ASGIApp, registry: Registry, tokens: TokenStore):
+        self.app = app
+        self.registry = registry
+        self.tokens = tokens
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Refuse or admit one request, then time it."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        path = scope["path"]
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            await self._too_large(path)(scope, receive, send)
+            return
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            body, more = b"", True
+            while more:  # chunked: count as it arrives
+                message = await receive()
+                body += message.get("body", b"")
+                more = message.get("more_body", False)
+                if len(body) > MAX_BODY:
+                    await self._too_large(path)(scope, receive, send)
+                    return
+            receive = _replay(body)  # the route reads the body already received
+        if not _public(path):
+            # The credential is checked before the body is parsed: no token is 401 first.
+            scheme, _, token = headers.get("authorization", "").partition(" ")
+            try:
+                credential = await anyio.to_thread.run_sync(
+                    check_token,
+                    self.registry,
+                    self.tokens,
+                    token.strip() if scheme.lower() == "bearer" else None,
+                )
+            except HarborError as e:
+                METRICS.refusal(e.code)
+                response = problems.problem(problems.status_of(e), e.code, e.message, e.field, path)
+                await response(scope, receive, send)
+                return
+            scope.setdefault("state", {})["credential"] = credential
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            route = scope.get("route")
+            METRICS.observe(getattr(route, "path", "unmatched"), time.perf_counter() - started)
+
+    @staticmethod
+    def _too_large(path: str) -> Response:
+        return problems.problem(
+            413, "BODY_TOO_LARGE", f"request bodies are limited to {MAX_BODY} bytes", None, path
+        )
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
 
 
 PUBLIC = ("/healthz", "/metrics", "/openapi.json", "/docs", "/redoc")

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
@@ -31,19 +32,19 @@ class NotCaughtUp(HarborError):
     default_code = "NOT_CAUGHT_UP"
 
 
-def get_registry(request: Request) -> Registry:
+async def get_registry(request: Request) -> Registry:
     """The application service."""
     registry: Registry = request.app.state.registry
     return registry
 
 
-def get_models(request: Request) -> ReadModels:
+async def get_models(request: Request) -> ReadModels:
     """The read models."""
     models: ReadModels = request.app.state.models
     return models
 
 
-def get_tokens(request: Request) -> TokenStore:
+async def get_tokens(request: Request) -> TokenStore:
     """The credential store."""
     tokens: TokenStore = request.app.state.tokens
     return tokens
@@ -71,7 +72,7 @@ def check_token(registry: Registry, tokens: TokenStore, token: str | None) -> Cr
     return credential
 
 
-def get_credential(
+async def get_credential(
     request: Request,
     registry: RegistryDep,
     tokens: TokensDep,
@@ -81,7 +82,9 @@ def get_credential(
     checked: Credential | None = getattr(request.state, "credential", None)
     if checked is not None:
         return checked
-    return check_token(registry, tokens, auth.credentials if auth else None)
+    return await anyio.to_thread.run_sync(
+        check_token, registry, tokens, auth.credentials if auth else None
+    )
 
 
 CredentialDep = Annotated[Credential, Depends(get_credential)]
@@ -105,7 +108,7 @@ class Caller:
 
 
 def _role(*roles: str):  # type: ignore[no-untyped-def]
-    def check(credential: CredentialDep) -> Caller:
+    async def check(credential: CredentialDep) -> Caller:
         if credential.role not in roles:
             raise Forbidden(
                 f"this needs the role {' or '.join(roles)}; your token is"
@@ -122,7 +125,7 @@ ReaderCaller = Annotated[Caller, Depends(_role("unit", "auditor", "admin"))]
 AuditCaller = Annotated[Caller, Depends(_role("auditor", "admin"))]
 
 
-def idempotency_key(
+async def idempotency_key(
     key: Annotated[
         str | None,
         Header(
@@ -136,7 +139,7 @@ def idempotency_key(
     return key
 
 
-def if_match(
+async def if_match(
     value: Annotated[
         str | None,
         Header(
@@ -161,7 +164,7 @@ IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
 IfMatch = Annotated[int | None, Depends(if_match)]
 
 
-def caught_up(
+async def caught_up(
     registry: RegistryDep,
     min_position: Annotated[
         int | None,
@@ -171,7 +174,12 @@ def caught_up(
     ] = None,
 ) -> None:
     """Read-your-writes: wait until the projections have folded ``min_position``."""
-    if min_position is not None and min_position > registry.position():
+    if min_position is not None:
+        await anyio.to_thread.run_sync(_wait_until_projected, registry, min_position)
+
+
+def _wait_until_projected(registry: Registry, min_position: int) -> None:
+    if min_position > registry.position():
         from domain.errors import InvalidInput
 
         raise InvalidInput(
@@ -179,7 +187,7 @@ def caught_up(
             f" {registry.position()}); pass a position a command returned",
             field="min_position",
         )
-    if min_position is not None and not wait_for(registry, min_position, timeout=5.0):
+    if not wait_for(registry, min_position, timeout=5.0):
         raise NotCaughtUp(
             f"projections have not reached position {min_position} yet; retry in a moment",
             field="min_position",

@@ -12,13 +12,13 @@ from audit.bundle import BundleError, make_bundle
 from audit.log import AuditLog
 from audit.status import audit_status as sealed_status
 from domain.errors import RuleRefused
-from projections.runner import Projector
+from projections.runner import live_position
 
 router = APIRouter()
 
 
 def _projected(registry: Any) -> int:
-    return Projector(registry).position()
+    return live_position(registry)
 
 
 @router.get("/healthz", tags=["operations"])
