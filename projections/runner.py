@@ -146,7 +146,11 @@ class Projector:
         return BatchResult(len(notes), self._committed)
 
     def catch_up(
-        self, *, stop: int | None = None, progress: Callable[[int, int], None] | None = None
+        self,
+        *,
+        stop: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+        until: threading.Event | None = None,
     ) -> int:
         """Fold batches until the log (or ``stop``) is reached; returns events folded.
 
@@ -154,10 +158,11 @@ class Projector:
         this one folds the current batch, and another commits the previous batch
         (rows and tracking position in one transaction, batches in order). The
         database's waits release the interpreter, so the fold runs on through them.
+        ``until`` stops it between batches (a follower being shut down).
         """
         done = 0
         while True:
-            folded, raced = self._pipeline(stop, progress)
+            folded, raced = self._pipeline(stop, progress, until)
             done += folded
             if not raced:
                 return done
@@ -166,7 +171,7 @@ class Projector:
         """Keep folding new events until ``stop`` is set (short polling, both backends)."""
         while not stop.is_set():
             try:
-                folded = self.catch_up()
+                folded = self.catch_up(until=stop)
             except Exception:  # keep following through a database restart
                 log.exception("projections: batch failed; retrying")
                 stop.wait(1.0)
@@ -249,7 +254,10 @@ class Projector:
         return BatchResult(0, self.position(), raced=True)
 
     def _pipeline(
-        self, stop: int | None, progress: Callable[[int, int], None] | None
+        self,
+        stop: int | None,
+        progress: Callable[[int, int], None] | None,
+        until: threading.Event | None = None,
     ) -> tuple[int, bool]:
         """Fold from the committed position to the end; (events folded, raced)."""
         start = self._start()
@@ -271,6 +279,8 @@ class Projector:
 
         try:
             for notes in pages:
+                if until is not None and until.is_set():
+                    break
                 changes = self._plan(notes)
                 settle()  # the previous batch is committed before this one is sent
                 last = notes[-1].id

@@ -573,3 +573,54 @@ def _wait_until_a_backend_waits_for_a_lock(url: str) -> None:
                 return
             time.sleep(0.01)
     raise AssertionError("the following runner never waited for the fresh runner's locks")
+
+
+class _CommitFailed(Exception):
+    pass
+
+
+def test_a_pipelined_catch_up_failing_mid_way_keeps_what_it_committed_and_resumes(
+    registry: Registry,
+) -> None:
+    """The writer thread's third commit fails: the two batches before it stay, nothing of
+    the third (or of the batch folded meanwhile) is visible, and a new run ends equal to
+    a rebuild."""
+    load_article_cases(registry)
+    write_transfer_cases(registry, 12)
+    projector = Projector(registry, batch_size=10)
+    commits: list[int] = []
+    commit = projector._commit
+
+    def failing_commit(changes: Any, last: int | None, swap: bool = False) -> None:
+        if len(commits) == 2:
+            raise _CommitFailed("the database went away")
+        commit(changes, last, swap)
+        assert last is not None
+        commits.append(last)
+
+    projector._commit = failing_commit  # type: ignore[method-assign]
+    with pytest.raises(_CommitFailed):
+        projector.catch_up()
+
+    assert live_position(registry) == commits[-1] == 20
+    del projector._commit
+    assert projector.catch_up() == registry.position() - 20
+    assert_same_rows(live_rows(registry), rebuilt_rows(registry), "after resuming")
+
+
+def test_a_follower_told_to_stop_stops_between_batches(registry: Registry) -> None:
+    load_article_cases(registry)
+    write_transfer_cases(registry, 12)
+    projector = Projector(registry, batch_size=5)
+    stop = threading.Event()
+    seen: list[int] = []
+
+    def progress(events: int, position: int) -> None:
+        seen.append(position)
+        stop.set()  # asked to stop after the first batch committed
+
+    projector.catch_up(progress=progress, until=stop)
+
+    assert seen[0] == 5
+    # The batch already being written when it was told is finished; no more are read.
+    assert live_position(registry) == seen[-1] <= 10 < registry.position()
