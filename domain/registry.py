@@ -197,6 +197,11 @@ class Registry(MemberCommands, Application[UUID]):
             self._units[code] = (time.monotonic() + self._unit_seconds, unit)
         return unit
 
+    def unit_is_cached(self, code: str) -> bool:
+        """True when ``unit(code)`` would answer without asking the store."""
+        cached = self._units.get(code)
+        return cached is not None and cached[0] > time.monotonic()
+
     def _load_unit(self, code: str, field: str = "unit_id") -> Unit:
         code = require_text(code, field, max_length=64)
         try:

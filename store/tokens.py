@@ -84,6 +84,11 @@ class TokenStore:
             )
         return token
 
+    def is_cached(self, token: str) -> bool:
+        """True when checking this token now would not ask the store."""
+        cached = self._checked.get(_hash(token))
+        return cached is not None and cached[0] > time.monotonic()
+
     def check(self, token: str, today: date) -> Credential | None:
         """The credential of a valid token; None if unknown, expired or revoked."""
         digest = _hash(token)

@@ -72,6 +72,16 @@ def check_token(registry: Registry, tokens: TokenStore, token: str | None) -> Cr
     return credential
 
 
+def check_token_now(registry: Registry, tokens: TokenStore, token: str | None) -> Credential | None:
+    """``check_token`` when all it needs is already in memory (no I/O), else None."""
+    if not token or not tokens.is_cached(token):
+        return None
+    credential = tokens.check(token, registry.clock())
+    if credential is not None and not registry.unit_is_cached(credential.unit_id):
+        return None
+    return check_token(registry, tokens, token)
+
+
 async def get_credential(
     request: Request,
     registry: RegistryDep,
