@@ -168,15 +168,21 @@ class Projector:
                 return done
 
     def follow(self, stop: threading.Event, *, poll_seconds: float = 0.2) -> None:
-        """Keep folding new events until ``stop`` is set (short polling, both backends)."""
+        """Keep folding new events until ``stop`` is set (short polling, both backends).
+
+        A few new events are folded in a single batch on this thread (the shortest lag);
+        a full batch means a backlog, which the pipelined catch-up works through.
+        """
         while not stop.is_set():
             try:
-                folded = self.catch_up(until=stop)
+                result = self.run_once()
+                if result.events >= self.batch_size:
+                    self.catch_up(until=stop)
             except Exception:  # keep following through a database restart
                 log.exception("projections: batch failed; retrying")
                 stop.wait(1.0)
                 continue
-            if folded == 0:
+            if result.events == 0 and not result.raced:
                 stop.wait(poll_seconds)
 
     # --- the steps of a batch ---------------------------------------------------------
