@@ -160,7 +160,12 @@ def _parse(registry: Registry, number: int, text: str, key: str) -> _Line:
 def _accepted(action: str) -> frozenset[str]:
     """The fields a line of this action may carry: its Registry method's parameters."""
     method = getattr(Registry, UNIT_ACTIONS.get(action) or ACTIONS[action])
-    accepted = set(inspect.signature(method).parameters)
+    # The keyword-only ones: self, the actor and the member come from elsewhere.
+    accepted = {
+        name
+        for name, parameter in inspect.signature(method).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
     if action in ("unit-rename", "unit-dissolve"):
         accepted.add("code")
     return frozenset(accepted)

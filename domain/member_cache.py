@@ -52,13 +52,3 @@ class MemberCache:
             self._items.move_to_end(member.id)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
-
-    def forget(self, member_id: UUID) -> None:
-        """Drop a member (its stored stream is known to differ)."""
-        with self._lock:
-            self._items.pop(member_id, None)
-
-    def clear(self) -> None:
-        """Drop every member."""
-        with self._lock:
-            self._items.clear()

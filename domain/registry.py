@@ -189,9 +189,9 @@ class Registry(MemberCommands, Application[UUID]):
         commands drop them at once, other processes' within that time.
         """
         code = require_text(code, field, max_length=64)
-        cached = self._units.get(code)
-        if cached is not None and cached[0] > time.monotonic():
-            return cached[1]
+        cached = self._cached_unit(code)
+        if cached is not None:
+            return cached
         unit = self._load_unit(code, field)
         if self._unit_seconds > 0:
             self._units[code] = (time.monotonic() + self._unit_seconds, unit)
@@ -199,8 +199,11 @@ class Registry(MemberCommands, Application[UUID]):
 
     def unit_is_cached(self, code: str) -> bool:
         """True when ``unit(code)`` would answer without asking the store."""
+        return self._cached_unit(code) is not None
+
+    def _cached_unit(self, code: str) -> Unit | None:
         cached = self._units.get(code)
-        return cached is not None and cached[0] > time.monotonic()
+        return cached[1] if cached is not None and cached[0] > time.monotonic() else None
 
     def _load_unit(self, code: str, field: str = "unit_id") -> Unit:
         code = require_text(code, field, max_length=64)

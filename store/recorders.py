@@ -200,7 +200,6 @@ class PostgresRecorder(PostgresApplicationRecorder):
             return None
         return StoredReceipt(row["fingerprint"], row["outcome"], row["position"])
 
-
     def find_receipts(
         self, pairs: Iterable[tuple[str, str]]
     ) -> dict[tuple[str, str], StoredReceipt]:

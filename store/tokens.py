@@ -86,15 +86,19 @@ class TokenStore:
 
     def is_cached(self, token: str) -> bool:
         """True when checking this token now would not ask the store."""
-        cached = self._checked.get(_hash(token))
-        return cached is not None and cached[0] > time.monotonic()
+        return self._cached(_hash(token)) is not None
+
+    def _cached(self, digest: str) -> tuple[tuple[str, ...] | None] | None:
+        """(row,) as checked within ``cache_seconds``, or None when the store must be asked."""
+        cached = self._checked.get(digest)
+        return (cached[1],) if cached is not None and cached[0] > time.monotonic() else None
 
     def check(self, token: str, today: date) -> Credential | None:
         """The credential of a valid token; None if unknown, expired or revoked."""
         digest = _hash(token)
-        cached = self._checked.get(digest)
-        if cached is not None and cached[0] > time.monotonic():
-            row = cached[1]
+        cached = self._cached(digest)
+        if cached is not None:
+            row = cached[0]
         else:
             rows = self.db.query(
                 f"SELECT token_id, unit_id, role, holder, expires_on, revoked_at FROM {TABLE}"
@@ -131,7 +135,6 @@ class TokenStore:
         return self._revoke("unit_id = ?", (unit_id,))
 
     def _revoke(self, where: str, params: tuple[str, ...]) -> int:
-        self._checked.clear()
         with self.db.transaction() as cur:
             cur.execute(
                 f"SELECT COUNT(*) FROM {TABLE} WHERE {where} AND revoked_at IS NULL", params
@@ -141,5 +144,5 @@ class TokenStore:
                 f"UPDATE {TABLE} SET revoked_at = ? WHERE {where} AND revoked_at IS NULL",
                 (datetime.now(UTC).isoformat(timespec="seconds"), *params),
             )
-        self._checked.clear()  # again: a check may have cached the row before the commit
+        self._checked.clear()  # after the commit: a check meanwhile may have cached the row
         return int(row[0]) if row else 0

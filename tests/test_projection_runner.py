@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -24,7 +23,7 @@ from api.demo import load_article_cases, load_units
 from domain.registry import Actor, Registry
 from projections import schema
 from projections.queries import ReadModels
-from projections.runner import Projector, rebuild, tracking_name, wait_for
+from projections.runner import Projector, live_position, rebuild, wait_for
 from store import open_registry
 from tests.conftest import TODAY
 from tests.projection_support import (
@@ -55,18 +54,6 @@ def registry(store_url: str) -> Iterator[Registry]:
         yield app
     finally:
         app.close()
-
-
-_TRACKERS: weakref.WeakKeyDictionary[Registry, Any] = weakref.WeakKeyDictionary()
-
-
-def live_position(registry: Registry) -> int:
-    """How far the live generation has folded the log (cheap enough to poll)."""
-    tracking = _TRACKERS.get(registry)
-    if tracking is None:
-        tracking = _TRACKERS[registry] = registry.factory.tracking_recorder()
-    generation = schema.live_generation(db_of(registry))
-    return int(tracking.max_tracking_id(tracking_name(generation)) or 0)
 
 
 def enrol(registry: Registry, n: int) -> Any:

@@ -60,16 +60,7 @@ def check_token(registry: Registry, tokens: TokenStore, token: str | None) -> Cr
     """The credential a bearer token stands for, or 401 (also for a dissolved unit)."""
     if not token:
         raise Unauthorized("send Authorization: Bearer <token> (harbor tokens issue)")
-    credential = tokens.check(token, registry.clock())
-    if credential is None:
-        raise Unauthorized("the token is unknown, expired or revoked; ask for a new one")
-    try:
-        dissolved = registry.unit(credential.unit_id).dissolved
-    except NotFound:
-        dissolved = False  # an admin's own unit may not be registered yet (bootstrap)
-    if dissolved:
-        raise Unauthorized(f"unit {credential.unit_id} is dissolved; its tokens no longer act")
-    return credential
+    return _admit(registry, tokens.check(token, registry.clock()))
 
 
 def check_token_now(registry: Registry, tokens: TokenStore, token: str | None) -> Credential | None:
@@ -79,7 +70,19 @@ def check_token_now(registry: Registry, tokens: TokenStore, token: str | None) -
     credential = tokens.check(token, registry.clock())
     if credential is not None and not registry.unit_is_cached(credential.unit_id):
         return None
-    return check_token(registry, tokens, token)
+    return _admit(registry, credential)
+
+
+def _admit(registry: Registry, credential: Credential | None) -> Credential:
+    if credential is None:
+        raise Unauthorized("the token is unknown, expired or revoked; ask for a new one")
+    try:
+        dissolved = registry.unit(credential.unit_id).dissolved
+    except NotFound:
+        dissolved = False  # an admin's own unit may not be registered yet (bootstrap)
+    if dissolved:
+        raise Unauthorized(f"unit {credential.unit_id} is dissolved; its tokens no longer act")
+    return credential
 
 
 async def get_credential(
