@@ -6,6 +6,7 @@ import itertools
 import json
 import stat
 import threading
+import time
 from datetime import date
 from pathlib import Path
 from uuid import UUID
@@ -54,9 +55,19 @@ def test_sealing_while_commands_are_written_yields_heads_that_verify_and_agree(
     heads: list[TreeHead] = []
     errors: list[BaseException] = []
 
+    def a_new_head_since(seen: int) -> None:
+        # Commands are fast enough to finish between two seals: each writer waits for a
+        # head before it starts and again half-way, so the sealers see the log grow.
+        deadline = time.monotonic() + 10
+        while len(heads) <= seen and time.monotonic() < deadline and not errors:
+            time.sleep(0.001)
+
     def write(member: UUID) -> None:
         try:
+            a_new_head_since(0)
             for i in range(12):
+                if i == 6:
+                    a_new_head_since(len(heads))
                 registry.make_contact(CLERK, member, occurred_on=TODAY, channel="phone",
                                       note=f"第{i}次")
         except BaseException as e:
