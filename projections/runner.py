@@ -79,10 +79,19 @@ class Projector:
         batch_size: int = DEFAULT_BATCH,
         cache_size: int = DEFAULT_CACHE,
         partition: tuple[int, int] | None = None,
+        defer: bool = False,
     ):
-        """``partition`` (k, n) folds only the members whose id is k modulo n (rebuilds)."""
+        """``partition`` (k, n) folds only the members whose id is k modulo n (rebuilds).
+
+        ``defer`` writes a member's rows once, when it leaves the cache or the fold
+        ends, instead of after every batch that touched it: for rebuilds only, whose
+        half-built generation is never resumed (see ``rebuild``).
+        """
         self.registry = registry
         self.partition = partition
+        self.defer = defer
+        # Deferring: member -> the first version its rows do not show yet.
+        self._unwritten: dict[UUID, int] = {}
         self.db = Db(registry.recorder.datastore)  # type: ignore[attr-defined]
         self.tracking = registry.factory.tracking_recorder()
         schema.ensure_schema(self.db)
@@ -99,7 +108,7 @@ class Projector:
         if isinstance(recorder, PostgresApplicationRecorder):
             table = f"{recorder.datastore.schema or 'public'}.{recorder.events_table_name}"
             mine = ""
-            if partition is not None:
+            if partition is not None and partition[1] > 1:
                 # The same test as _mine, made by the server: a rebuild worker then
                 # receives only its own share of the log.
                 k, n = partition
@@ -130,6 +139,8 @@ class Projector:
 
     def run_once(self, *, stop: int | None = None, swap: bool = False) -> BatchResult:
         """Fold one batch (up to ``stop``); with ``swap``, make this generation live."""
+        if self.defer:
+            raise RuntimeError("a deferring projector folds with catch_up only")
         start = self._start()
         notes = self._read(start + 1, stop)
         if not notes and not swap:
@@ -140,7 +151,7 @@ class Projector:
         except (IntegrityError, OperationalError) as e:
             return self._raced(start, e)
         except BaseException:
-            self._forget()  # the cache may hold states past the committed position
+            self._forget(failing=True)  # the cache may hold states past the committed position
             raise
         self._committed = notes[-1].id if notes else start
         return BatchResult(len(notes), self._committed)
@@ -165,7 +176,10 @@ class Projector:
             folded, raced = self._pipeline(stop, progress, until)
             done += folded
             if not raced:
-                return done
+                break
+        if self._unwritten:
+            self._write_unwritten()
+        return done
 
     def follow(self, stop: threading.Event, *, poll_seconds: float = 0.2) -> None:
         """Keep folding new events until ``stop`` is set (short polling, both backends).
@@ -296,7 +310,7 @@ class Projector:
             self._raced(start, e)
             return done, True
         except BaseException:
-            self._forget()
+            self._forget(failing=True)
             raise
         finally:
             pages.close()
@@ -322,9 +336,16 @@ class Projector:
                 else:
                     state = self._member_state(member_id, event.originator_version - 1)
                     event.evolve(state)
-                self._remember(member_id, event.originator_version, state)
-                batch.members[member_id] = (event.originator_version, state)
-                batch.first_version.setdefault(member_id, event.originator_version)
+                version = event.originator_version
+                evicted = self._remember(member_id, version, state)
+                if self.defer:
+                    self._unwritten.setdefault(member_id, version)
+                    for gone, (gone_version, gone_state) in evicted:
+                        first = self._unwritten.pop(gone, None)
+                        if first is not None:  # leaving the cache: its rows are due now
+                            batch.member(gone, gone_version, gone_state, first)
+                else:
+                    batch.member(member_id, version, state, version)
                 batch.trail.append(rows.trail_row(note.id, event))
             elif isinstance(event, Unit.Event):
                 unit = event.mutate(self._unit_before(event))
@@ -366,16 +387,35 @@ class Projector:
         events = [self.registry.mapper.to_domain_event(s) for s in stored]
         return fold(e for e in events if isinstance(e, MemberEvent))
 
-    def _remember(self, member_id: UUID, version: int, state: MemberState) -> None:
+    def _remember(
+        self, member_id: UUID, version: int, state: MemberState
+    ) -> list[tuple[UUID, tuple[int, MemberState]]]:
+        """Cache the member's state; returns the members that left the cache."""
         self._members[member_id] = (version, state)
         self._members.move_to_end(member_id)
+        evicted = []
         while len(self._members) > self.cache_size:
-            self._members.popitem(last=False)
+            evicted.append(self._members.popitem(last=False))
+        return evicted
 
-    def _forget(self) -> None:
+    def _write_unwritten(self) -> None:
+        """Write the rows a deferring fold still owes (its tracking position is already in)."""
+        batch = _Batch()
+        for member_id, first in self._unwritten.items():
+            version, state = self._members[member_id]
+            batch.member(member_id, version, state, first)
+        self._unwritten.clear()
+        self._commit(self._changes(batch), None)
+
+    def _forget(self, *, failing: bool = False) -> None:
+        unwritten = bool(self._unwritten)
+        self._unwritten.clear()
         self._members.clear()
         self._units.clear()
         self.writer.forget()
+        if unwritten and not failing:
+            # Those rows existed only in the states just dropped: the fold cannot go on.
+            raise RuntimeError("a deferring fold was interrupted; start the rebuild again")
 
     # --- writing ---------------------------------------------------------------------
 
@@ -465,6 +505,11 @@ class _Batch:
         self.trail = []
         self.voids = []
 
+    def member(self, member_id: UUID, version: int, state: MemberState, first: int) -> None:
+        """Rows are due for this member as of ``version``; ``first`` is the earliest unwritten."""
+        self.members[member_id] = (version, state)
+        self.first_version.setdefault(member_id, first)
+
 
 def default_workers(registry: Registry) -> int:
     """Rebuild workers by default: two on PostgreSQL (the machine's cores), one on SQLite."""
@@ -476,23 +521,29 @@ def rebuild(
     *,
     batch_size: int = REBUILD_BATCH,
     workers: int = 1,
+    cache_size: int = REBUILD_CACHE,
     progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Build a fresh generation from position zero beside the live one, then swap it in.
 
-    With ``workers`` > 1 the members are split between that many processes
-    (the machine's cores), each folding its share of the log up to the
-    position the rebuild started at; this process then folds what arrived
-    meanwhile and makes the swap. Returns the new live generation. Readers
-    see the old tables until the swap.
+    The log up to the position the rebuild started at is folded first, split
+    between ``workers`` processes (the machine's cores) when there are more than
+    one, each writing a member's rows once rather than after every batch (a
+    deferring fold). That is safe because a half-built generation is never
+    resumed: a rebuild that fails or is killed is dropped by the next one. This
+    process then folds what arrived meanwhile and makes the swap. Returns the
+    new live generation. Readers see the old tables until the swap.
+    ``cache_size`` is the members each fold keeps (rows are written as they leave).
     """
     db = Db(registry.recorder.datastore)  # type: ignore[attr-defined]
     schema.ensure_schema(db)
-    generation = schema.start_generation(db)
+    generation = schema.start_generation(db, loading=True)
     projector = Projector(registry, generation=generation, batch_size=batch_size)
-    if workers > 1:
-        head = registry.position()
-        _fold_in_parallel(registry, generation, head, batch_size, workers, progress)
+    head = registry.position()
+    _fold_in_parallel(registry, generation, head, (batch_size, cache_size), workers, progress)
+    with db.transaction() as cur:
+        schema.create_indexes(db, cur, generation)
+    if head > 0:
         with db.transaction() as cur:
             projector.tracking._insert_tracking(  # type: ignore[attr-defined]
                 cur.raw, Tracking(projector.tracking_name, head)
@@ -504,18 +555,30 @@ def rebuild(
     return generation
 
 
+def _deferring(
+    registry: Registry, generation: int, sizes: tuple[int, int], partition: tuple[int, int]
+) -> Projector:
+    batch_size, cache_size = sizes
+    return Projector(
+        registry,
+        generation=generation,
+        batch_size=batch_size,
+        cache_size=cache_size,
+        partition=partition,
+        defer=True,
+    )
+
+
 def _fold_partition(
-    env: dict[str, str], generation: int, head: int, batch_size: int, partition: tuple[int, int]
+    env: dict[str, str],
+    generation: int,
+    head: int,
+    sizes: tuple[int, int],
+    partition: tuple[int, int],
 ) -> None:
     registry = Registry(env)
     try:
-        Projector(
-            registry,
-            generation=generation,
-            batch_size=batch_size,
-            cache_size=REBUILD_CACHE,
-            partition=partition,
-        ).catch_up(stop=head)
+        _deferring(registry, generation, sizes, partition).catch_up(stop=head)
     finally:
         registry.close()
 
@@ -524,10 +587,11 @@ def _fold_in_parallel(
     registry: Registry,
     generation: int,
     head: int,
-    batch_size: int,
+    sizes: tuple[int, int],
     workers: int,
     progress: Callable[[int, int], None] | None,
 ) -> None:
+    """Fold the log up to ``head``: one share here, the others in worker processes."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
@@ -535,20 +599,34 @@ def _fold_in_parallel(
     processes = [
         context.Process(
             target=_fold_partition,
-            args=(env, generation, head, batch_size, (k, workers)),
+            args=(env, generation, head, sizes, (k, workers)),
             daemon=True,
         )
-        for k in range(workers)
+        for k in range(1, workers)
     ]
     for process in processes:
         process.start()
     watchers = [
-        Projector(registry, generation=generation, partition=(k, workers)) for k in range(workers)
+        Projector(registry, generation=generation, partition=(k, workers))
+        for k in range(1, workers)
     ]
-    while any(p.is_alive() for p in processes):
-        time.sleep(0.2)
+
+    def report(_events: int, last: int) -> None:
         if progress is not None:
-            progress(0, min(w.position() for w in watchers))
+            progress(0, min([last, *(w.position() for w in watchers)]))
+
+    try:
+        # This process folds the first share itself while the workers start up.
+        _deferring(registry, generation, sizes, (0, workers)).catch_up(
+            stop=head, progress=report
+        )
+        while any(p.is_alive() for p in processes):
+            time.sleep(0.2)
+            report(0, head)
+    except BaseException:
+        for process in processes:
+            process.terminate()
+        raise
     failed = [p.exitcode for p in processes if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"a rebuild worker failed (exit codes {failed}); nothing was swapped")

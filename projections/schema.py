@@ -67,6 +67,11 @@ INDEXES: dict[str, list[str]] = {
     "trail": ["member_id, version", "case_id"],
 }
 
+# What a rebuild's fold itself looks rows up by (voiding marks trail rows by member and
+# version); the other indexes are built after the bulk load, which is far cheaper than
+# maintaining them row by row.
+NEEDED_WHILE_LOADING: dict[str, set[str]] = {"trail": {"member_id, version"}}
+
 # Column order of each table, for inserts.
 COLUMNS: dict[str, list[str]] = {
     name: [part.strip().split()[0] for part in ddl.split(", PRIMARY KEY")[0].split(",")]
@@ -89,11 +94,20 @@ def _lock(db: Db, cur: Cursor) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_ID,))
 
 
-def create_generation(db: Db, cur: Cursor, generation: int) -> None:
-    """Create the tables of ``generation`` (if missing)."""
+def create_generation(db: Db, cur: Cursor, generation: int, *, loading: bool = False) -> None:
+    """Create the tables of ``generation`` (if missing); ``loading`` leaves out the
+    indexes a bulk load does not need (``create_indexes`` adds them)."""
     for name, ddl in TABLES.items():
         cur.execute(f"CREATE TABLE IF NOT EXISTS {table(generation, name)} ({ddl})")
+    create_indexes(db, cur, generation, loading=loading)
+
+
+def create_indexes(db: Db, cur: Cursor, generation: int, *, loading: bool = False) -> None:
+    """Create the secondary indexes of ``generation`` that are missing."""
+    for name in TABLES:
         for i, cols in enumerate(INDEXES.get(name, [])):
+            if loading and cols not in NEEDED_WHILE_LOADING.get(name, set()):
+                continue
             cur.execute(
                 f"CREATE INDEX IF NOT EXISTS {table(generation, name)}_i{i}"
                 f" ON {table(generation, name)} ({cols})"
@@ -138,8 +152,12 @@ def live_generation(db: Db) -> int:
     return int(rows[0][0])
 
 
-def start_generation(db: Db) -> int:
-    """Create a fresh generation beside the live one and return its number."""
+def start_generation(db: Db, *, loading: bool = False) -> int:
+    """Create a fresh generation beside the live one and return its number.
+
+    ``loading``: without the indexes a bulk load does not need; the caller adds
+    them with ``create_indexes`` once it is loaded.
+    """
     with db.transaction() as cur:
         _lock(db, cur)
         cur.execute(f"SELECT generation, building FROM {STATE_TABLE} WHERE id = 1")
@@ -151,6 +169,6 @@ def start_generation(db: Db) -> int:
         if building is not None and int(building) > live:
             drop_generation(db, cur, int(building))  # an earlier rebuild that never finished
         new = max(live, int(building or 0)) + 1
-        create_generation(db, cur, new)
+        create_generation(db, cur, new, loading=loading)
         cur.execute(f"UPDATE {STATE_TABLE} SET building = ? WHERE id = 1", (new,))
         return new

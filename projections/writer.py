@@ -47,6 +47,8 @@ class Changes:
 
     def __init__(self) -> None:
         self.upserts: dict[str, dict[Key, Row]] = defaultdict(dict)
+        # Rows of members with nothing stored yet: plain inserts, no merge needed.
+        self.inserts: dict[str, dict[Key, Row]] = defaultdict(dict)
         self.deletes: dict[str, list[Key]] = defaultdict(list)
         self.rewrite: list[str] = []  # members whose child rows are replaced whole
         self.trail: list[Row] = []
@@ -78,6 +80,9 @@ class RowWriter:
         if before is None and not new:
             changes.rewrite.append(str(member_id))
         for name, rows in desired.items():
+            if new and before is None:
+                changes.inserts[name].update(rows)
+                continue
             old = before.get(name, {}) if before is not None else {}
             for key, row in rows.items():
                 if old.get(key) != row:
@@ -96,8 +101,13 @@ class RowWriter:
         sorted — so two runners writing the same members cannot deadlock.
         """
         self._upsert(cur, generation, "units", _sorted(changes.upserts.get("units", {})))
-        self._upsert(cur, generation, "members", _sorted(changes.upserts.get("members", {})))
-        for name in MEMBER_TABLES[1:]:
+        for name in MEMBER_TABLES:
+            inserts = changes.inserts.get(name)
+            if inserts:
+                self._append(cur, schema.table(generation, name), name, _sorted(inserts))
+            if name == "members":
+                self._upsert(cur, generation, name, _sorted(changes.upserts.get(name, {})))
+                continue
             if changes.rewrite:
                 self._delete_members(cur, schema.table(generation, name), sorted(changes.rewrite))
             for key in sorted(changes.deletes.get(name, []), key=lambda k: tuple(map(str, k))):

@@ -162,9 +162,12 @@ def live_rows(registry: Registry) -> Rows:
     return generation_rows(registry, live_generation(registry))
 
 
-def rebuilt_rows(registry: Registry) -> Rows:
-    """Rebuild from position zero (a new generation, swapped in) and return its rows."""
-    generation = rebuild(registry)
+def rebuilt_rows(registry: Registry, **sizes: int) -> Rows:
+    """Rebuild from position zero (a new generation, swapped in) and return its rows.
+
+    ``sizes``: ``batch_size`` and ``cache_size`` for the rebuild (its defaults otherwise).
+    """
+    generation = rebuild(registry, **sizes)
     assert live_generation(registry) == generation
     return generation_rows(registry, generation)
 

@@ -1012,6 +1012,11 @@ def test_incremental_projections_equal_a_rebuild_and_the_reference_fold(
             day = data.draw(st.sampled_from(eves if on_eve else days), label="as of")
             assert_history_matches_reference(registry, as_of=day)
         incremental = live_rows(registry)
-        rebuilt = rebuilt_rows(registry)
+        # Small folds: members leave the rebuild's cache, so their rows are written early.
+        rebuilt = rebuilt_rows(
+            registry,
+            batch_size=data.draw(st.integers(1, 12), label="rebuild batch"),
+            cache_size=data.draw(st.integers(1, 3), label="rebuild cache"),
+        )
 
         assert_same_rows(incremental, rebuilt)  # (a), and so (b) holds for the rebuild too

@@ -391,6 +391,63 @@ def test_a_rebuild_split_between_processes_gives_the_same_rows(registry: Registr
     assert_same_rows(generation_rows(registry, generation), one, "two workers")
 
 
+def _index_names(registry: Registry, generation: int) -> set[str]:
+    db = db_of(registry)
+    prefix = schema.table(generation, "")
+    if db.backend == "postgres":
+        found = db.query("SELECT indexname FROM pg_indexes WHERE tablename LIKE ?", (prefix + "%",))
+    else:
+        found = db.query(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name LIKE ?",
+            (prefix + "%",),
+        )
+    return {str(name) for (name,) in found if "_i" in str(name)}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_rebuild_whose_members_leave_its_cache_writes_the_same_rows_as_a_follower(
+    registry: Registry, workers: int
+) -> None:
+    load_article_cases(registry)
+    write_transfer_cases(registry, 12)
+    write_corrections(registry, 3)  # voids re-fold a member from the store mid-rebuild
+    Projector(registry, batch_size=13).catch_up()  # incremental, rows after every batch
+    followed = live_rows(registry)
+
+    # A cache of two members: most members leave it, and are written, before their end.
+    generation = rebuild(registry, batch_size=7, cache_size=2, workers=workers)
+
+    assert live_generation(registry) == generation
+    assert_same_rows(followed, generation_rows(registry, generation), "follower")
+    expected = {
+        f"{schema.table(generation, name)}_i{i}"
+        for name, columns in schema.INDEXES.items()
+        for i in range(len(columns))
+    }
+    assert _index_names(registry, generation) == expected  # built after the bulk load
+
+
+def test_a_deferring_fold_cannot_be_run_batch_by_batch_or_resumed_after_losing_its_rows(
+    registry: Registry,
+) -> None:
+    load_article_cases(registry)
+    db = db_of(registry)
+    schema.ensure_schema(db)
+    generation = schema.start_generation(db, loading=True)
+    folding = Projector(registry, generation=generation, batch_size=3, defer=True)
+
+    with pytest.raises(RuntimeError, match="catch_up"):
+        folding.run_once()
+
+    original = folding._write_unwritten
+    folding._write_unwritten = lambda: None  # type: ignore[method-assign]
+    folding.catch_up()
+    folding._write_unwritten = original  # type: ignore[method-assign]
+    assert folding._unwritten, "the fold owes rows at its end"
+    with pytest.raises(RuntimeError, match="start the rebuild again"):
+        folding._forget()  # what a race or a new generation would do: the rows are gone
+
+
 # --- two runners on one generation ----------------------------------------------------------------
 
 
