@@ -20,6 +20,20 @@ from projections.describe import describe
 Row = tuple[Any, ...]
 
 
+_UUID_TEXT: dict[int, str] = {}
+
+
+def text(u: UUID) -> str:
+    """The id as stored (``str``), remembered: a rebuild writes the same ids over and over."""
+    key = u.int
+    found = _UUID_TEXT.get(key)
+    if found is None:
+        if len(_UUID_TEXT) >= 65_536:
+            _UUID_TEXT.clear()
+        found = _UUID_TEXT[key] = str(u)
+    return found
+
+
 def iso(day: date | None) -> str | None:
     """A date as stored (ISO text), or None."""
     return day.isoformat() if day is not None else None
@@ -30,7 +44,7 @@ def member_row(member_id: UUID, version: int, s: MemberState) -> Row:
     letter = s.outstanding_letter
     hold = _active_hold(s)
     return (
-        str(member_id),
+        text(member_id),
         s.name,
         s.standing.value,
         s.household_region,
@@ -63,8 +77,8 @@ def case_rows(member_id: UUID, s: MemberState) -> list[Row]:
     """One row per case: first responder, path, closure, every action (for R5)."""
     return [
         (
-            str(c.case_id),
-            str(member_id),
+            text(c.case_id),
+            text(member_id),
             c.number,
             iso(c.opened_on),
             c.first_responder,
@@ -85,9 +99,9 @@ def referral_rows(member_id: UUID, s: MemberState) -> list[Row]:
     """One row per referral, with its answer."""
     return [
         (
-            str(member_id),
+            text(member_id),
             r.version,
-            str(c.case_id),
+            text(c.case_id),
             r.from_unit_id,
             r.to_unit_id,
             r.handover.value,
@@ -106,9 +120,9 @@ def letter_rows(member_id: UUID, s: MemberState) -> list[Row]:
     """One row per transfer letter, with where it stands."""
     return [
         (
-            str(member_id),
+            text(member_id),
             lt.version,
-            str(lt.case_id),
+            text(lt.case_id),
             lt.letter_no,
             lt.issuer_unit_id,
             lt.to_unit_id,
@@ -126,12 +140,12 @@ def override_rows(member_id: UUID, s: MemberState) -> list[Row]:
     """One row per rule bent on the record."""
     return [
         (
-            str(member_id),
+            text(member_id),
             o.version,
             o.rule,
             o.unit_id,
             iso(o.occurred_on),
-            str(o.case_id) if o.case_id else None,
+            text(o.case_id) if o.case_id else None,
             o.reason,
         )
         for o in s.overrides
@@ -143,13 +157,13 @@ def trail_row(position: int, e: MemberEvent) -> Row:
     recorded_at = e.timestamp if isinstance(e.timestamp, datetime) else None
     return (
         position,
-        str(e.originator_id),
+        text(e.originator_id),
         e.originator_version,
-        str(e.case_id) if e.case_id else None,
+        text(e.case_id) if e.case_id else None,
         type(e).__name__,
         e.unit_id,
         e.recorded_by,
-        iso(e.occurred_on),
+        e.occurred_on.isoformat(),
         recorded_at.isoformat() if recorded_at else "",
         describe(e),
         0,

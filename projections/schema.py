@@ -104,14 +104,19 @@ def create_generation(db: Db, cur: Cursor, generation: int, *, loading: bool = F
 
 def create_indexes(db: Db, cur: Cursor, generation: int, *, loading: bool = False) -> None:
     """Create the secondary indexes of ``generation`` that are missing."""
-    for name in TABLES:
-        for i, cols in enumerate(INDEXES.get(name, [])):
-            if loading and cols not in NEEDED_WHILE_LOADING.get(name, set()):
-                continue
-            cur.execute(
-                f"CREATE INDEX IF NOT EXISTS {table(generation, name)}_i{i}"
-                f" ON {table(generation, name)} ({cols})"
-            )
+    for statement in index_statements(generation, loading=loading):
+        cur.execute(statement)
+
+
+def index_statements(generation: int, *, loading: bool = False) -> list[str]:
+    """The statements creating the secondary indexes of ``generation`` (if missing)."""
+    return [
+        f"CREATE INDEX IF NOT EXISTS {table(generation, name)}_i{i}"
+        f" ON {table(generation, name)} ({cols})"
+        for name in TABLES
+        for i, cols in enumerate(INDEXES.get(name, []))
+        if not loading or cols in NEEDED_WHILE_LOADING.get(name, set())
+    ]
 
 
 def point_views_at(db: Db, cur: Cursor, generation: int) -> None:

@@ -56,7 +56,8 @@ class Changes:
 
 
 def _sorted(rows: dict[Key, Row]) -> list[Row]:
-    return [rows[k] for k in sorted(rows, key=lambda k: tuple(str(p) for p in k))]
+    # Keys are primary keys (text and integers, never NULL), so they sort as they are.
+    return [rows[k] for k in sorted(rows)]
 
 
 class RowWriter:
