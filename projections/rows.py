@@ -21,6 +21,8 @@ Row = tuple[Any, ...]
 
 
 _UUID_TEXT: dict[int, str] = {}
+# json.dumps with keyword arguments builds a new encoder per call.
+_as_unicode_json = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def text(u: UUID) -> str:
@@ -28,7 +30,7 @@ def text(u: UUID) -> str:
     key = u.int
     found = _UUID_TEXT.get(key)
     if found is None:
-        if len(_UUID_TEXT) >= 65_536:
+        if len(_UUID_TEXT) >= 16_384:
             _UUID_TEXT.clear()
         found = _UUID_TEXT[key] = str(u)
     return found
@@ -62,7 +64,7 @@ def member_row(member_id: UUID, version: int, s: MemberState) -> Row:
         hold[0] if hold else None,
         hold[1] if hold else None,
         version,
-        json.dumps([[h.unit_id, iso(h.since)] for h in s.holdings], ensure_ascii=False),
+        _as_unicode_json([[h.unit_id, iso(h.since)] for h in s.holdings]),
         json.dumps(sorted(iso(d) for d in s.signs_of_life)),
     )
 

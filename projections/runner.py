@@ -129,7 +129,9 @@ class Projector:
         # Keyed by the id's integer: hashing a UUID runs Python code, an int does not.
         self._members: OrderedDict[int, tuple[int, MemberState]] = OrderedDict()
         self._committed: int | None = None
-        self.writer = RowWriter(self.db, cache_size)
+        # A deferring fold writes a member's rows once, as it leaves the cache: were it
+        # to come back, rewriting its rows whole is cheaper than remembering them all.
+        self.writer = RowWriter(self.db, 0 if defer else cache_size)
         self._units: dict[UUID, Unit] = {}
         recorder = registry.recorder
         self._page_sql: str | None = None

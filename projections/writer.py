@@ -64,6 +64,7 @@ class RowWriter:
     """Turns desired rows into the smallest set of writes, and writes them."""
 
     def __init__(self, db: Db, cache_size: int):
+        """``cache_size``: how many members' written rows it remembers (0: none)."""
         self.db = db
         self.cache_size = cache_size
         self._written: OrderedDict[UUID, dict[str, dict[Key, Row]]] = OrderedDict()
@@ -90,10 +91,11 @@ class RowWriter:
                     changes.upserts[name][key] = row
             if before is not None:
                 changes.deletes[name].extend(k for k in old if k not in rows)
-        self._written[member_id] = desired
-        self._written.move_to_end(member_id)
-        while len(self._written) > self.cache_size:
-            self._written.popitem(last=False)
+        if self.cache_size:
+            self._written[member_id] = desired
+            self._written.move_to_end(member_id)
+            while len(self._written) > self.cache_size:
+                self._written.popitem(last=False)
 
     def flush(self, cur: Cursor, generation: int, changes: Changes) -> None:
         """Write the planned changes inside the caller's transaction.

@@ -149,8 +149,8 @@ def reference_fold(
     """Members and dissolved units, folded plainly from the log; voids skipped.
 
     ``up_to``: only what was recorded up to that position. ``as_of``: only member events
-    that happened by that day — and a case entry whose case was not yet opened by an
-    inquiry that day stays in the trail but changes nothing.
+    that happened by that day — and a case entry met (in log order) before an inquiry
+    of that day opened its case stays in the trail but changes nothing.
     """
     events: list[tuple[int, Any]] = []
     start = 1
@@ -165,7 +165,6 @@ def reference_fold(
             (p, e) for p, e in events if not isinstance(e, MemberEvent) or e.occurred_on <= as_of
         ]
     voided = {(e.originator_id, e.voided_version) for _, e in events if isinstance(e, EntryVoided)}
-    opened = {e.case_id for _, e in events if isinstance(e, InquiryReceived)}
     unit_codes: dict[UUID, str] = {}
     dissolved: dict[str, date] = {}
     members: dict[UUID, RefMember] = {}
@@ -180,7 +179,9 @@ def reference_fold(
             m.trail.append(
                 (position, type(e).__name__, int(is_voided), str(e.case_id) if e.case_id else None)
             )
-            before_its_case = isinstance(e, CaseEvent) and e.case_id not in opened
+            # Left out until an inquiry met earlier in the log opened its case: a back-dated
+            # entry can come first when the inquiry that opened the case is after the day.
+            before_its_case = isinstance(e, CaseEvent) and e.case_id not in m.cases
             if before_its_case:
                 event("history as of a day: a case entry dated before its case opened")
             if not is_voided and not isinstance(e, EntryVoided) and not before_its_case:
