@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections import Counter
 from datetime import date
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -41,6 +43,41 @@ def _members(registry: Registry, n: int) -> list[UUID]:
         assert outcome.member_id is not None
         ids.append(outcome.member_id)
     return ids
+
+
+def test_commands_arriving_while_a_batch_commits_share_the_next_transaction(
+    grouped: Registry,
+) -> None:
+    members = _members(grouped, THREADS)
+    committer = grouped.committer
+    assert committer is not None
+    put = committer._put
+
+    def slow_put(events: list[Any], receipts: list[Any]) -> Any:
+        time.sleep(0.05)  # a slow disk: the other commands queue up meanwhile
+        return put(events, receipts)
+
+    committer._put = slow_put
+    batches, commands = committer.batches, committer.commands
+    barrier = threading.Barrier(THREADS)
+    positions: list[int | None] = []
+
+    def work(worker: int) -> None:
+        barrier.wait()
+        outcome = grouped.make_contact(
+            as_unit("daning-center"), members[worker], occurred_on=date(2026, 1, 1),
+            channel="phone", note=f"slow-{worker}")
+        positions.append(outcome.position)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert committer.commands - commands == THREADS
+    assert committer.batches - batches < THREADS  # some commands shared a transaction
+    assert len(set(positions)) == THREADS and None not in positions
 
 
 @pytest.mark.slow
@@ -86,7 +123,6 @@ def test_threads_on_overlapping_members_each_get_their_own_outcome(grouped: Regi
     assert len(acknowledged) + sum(refused.values()) == THREADS * PER_THREAD
     assert set(refused) <= {"STALE_VERSION"}
     assert refused["STALE_VERSION"] > 0  # pinned versions still lose races
-    assert grouped.committer is not None and grouped.committer.batches < grouped.committer.commands
     for note, member, position in acknowledged:  # each command got its own event's position
         found = [p for p, e in member_events_with_positions(grouped, member)
                  if isinstance(e, ContactMade) and e.note == note]
