@@ -736,17 +736,18 @@ def _fingerprint(command: str, member_id: UUID | None, params: dict[str, Any]) -
             return value.value  # enums
         return str(value) if value is not None else None
 
-    body = json.dumps(
+    body = _FINGERPRINT_JSON(
         [
             command,
             str(member_id),
             {k: plain(v) if not isinstance(v, list) else v for k, v in params.items()},
-        ],
-        sort_keys=True,
-        default=str,
-        ensure_ascii=False,
+        ]
     )
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+# Made once: json.dumps with options builds a new encoder on every call.
+_FINGERPRINT_JSON = json.JSONEncoder(sort_keys=True, default=str, ensure_ascii=False).encode
 
 
 def _key(key: str) -> str:
