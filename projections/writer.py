@@ -41,6 +41,15 @@ def _key_of(name: str) -> Any:
 
 KEY_OF = {name: _key_of(name) for name in KEYS}
 
+# Each table's column types as COPY sends them in binary.
+_TYPES: dict[str, list[str]] = {
+    name: [
+        "int4" if " INTEGER" in part else "text"
+        for part in ddl.split(", PRIMARY KEY")[0].split(",")
+    ]
+    for name, ddl in schema.TABLES.items()
+}
+
 
 class Changes:
     """What one batch will write."""
@@ -138,7 +147,7 @@ class RowWriter:
             cur.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {target}) ON COMMIT DELETE ROWS"
             )
-            self._copy(cur, stage, columns, rows)
+            self._copy(cur, stage, name, rows)
             cur.execute(
                 f"INSERT INTO {target} ({', '.join(columns)})"
                 f" SELECT {', '.join(columns)} FROM {stage} {conflict}"
@@ -156,7 +165,7 @@ class RowWriter:
             return
         columns = schema.COLUMNS[name]
         if self.db.backend == "postgres":
-            self._copy(cur, target, columns, rows)
+            self._copy(cur, target, name, rows)
         else:
             cur.executemany(
                 f"INSERT INTO {target} ({', '.join(columns)})"
@@ -165,8 +174,13 @@ class RowWriter:
             )
 
     @staticmethod
-    def _copy(cur: Cursor, table: str, columns: list[str], rows: Sequence[Row]) -> None:
-        with cur.raw.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+    def _copy(cur: Cursor, table: str, name: str, rows: Sequence[Row]) -> None:
+        """COPY rows of read model ``name`` into ``table``, in binary (less to parse)."""
+        columns = schema.COLUMNS[name]
+        with cur.raw.copy(
+            f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(_TYPES[name])
             for row in rows:
                 copy.write_row(row)
 
