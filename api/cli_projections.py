@@ -25,7 +25,7 @@ from domain.errors import NotFound
 from domain.registry import Registry
 from projections.history import member_history
 from projections.queries import ReadModels
-from projections.runner import REBUILD_BATCH, Projector, default_workers, rebuild
+from projections.runner import DEFAULT_BATCH, REBUILD_BATCH, Projector, default_workers, rebuild
 
 COMMANDS = {"status", "history", "queue", "scorecard", "findings", "rebuild", "project", "case"}
 RULES = ["R1", "R2", "R3", "R5", "R6", "R7", "R8"]
@@ -97,7 +97,9 @@ def add_commands(sub: Any) -> None:
     project = sub.add_parser(
         "project", help="follow the log and keep projections current until stopped (Ctrl-C)"
     )
-    project.add_argument("--batch", type=int, default=1000, help="events per transaction")
+    project.add_argument(
+        "--batch", type=int, default=DEFAULT_BATCH, help=f"events per transaction ({DEFAULT_BATCH})"
+    )
     project.add_argument("--poll", type=float, default=0.2, help="seconds between polls")
 
 
