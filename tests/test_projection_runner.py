@@ -5,6 +5,7 @@ processes; two runners folding one generation."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import signal
@@ -21,7 +22,7 @@ import pytest
 
 from api.demo import load_article_cases, load_units
 from domain.registry import Actor, Registry
-from projections import schema
+from projections import runner, schema
 from projections.queries import ReadModels
 from projections.runner import Projector, live_position, rebuild, wait_for
 from store import open_registry
@@ -379,7 +380,10 @@ def test_a_follower_misses_no_event_while_several_threads_and_stores_write(
 
 
 @pytest.mark.slow
-def test_a_rebuild_split_between_processes_gives_the_same_rows(registry: Registry) -> None:
+def test_a_rebuild_split_between_processes_gives_the_same_rows(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "WORKER_START_EVENTS", 0)  # a log this short: split evenly
     load_article_cases(registry)
     write_transfer_cases(registry, 40)
     write_corrections(registry, 3)
@@ -406,8 +410,9 @@ def _index_names(registry: Registry, generation: int) -> set[str]:
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_rebuild_whose_members_leave_its_cache_writes_the_same_rows_as_a_follower(
-    registry: Registry, workers: int
+    registry: Registry, workers: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(runner, "WORKER_START_EVENTS", 0)  # a worker process even so
     load_article_cases(registry)
     write_transfer_cases(registry, 12)
     write_corrections(registry, 3)  # voids re-fold a member from the store mid-rebuild
@@ -690,3 +695,20 @@ def test_overlapping_catch_ups_put_the_collector_thresholds_back_when_the_last_o
 
     assert raised[0] == before[0] * 100
     assert gc.get_threshold() == before
+
+
+# --- how a rebuild splits the log -----------------------------------------------------------------
+
+
+def test_a_rebuild_gives_this_process_more_than_an_even_share_for_the_workers_start_up() -> None:
+    one_million = runner.shares(1_000_000, 2)
+    hundred_thousand = runner.shares(100_000, 2)
+
+    assert runner.shares(100_000, 1) == [(0, 256)]
+    assert runner.shares(runner.WORKER_START_EVENTS, 2) == [(0, 256)]  # too short to split
+    for split in (one_million, hundred_thousand, runner.shares(100_000, 3)):
+        assert split[0][0] == 0 and split[-1][1] == 256  # every byte value, once
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(split))
+    assert 128 < one_million[0][1] < hundred_thousand[0][1]  # the shorter, the bigger
+    three = runner.shares(100_000, 3)
+    assert three[1][1] - three[1][0] == three[2][1] - three[2][0]  # workers alike
