@@ -306,8 +306,15 @@ class Projector:
 
     def _raced(self, start: int, e: Exception) -> BatchResult:
         """After a failed commit: another runner got there first, or a real error."""
-        self._forget()
-        if isinstance(e, OperationalError) and "deadlock" not in str(e):
+        if isinstance(e, OperationalError):
+            genuine = "deadlock" not in str(e)
+        else:
+            # A runner that won the race committed its tracking position with its rows;
+            # a key conflict with the position unmoved is a fault of the rows themselves,
+            # which would only fail again, batch after batch.
+            genuine = self.position() == start
+        self._forget(failing=genuine)
+        if genuine:
             raise e
         # Another runner committed this batch first (or collided with it): start
         # again from whatever is committed now.
@@ -578,6 +585,8 @@ def rebuild(
     new live generation. Readers see the old tables until the swap.
     ``cache_size`` is the members each fold keeps (rows are written as they leave).
     """
+    if workers < 1 or batch_size < 1 or cache_size < 1:
+        raise ValueError("rebuild needs at least one worker, a batch and a cache of one")
     db = Db(registry.recorder.datastore)  # type: ignore[attr-defined]
     schema.ensure_schema(db)
     generation = schema.start_generation(db, loading=True)
@@ -678,17 +687,20 @@ def _fold_in_parallel(
 
     try:
         # This process folds the first share itself while the workers start up, then
-        # builds the indexes left out for the load (one short lock per table, while
-        # the workers finish) on what would otherwise be an idle core.
+        # (PostgreSQL) builds the indexes left out for the load while the workers
+        # finish, on what would otherwise be an idle core.
         _deferring(registry, generation, sizes, own).catch_up(stop=head, progress=report)
         db = Db(registry.recorder.datastore)  # type: ignore[attr-defined]
-        for statement in schema.index_statements(generation):
-            with db.transaction() as cur:
-                cur.execute(statement)
+        if db.backend == "postgres":
+            _build_indexes(db, generation)
         for process in processes:
             while process.is_alive():
                 process.join(timeout=0.2)  # returns the moment the worker ends
                 report(0, head)
+        if db.backend != "postgres":
+            # One writer at a time: an index built on a long table would hold the
+            # workers' writes past their lock timeout.
+            _build_indexes(db, generation)
     except BaseException:
         for process in processes:
             process.terminate()
@@ -696,6 +708,12 @@ def _fold_in_parallel(
     failed = [p.exitcode for p in processes if p.exitcode != 0]
     if failed:
         raise RuntimeError(f"a rebuild worker failed (exit codes {failed}); nothing was swapped")
+
+
+def _build_indexes(db: Db, generation: int) -> None:
+    for statement in schema.index_statements(generation):
+        with db.transaction() as cur:  # one short lock per table
+            cur.execute(statement)
 
 
 def live_position(registry: Registry) -> int:

@@ -67,10 +67,14 @@ INDEXES: dict[str, list[str]] = {
     "trail": ["member_id, version", "case_id"],
 }
 
-# What a rebuild's fold itself looks rows up by (voiding marks trail rows by member and
-# version); the other indexes are built after the bulk load, which is far cheaper than
-# maintaining them row by row.
-NEEDED_WHILE_LOADING: dict[str, set[str]] = {"trail": {"member_id, version"}}
+# What a rebuild's fold itself looks rows up by: voiding marks trail rows by member and
+# version, rewriting a member deletes its rows by member (the other member tables'
+# primary keys start with member_id). The other indexes are built after the bulk load,
+# which is far cheaper than maintaining them row by row.
+NEEDED_WHILE_LOADING: dict[str, set[str]] = {
+    "trail": {"member_id, version"},
+    "cases": {"member_id"},  # a member rewritten whole deletes its cases by member
+}
 
 # Column order of each table, for inserts.
 COLUMNS: dict[str, list[str]] = {
@@ -96,7 +100,7 @@ def _lock(db: Db, cur: Cursor) -> None:
 
 def create_generation(db: Db, cur: Cursor, generation: int, *, loading: bool = False) -> None:
     """Create the tables of ``generation`` (if missing); ``loading`` leaves out the
-    indexes a bulk load does not need (``create_indexes`` adds them)."""
+    indexes a bulk load does not need (``index_statements`` creates them)."""
     for name, ddl in TABLES.items():
         cur.execute(f"CREATE TABLE IF NOT EXISTS {table(generation, name)} ({ddl})")
     create_indexes(db, cur, generation, loading=loading)
@@ -161,7 +165,7 @@ def start_generation(db: Db, *, loading: bool = False) -> int:
     """Create a fresh generation beside the live one and return its number.
 
     ``loading``: without the indexes a bulk load does not need; the caller adds
-    them with ``create_indexes`` once it is loaded.
+    them (``index_statements``) once it is loaded.
     """
     with db.transaction() as cur:
         _lock(db, cur)

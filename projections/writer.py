@@ -109,8 +109,10 @@ class RowWriter:
     def flush(self, cur: Cursor, generation: int, changes: Changes) -> None:
         """Write the planned changes inside the caller's transaction.
 
-        Rows are locked in one order — members first, then each member table, keys
-        sorted — so two runners writing the same members cannot deadlock.
+        Rows are locked in one order — members first, then each member table; in each,
+        new members' inserts, then merges, each sorted by key. Two runners folding
+        from the same committed position class every member alike (new when its first
+        event is in the batch), so they lock in the same order and cannot deadlock.
         """
         self._upsert(cur, generation, "units", _sorted(changes.upserts.get("units", {})))
         for name in MEMBER_TABLES:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 
 from api.demo import load_article_cases, load_units
 from domain.registry import Actor, Registry
@@ -695,6 +696,9 @@ def test_overlapping_catch_ups_put_the_collector_thresholds_back_when_the_last_o
 
     assert raised[0] == before[0] * 100
     assert gc.get_threshold() == before
+    with pytest.raises(ZeroDivisionError), _rare_collections():
+        1 / 0  # noqa: B018  a catch-up that fails
+    assert gc.get_threshold() == before
 
 
 # --- how a rebuild splits the log -----------------------------------------------------------------
@@ -712,3 +716,59 @@ def test_a_rebuild_gives_this_process_more_than_an_even_share_for_the_workers_st
     assert 128 < one_million[0][1] < hundred_thousand[0][1]  # the shorter, the bigger
     three = runner.shares(100_000, 3)
     assert three[1][1] - three[1][0] == three[2][1] - three[2][0]  # workers alike
+
+
+# --- failures are errors, not races ---------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_rebuild_whose_worker_fails_raises_and_leaves_the_live_tables_as_they_were(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "WORKER_START_EVENTS", 0)
+    load_article_cases(registry)
+    Projector(registry).catch_up()
+    live, before = live_generation(registry), live_rows(registry)
+    # The worker process opens the store from this environment, and cannot.
+    broken = {**dict(registry.env), "APPLICATION_RECORDER_TOPIC": "store.recorders:Missing"}
+    monkeypatch.setattr(registry, "env", broken)
+
+    with pytest.raises(RuntimeError, match="worker failed"):
+        rebuild(registry, workers=2)
+
+    assert live_generation(registry) == live
+    assert live_rows(registry) == before
+
+
+def test_a_key_conflict_no_other_runner_caused_is_raised_not_retried_as_a_race(
+    registry: Registry,
+) -> None:
+    load_article_cases(registry)
+    projector = Projector(registry)
+    first = next(e for _, e in member_event_positions(registry) if e.originator_version == 1)
+    members = schema.table(projector.generation, "members")
+    with db_of(registry).transaction() as cur:  # a row the runner does not expect
+        cur.execute(
+            f"INSERT INTO {members} (member_id, name, standing, household_region, enrolled_on,"
+            " holder_unit_id, holder_since, version, holdings, signs)"
+            " VALUES (?, 'x', 'full', 'x', '2020-01-01', 'x', '2020-01-01', 1, '[]', '[]')",
+            (str(first.originator_id),),
+        )
+
+    with pytest.raises(IntegrityError):
+        projector.run_once()
+    assert projector.position() == 0
+
+
+def test_every_lookup_a_rebuilds_load_makes_has_an_index_from_the_start() -> None:
+    from projections.writer import KEYS, MEMBER_TABLES
+
+    for name in MEMBER_TABLES[1:]:  # a member rewritten whole: DELETE … WHERE member_id
+        by_member = KEYS[name][0] == "member_id" and "PRIMARY KEY (member_id" in (
+            schema.TABLES[name]
+        )
+        assert by_member or "member_id" in schema.NEEDED_WHILE_LOADING.get(name, set()), name
+    # voiding: UPDATE trail … WHERE member_id = ? AND version = ?
+    assert "member_id, version" in schema.NEEDED_WHILE_LOADING["trail"]
+    statements = schema.index_statements(7, loading=True)
+    assert any("harbor_p7_cases" in s and "(member_id)" in s for s in statements)
