@@ -384,7 +384,7 @@ class Projector:
                 version = event.originator_version
                 if isinstance(event, EntryVoided):
                     state = self._fold_from_store(member_id, version)
-                    batch.voids.append((str(member_id), event.voided_version, event.reason))
+                    batch.voids.append((event.voided, str(member_id), event.reason))
                 else:
                     state = self._member_state(member_id, key, version - 1)
                     event.evolve(state)
@@ -546,7 +546,7 @@ class _Batch:
     first_version: dict[UUID, int]
     units: dict[str, Unit]
     trail: list[rows.Row]
-    voids: list[tuple[str, int, str]]
+    voids: list[tuple[int, str, str]]  # (position voided, member, reason)
 
     def __init__(self) -> None:
         self.members = {}

@@ -67,12 +67,11 @@ INDEXES: dict[str, list[str]] = {
     "trail": ["member_id, version", "case_id"],
 }
 
-# What a rebuild's fold itself looks rows up by: voiding marks trail rows by member and
-# version, rewriting a member deletes its rows by member (the other member tables'
-# primary keys start with member_id). The other indexes are built after the bulk load,
-# which is far cheaper than maintaining them row by row.
+# What a rebuild's fold itself looks rows up by besides primary keys: rewriting a member
+# deletes its rows by member (the other member tables' primary keys start with
+# member_id; voiding marks a trail row by its position). The other indexes are built
+# after the bulk load, which is far cheaper than maintaining them row by row.
 NEEDED_WHILE_LOADING: dict[str, set[str]] = {
-    "trail": {"member_id, version"},
     "cases": {"member_id"},  # a member rewritten whole deletes its cases by member
 }
 

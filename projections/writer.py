@@ -61,7 +61,7 @@ class Changes:
         self.deletes: dict[str, list[Key]] = defaultdict(list)
         self.rewrite: list[str] = []  # members whose child rows are replaced whole
         self.trail: list[Row] = []
-        self.voids: list[tuple[str, int, str]] = []
+        self.voids: list[tuple[int, str, str]] = []  # (position voided, member, reason)
 
 
 def _sorted(rows: dict[Key, Row]) -> list[Row]:
@@ -129,11 +129,13 @@ class RowWriter:
                 cur.execute(f"DELETE FROM {schema.table(generation, name)} WHERE {where}", key)
             self._upsert(cur, generation, name, _sorted(changes.upserts.get(name, {})))
         self._append(cur, schema.table(generation, "trail"), "trail", changes.trail)
-        for member_id, version, reason in changes.voids:
+        for position, member_id, reason in changes.voids:
+            # By the trail's primary key (the member too, as a check): no other index
+            # is needed while a rebuild loads.
             cur.execute(
                 f"UPDATE {schema.table(generation, 'trail')} SET voided = 1, void_reason = ?"
-                " WHERE member_id = ? AND version = ?",
-                (reason, member_id, version),
+                " WHERE position = ? AND member_id = ?",
+                (reason, position, member_id),
             )
 
     def _upsert(self, cur: Cursor, generation: int, name: str, rows: Sequence[Row]) -> None:

@@ -768,7 +768,5 @@ def test_every_lookup_a_rebuilds_load_makes_has_an_index_from_the_start() -> Non
             schema.TABLES[name]
         )
         assert by_member or "member_id" in schema.NEEDED_WHILE_LOADING.get(name, set()), name
-    # voiding: UPDATE trail … WHERE member_id = ? AND version = ?
-    assert "member_id, version" in schema.NEEDED_WHILE_LOADING["trail"]
     statements = schema.index_statements(7, loading=True)
     assert any("harbor_p7_cases" in s and "(member_id)" in s for s in statements)
