@@ -27,6 +27,7 @@ from domain.batch import Batch
 from domain.errors import HarborError, InvalidInput
 from domain.letter_number import letter_number_id
 from domain.registry import Actor, Registry
+from store.collection import rare_collections
 
 PREFETCH_LINES = 1000  # lines parsed, and looked up in the store, at a time
 DATE_FIELDS = {"probation_started_on", "valid_until", "until", "covering_from", "covering_to"}
@@ -213,7 +214,7 @@ def import_file(
                 report.members.add(member)
         pending.clear()
 
-    with registry.batch() as batch:
+    with rare_collections(), registry.batch() as batch:
         last_member: UUID | None = None
         for parsed in _prefetched(registry, _keys(path)):
             report.lines += 1

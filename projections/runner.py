@@ -15,7 +15,6 @@ again from the event store, never from the projection's own rows.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import itertools
 import logging
@@ -40,6 +39,7 @@ from domain.registry import Registry
 from domain.unit import Unit
 from projections import rows, schema
 from projections.writer import Changes, RowWriter
+from store.collection import rare_collections
 from store.sql import Db
 
 log = logging.getLogger(__name__)
@@ -59,35 +59,6 @@ _NO_STOP = 2**62  # "up to the end of the log" as a page query bound
 def tracking_name(generation: int) -> str:
     """The tracking record's application name for a generation."""
     return f"harbor-projections-g{generation}"
-
-
-_COLLECTING = threading.Lock()
-_catching_up = 0  # catch-ups under way in this process
-_thresholds: tuple[int, int, int] = gc.get_threshold()
-
-
-@contextlib.contextmanager
-def _rare_collections() -> Iterator[None]:
-    """Collect garbage a hundred times less often while a catch-up runs (in every thread).
-
-    A fold allocates millions of short-lived objects and makes few cycles; with the
-    default thresholds the collector ran over a hundred times per 100k events and
-    took a tenth of a rebuild's time. The thresholds are process-wide, so the first
-    catch-up to start raises them and the last to end puts them back.
-    """
-    global _catching_up, _thresholds
-    with _COLLECTING:
-        if _catching_up == 0:
-            _thresholds = gc.get_threshold()
-            gc.set_threshold(_thresholds[0] * 100, *_thresholds[1:])
-        _catching_up += 1
-    try:
-        yield
-    finally:
-        with _COLLECTING:
-            _catching_up -= 1
-            if _catching_up == 0:
-                gc.set_threshold(*_thresholds)
 
 
 class _LogRow(NamedTuple):
@@ -221,7 +192,7 @@ class Projector:
         ``until`` stops it between batches (a follower being shut down).
         """
         done = 0
-        with _rare_collections():
+        with rare_collections():
             while True:
                 folded, raced = self._pipeline(stop, progress, until)
                 done += folded

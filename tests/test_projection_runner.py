@@ -676,31 +676,6 @@ def test_a_follower_told_to_stop_stops_between_batches(registry: Registry) -> No
     assert live_position(registry) == seen[-1] <= 10 < registry.position()
 
 
-# --- garbage collection while catching up ---------------------------------------------------------
-
-
-def test_overlapping_catch_ups_put_the_collector_thresholds_back_when_the_last_one_ends() -> None:
-    import gc
-
-    from projections.runner import _rare_collections
-
-    before = gc.get_threshold()
-    first, second = _rare_collections(), _rare_collections()
-    first.__enter__()
-    raised = gc.get_threshold()
-    second.__enter__()
-    assert gc.get_threshold() == raised  # the second does not raise them again
-    first.__exit__(None, None, None)
-    assert gc.get_threshold() == raised  # still one under way
-    second.__exit__(None, None, None)
-
-    assert raised[0] == before[0] * 100
-    assert gc.get_threshold() == before
-    with pytest.raises(ZeroDivisionError), _rare_collections():
-        1 / 0  # noqa: B018  a catch-up that fails
-    assert gc.get_threshold() == before
-
-
 # --- how a rebuild splits the log -----------------------------------------------------------------
 
 
