@@ -745,3 +745,24 @@ def test_every_lookup_a_rebuilds_load_makes_has_an_index_from_the_start() -> Non
         assert by_member or "member_id" in schema.NEEDED_WHILE_LOADING.get(name, set()), name
     statements = schema.index_statements(7, loading=True)
     assert any("harbor_p7_cases" in s and "(member_id)" in s for s in statements)
+
+
+@pytest.mark.slow
+def test_harbor_rebuild_says_what_failed_and_that_nothing_changed_when_a_worker_fails(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.cli_projections import _rebuild
+
+    monkeypatch.setattr(runner, "WORKER_START_EVENTS", 0)
+    load_article_cases(registry)
+    Projector(registry).catch_up()
+    live = live_generation(registry)
+    broken = {**dict(registry.env), "APPLICATION_RECORDER_TOPIC": "store.recorders:Missing"}
+    monkeypatch.setattr(registry, "env", broken)
+
+    status = _rebuild(registry, 100, 2)
+
+    said = capsys.readouterr().err
+    assert status == 1
+    assert "a rebuild worker failed" in said and "live projections are unchanged" in said
+    assert live_generation(registry) == live
