@@ -44,18 +44,6 @@ def describe(e: MemberEvent) -> str:
     return said(e) if said is not None else type(e).__name__
 
 
-def _member_enrolled(e: MemberEnrolled) -> str:
-    return f"enrolled ({e.standing.value}), held by {e.holder_unit_id}"
-
-
-def _membership_confirmed(e: MembershipConfirmed) -> str:
-    return "membership confirmed (转正)"
-
-
-def _probation_extended(e: ProbationExtended) -> str:
-    return f"probation extended by {e.months} months"
-
-
 def _inquiry_received(e: InquiryReceived) -> str:
     contacts = "; ".join(f"{c.who}: “{c.answer}”" for c in e.prior_contacts)
     return f"inquiry ({e.channel.value}): {e.summary}" + (
@@ -63,38 +51,14 @@ def _inquiry_received(e: InquiryReceived) -> str:
     )
 
 
-def _requirements_notified(e: RequirementsNotified) -> str:
-    return "requirements told at once: " + ", ".join(e.documents)
-
-
 def _evidence_recorded(e: EvidenceRecorded) -> str:
     until = f", valid until {e.valid_until}" if e.valid_until else ""
     return f"evidence {e.kind.value} {e.reference}{until}"
 
 
-def _archive_reviewed(e: ArchiveReviewed) -> str:
-    return f"archive reviewed: {e.finding}"
-
-
-def _origin_contacted(e: OriginContacted) -> str:
-    return f"origin contacted: {e.contacted_unit_id or e.contacted_name} → {e.outcome.value}"
-
-
-def _unit_consulted(e: UnitConsulted) -> str:
-    return f"consulted {e.consulted_unit_id}: {e.note}"
-
-
-def _introduction_issued(e: IntroductionIssued) -> str:
-    return f"introduction issued to {e.to_unit_id or e.to_name}: {e.purpose}"
-
-
 def _transfer_held(e: TransferHeld) -> str:
     until = f" until {e.until}" if e.until else ""
     return f"transfer held under {e.rule}{until}: {e.note}"
-
-
-def _performance_report_sent(e: PerformanceReportSent) -> str:
-    return f"performance report to {e.to_unit_id} ({e.covering_from}–{e.covering_to})"
 
 
 def _letter_issued(e: LetterIssued) -> str:
@@ -103,34 +67,6 @@ def _letter_issued(e: LetterIssued) -> str:
         f"letter {e.letter_no} to {e.to_unit_id}, valid until {e.valid_until},"
         f" dues paid through {e.dues_paid_through}{extra}"
     )
-
-
-def _letter_declined(e: LetterDeclined) -> str:
-    return f"letter {e.letter_no} declined: {e.reason_code.value} {e.note}".rstrip()
-
-
-def _letter_voided(e: LetterVoided) -> str:
-    return f"letter {e.letter_no} voided: {e.reason}"
-
-
-def _letter_expired(e: LetterExpired) -> str:
-    return f"letter {e.letter_no} came back expired"
-
-
-def _receipt_returned(e: ReceiptReturned) -> str:
-    return f"receipt for letter {e.letter_no} returned"
-
-
-def _referred(e: Referred) -> str:
-    return f"referred to {e.to_unit_id} ({e.handover.value}): {e.reason}"
-
-
-def _referral_accepted(e: ReferralAccepted) -> str:
-    return "referral accepted"
-
-
-def _referral_declined(e: ReferralDeclined) -> str:
-    return f"referral declined: {e.reason_code.value} {e.note}".rstrip()
 
 
 def _attached(e: Attached) -> str:
@@ -143,51 +79,40 @@ def _attached(e: Attached) -> str:
     return f"attached, basis {e.basis.value}{letter}{why}"
 
 
-def _case_withdrawn(e: CaseWithdrawn) -> str:
-    return f"case withdrawn: {e.reason}"
-
-
-def _dues_received(e: DuesReceived) -> str:
-    return f"dues {e.months_from}–{e.months_to}, {e.amount}"
-
-
-def _activity_attended(e: ActivityAttended) -> str:
-    return f"activity attended: {e.kind}"
-
-
-def _contact_made(e: ContactMade) -> str:
-    return f"contact made ({e.channel.value}): {e.note}"
-
-
-def _entry_voided(e: EntryVoided) -> str:
-    return f"entry v{e.voided_version} (position {e.voided}) voided: {e.reason}"
-
-
+# One entry per kind of member event (tests/test_describe.py checks none is missing).
 _DESCRIBE: dict[type[MemberEvent], Callable[[Any], str]] = {
-    MemberEnrolled: _member_enrolled,
-    MembershipConfirmed: _membership_confirmed,
-    ProbationExtended: _probation_extended,
+    MemberEnrolled: lambda e: f"enrolled ({e.standing.value}), held by {e.holder_unit_id}",
+    MembershipConfirmed: lambda e: "membership confirmed (转正)",
+    ProbationExtended: lambda e: f"probation extended by {e.months} months",
     InquiryReceived: _inquiry_received,
-    RequirementsNotified: _requirements_notified,
+    RequirementsNotified: lambda e: "requirements told at once: " + ", ".join(e.documents),
     EvidenceRecorded: _evidence_recorded,
-    ArchiveReviewed: _archive_reviewed,
-    OriginContacted: _origin_contacted,
-    UnitConsulted: _unit_consulted,
-    IntroductionIssued: _introduction_issued,
+    ArchiveReviewed: lambda e: f"archive reviewed: {e.finding}",
+    OriginContacted: lambda e: (
+        f"origin contacted: {e.contacted_unit_id or e.contacted_name} → {e.outcome.value}"
+    ),
+    UnitConsulted: lambda e: f"consulted {e.consulted_unit_id}: {e.note}",
+    IntroductionIssued: lambda e: (
+        f"introduction issued to {e.to_unit_id or e.to_name}: {e.purpose}"
+    ),
     TransferHeld: _transfer_held,
-    PerformanceReportSent: _performance_report_sent,
+    PerformanceReportSent: lambda e: (
+        f"performance report to {e.to_unit_id} ({e.covering_from}–{e.covering_to})"
+    ),
     LetterIssued: _letter_issued,
-    LetterDeclined: _letter_declined,
-    LetterVoided: _letter_voided,
-    LetterExpired: _letter_expired,
-    ReceiptReturned: _receipt_returned,
-    Referred: _referred,
-    ReferralAccepted: _referral_accepted,
-    ReferralDeclined: _referral_declined,
+    LetterDeclined: lambda e: (
+        f"letter {e.letter_no} declined: {e.reason_code.value} {e.note}".rstrip()
+    ),
+    LetterVoided: lambda e: f"letter {e.letter_no} voided: {e.reason}",
+    LetterExpired: lambda e: f"letter {e.letter_no} came back expired",
+    ReceiptReturned: lambda e: f"receipt for letter {e.letter_no} returned",
+    Referred: lambda e: f"referred to {e.to_unit_id} ({e.handover.value}): {e.reason}",
+    ReferralAccepted: lambda e: "referral accepted",
+    ReferralDeclined: lambda e: f"referral declined: {e.reason_code.value} {e.note}".rstrip(),
     Attached: _attached,
-    CaseWithdrawn: _case_withdrawn,
-    DuesReceived: _dues_received,
-    ActivityAttended: _activity_attended,
-    ContactMade: _contact_made,
-    EntryVoided: _entry_voided,
+    CaseWithdrawn: lambda e: f"case withdrawn: {e.reason}",
+    DuesReceived: lambda e: f"dues {e.months_from}–{e.months_to}, {e.amount}",
+    ActivityAttended: lambda e: f"activity attended: {e.kind}",
+    ContactMade: lambda e: f"contact made ({e.channel.value}): {e.note}",
+    EntryVoided: lambda e: f"entry v{e.voided_version} (position {e.voided}) voided: {e.reason}",
 }

@@ -619,7 +619,7 @@ def shares(head: int, workers: int) -> list[tuple[int, int]]:
     others = workers - 1
     if others == 0 or head <= WORKER_START_EVENTS:
         return [(0, 256)]
-    own = min(1.0, (1 + others * WORKER_START_EVENTS / head) / workers)
+    own = (1 + others * WORKER_START_EVENTS / head) / workers
     cut = round(256 * own)
     if cut >= 256 - others:
         return [(0, 256)]

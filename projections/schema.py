@@ -75,10 +75,14 @@ NEEDED_WHILE_LOADING: dict[str, set[str]] = {
     "cases": {"member_id"},  # a member rewritten whole deletes its cases by member
 }
 
-# Column order of each table, for inserts.
+# Column order of each table, for inserts, and each column's type as binary COPY sends it.
+_DEFINITIONS = {name: ddl.split(", PRIMARY KEY")[0].split(",") for name, ddl in TABLES.items()}
 COLUMNS: dict[str, list[str]] = {
-    name: [part.strip().split()[0] for part in ddl.split(", PRIMARY KEY")[0].split(",")]
-    for name, ddl in TABLES.items()
+    name: [part.strip().split()[0] for part in parts] for name, parts in _DEFINITIONS.items()
+}
+COPY_TYPES: dict[str, list[str]] = {
+    name: ["int4" if " INTEGER" in part else "text" for part in parts]
+    for name, parts in _DEFINITIONS.items()
 }
 
 

@@ -41,15 +41,6 @@ def _key_of(name: str) -> Any:
 
 KEY_OF = {name: _key_of(name) for name in KEYS}
 
-# Each table's column types as COPY sends them in binary.
-_TYPES: dict[str, list[str]] = {
-    name: [
-        "int4" if " INTEGER" in part else "text"
-        for part in ddl.split(", PRIMARY KEY")[0].split(",")
-    ]
-    for name, ddl in schema.TABLES.items()
-}
-
 
 class Changes:
     """What one batch will write."""
@@ -184,7 +175,7 @@ class RowWriter:
         with cur.raw.copy(
             f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT BINARY)"
         ) as copy:
-            copy.set_types(_TYPES[name])
+            copy.set_types(schema.COPY_TYPES[name])
             for row in rows:
                 copy.write_row(row)
 

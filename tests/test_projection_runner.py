@@ -696,17 +696,25 @@ def test_a_rebuild_gives_this_process_more_than_an_even_share_for_the_workers_st
 # --- failures are errors, not races ---------------------------------------------------------------
 
 
+def _projected_with_a_failing_worker(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> tuple[int, Any]:
+    """The article's cases projected, and any rebuild worker process unable to open the store;
+    returns the live generation and its rows."""
+    monkeypatch.setattr(runner, "WORKER_START_EVENTS", 0)  # a worker process even so
+    load_article_cases(registry)
+    Projector(registry).catch_up()
+    # The worker process opens the store from this environment, and cannot.
+    broken = {**dict(registry.env), "APPLICATION_RECORDER_TOPIC": "store.recorders:Missing"}
+    monkeypatch.setattr(registry, "env", broken)
+    return live_generation(registry), live_rows(registry)
+
+
 @pytest.mark.slow
 def test_a_rebuild_whose_worker_fails_raises_and_leaves_the_live_tables_as_they_were(
     registry: Registry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runner, "WORKER_START_EVENTS", 0)
-    load_article_cases(registry)
-    Projector(registry).catch_up()
-    live, before = live_generation(registry), live_rows(registry)
-    # The worker process opens the store from this environment, and cannot.
-    broken = {**dict(registry.env), "APPLICATION_RECORDER_TOPIC": "store.recorders:Missing"}
-    monkeypatch.setattr(registry, "env", broken)
+    live, before = _projected_with_a_failing_worker(registry, monkeypatch)
 
     with pytest.raises(RuntimeError, match="worker failed"):
         rebuild(registry, workers=2)
@@ -753,12 +761,7 @@ def test_harbor_rebuild_says_what_failed_and_that_nothing_changed_when_a_worker_
 ) -> None:
     from api.cli_projections import _rebuild
 
-    monkeypatch.setattr(runner, "WORKER_START_EVENTS", 0)
-    load_article_cases(registry)
-    Projector(registry).catch_up()
-    live = live_generation(registry)
-    broken = {**dict(registry.env), "APPLICATION_RECORDER_TOPIC": "store.recorders:Missing"}
-    monkeypatch.setattr(registry, "env", broken)
+    live, _ = _projected_with_a_failing_worker(registry, monkeypatch)
 
     status = _rebuild(registry, 100, 2)
 
