@@ -64,7 +64,7 @@ class MemberCommands:
 
         def unit(self, code: str, field: str = "unit_id") -> Unit: ...
         def _opt_unit(self, code: str | None, field: str) -> Unit | None: ...
-        def _exists(self, aggregate_id: UUID) -> bool: ...
+        def _taken_before_append(self, aggregate_id: UUID) -> bool: ...
         def _version_at(self, member_id: UUID, position: int) -> int: ...
 
     def confirm_membership(
@@ -412,7 +412,7 @@ class MemberCommands:
                 special_circumstances=special_circumstances,
             )
             number = letter_no.strip()
-            if self._exists(letter_number_id(act.actor.code, act.on.year, number)):
+            if self._taken_before_append(letter_number_id(act.actor.code, act.on.year, number)):
                 raise letter_no_taken(act.actor.code, act.on.year, number)
             return [LetterNumber.take(act.actor.code, act.on.year, number, m.id)]
 

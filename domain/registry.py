@@ -452,7 +452,9 @@ class Registry(MemberCommands, Application[UUID]):
                 self.members.put(member)
             return outcome
 
-        fingerprint = _fingerprint("enrol_member", None, params)
+        fingerprint = (
+            _fingerprint("enrol_member", None, params) if idempotency_key is not None else ""
+        )
         replay = self._replay(actor, idempotency_key, fingerprint)
         if replay:
             return replay
@@ -487,8 +489,13 @@ class Registry(MemberCommands, Application[UUID]):
         if occurred_on is not None and not isinstance(occurred_on, date):
             raise InvalidInput("occurred_on must be a date (YYYY-MM-DD)", field="occurred_on")
         # The fingerprint is of the command as sent: a retry without a date is the same
-        # command even after midnight, although "today" has moved on.
-        fingerprint = _fingerprint(command, mid, {**params, "on": occurred_on})
+        # command even after midnight, although "today" has moved on. Only a command with
+        # an idempotency key keeps one.
+        fingerprint = (
+            _fingerprint(command, mid, {**params, "on": occurred_on})
+            if idempotency_key is not None
+            else ""
+        )
         replay = self._replay(actor, idempotency_key, fingerprint)
         if replay:
             return replay
@@ -584,7 +591,11 @@ class Registry(MemberCommands, Application[UUID]):
         decide: Callable[[date], Aggregate],
         duplicate_code: str | None = None,
     ) -> Outcome:
-        fingerprint = _fingerprint(command, None, {**params, "on": occurred_on})
+        fingerprint = (
+            _fingerprint(command, None, {**params, "on": occurred_on})
+            if idempotency_key is not None
+            else ""
+        )
         replay = self._replay(actor, idempotency_key, fingerprint)
         if replay:
             return replay
@@ -698,6 +709,16 @@ class Registry(MemberCommands, Application[UUID]):
             if aggregate_id in self._batch.absent:
                 return False
         return bool(self._read(lambda: self.recorder.select_events(aggregate_id, limit=1)))
+
+    def _taken_before_append(self, aggregate_id: UUID) -> bool:
+        """Whether a claimed stream (a letter number) is taken, where that must be known early.
+
+        A batch asks (from what it prefetched): its members stand or fall alone, and a
+        conflict at commit would send each of them to the store on its own. A single
+        command does not spend a read on it: claiming a taken stream fails the append
+        itself, and ``_decide_and_commit`` then names the refusal.
+        """
+        return self._batch is not None and self._exists(aggregate_id)
 
     def _version_at(self, member_id: UUID, position: int) -> int:
         if not isinstance(position, int) or position < 1:
