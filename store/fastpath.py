@@ -31,7 +31,8 @@ INT8_ARRAY_OID = 1016
 TEXT_ARRAY_OID = 1009
 BYTEA_ARRAY_OID = 1001
 
-_ARRAY_HEAD = struct.Struct("!iiiii")  # dimensions, has-nulls flag, element type, length, lower bound
+# dimensions, has-nulls flag, element type, then the one dimension: length, lower bound
+_ARRAY_HEAD = struct.Struct("!iiiii")
 _INT8 = struct.Struct("!q")
 _OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
 
