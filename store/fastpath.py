@@ -5,8 +5,8 @@ a psycopg cursor each spends about a hundred microseconds of client CPU on work 
 two statements do not need: finding a dumper for every array element, composing and
 looking up the prepared statement, building dict rows. Here the parameters are packed
 with ``struct`` into PostgreSQL's binary formats and the rows read straight from the
-result. The connection still comes from the library's pool, and errors are raised as
-the same psycopg exceptions a cursor raises, so the datastore translates them as
+result. The connection still comes from the library's datastore, and errors are raised
+as the same psycopg exceptions a cursor raises, so the datastore translates them as
 usual and a broken connection is discarded by the pool as usual.
 """
 
@@ -115,3 +115,4 @@ def _checked(conn: Connection[Any], results: list[pq.abc.PGresult]) -> pq.abc.PG
         if result.status not in _OK:
             raise errors.error_from_result(result, encoding=conn.info.encoding)
     return results[-1]
+

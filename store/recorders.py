@@ -188,9 +188,8 @@ class PostgresRecorder(PostgresApplicationRecorder):
         ]
         with self.datastore.get_connection() as conn:
             result = self._append.run(conn, params)
-            return [read_int8(result.get_value(i, 0)) for i in range(result.ntuples)]
+        return [read_int8(result.get_value(i, 0)) for i in range(result.ntuples)]
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_events(
         self,
         originator_id: UUID | str,
@@ -207,17 +206,22 @@ class PostgresRecorder(PostgresApplicationRecorder):
             )
             return events
         stream = originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
+        whole: Sequence[StoredEvent] = self._select_stream(stream)
+        return whole
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def _select_stream(self, stream: UUID) -> Sequence[StoredEvent]:
         with self.datastore.get_connection() as conn:
             result = self._read_stream.run(conn, [stream.bytes])
-            return [
-                StoredEvent(
-                    originator_id=stream,
-                    originator_version=read_int8(result.get_value(i, 0)),
-                    topic=bytes(result.get_value(i, 1) or b"").decode(),
-                    state=bytes(result.get_value(i, 2) or b""),
-                )
-                for i in range(result.ntuples)
-            ]
+        return [
+            StoredEvent(
+                originator_id=stream,
+                originator_version=read_int8(result.get_value(i, 0)),
+                topic=bytes(result.get_value(i, 1) or b"").decode(),
+                state=bytes(result.get_value(i, 2) or b""),
+            )
+            for i in range(result.ntuples)
+        ]
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
