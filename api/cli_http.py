@@ -44,6 +44,13 @@ def add_commands(sub: Any) -> None:
         help="request threads per worker (commands and queries run in them)",
     )
     serve.add_argument(
+        "--no-warm-cache",
+        dest="warm_cache",
+        action="store_false",
+        help="start with an empty member cache instead of loading the recently active"
+        " members in the background",
+    )
+    serve.add_argument(
         "--demo", action="store_true", help="load the article's two cases first if the log is empty"
     )
     serve.add_argument(
@@ -121,6 +128,7 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
         if registry.factory.__class__.__module__.endswith("sqlite"):
             print("harbor: --workers needs PostgreSQL; serving from one process", file=sys.stderr)
         else:
+            os.environ["HARBOR_WARM_CACHE"] = "yes" if args.warm_cache else "no"
             uvicorn.run(
                 "api.http.serve:app_from_environment",
                 factory=True,
@@ -132,6 +140,6 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
             return 0
     if os.environ.get("HARBOR_GROUP_COMMIT", "on").lower() not in ("off", "no", "0", "false"):
         registry.enable_group_commit()  # many request threads: share transactions
-    app = create_app(registry, threads=args.threads, seal=True)
+    app = create_app(registry, threads=args.threads, seal=True, warm=args.warm_cache)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

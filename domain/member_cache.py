@@ -30,6 +30,9 @@ class MemberCache:
         self.hits = 0
         self.misses = 0
 
+    def __len__(self) -> int:
+        return len(self._items)
+
     def take(self, member_id: UUID) -> MemberRelationship | None:
         """Remove and return the cached member (None if it is not here)."""
         with self._lock:

@@ -40,6 +40,9 @@ from domain.values import (
     YearMonth,
 )
 
+# Every member event's topic starts with this (the library's topic is module:class).
+TOPIC_PREFIX = f"{__name__}:"
+
 
 class MemberEvent(Aggregate.Event):
     """Fields every member event carries."""

@@ -49,6 +49,7 @@ from domain.letter_number import LetterNumber
 from domain.member import Act, MemberRelationship
 from domain.member_cache import DEFAULT_SIZE, MemberCache
 from domain.member_commands import Decide, MemberCommands
+from domain.member_events import TOPIC_PREFIX as MEMBER_TOPIC_PREFIX
 from domain.member_events import MemberEvent
 from domain.receipts import CommandReceipt, Outcome, ReceiptAt, ReceiptStore
 from domain.transcodings import register_domain_transcodings
@@ -68,6 +69,10 @@ DEV_ID_KEY = "harbor-development-key-not-for-production"
 # Without a pinned version a command that lost a race is decided again on the
 # new version; a few rounds are plenty, since each round someone else won.
 MAX_ATTEMPTS = 8
+# Warming the member cache reads the log backwards in pages of WARM_PAGE events, and
+# gives up after WARM_SCAN_FACTOR events per member it was asked for.
+WARM_PAGE = 5000
+WARM_SCAN_FACTOR = 20
 
 
 def today_in_shanghai() -> date:
@@ -236,6 +241,45 @@ class Registry(MemberCommands, Application[UUID]):
         if not isinstance(member, MemberRelationship):
             raise NotFound(f"no member {mid}", code="UNKNOWN_MEMBER", field="member_id")
         return member
+
+    def warm_member_cache(self, limit: int | None = None) -> int:
+        """Load the most recently active members into the member cache; returns how many.
+
+        A command on a cached member needs no read from the store, so a server that
+        has just started answers its first command on each member more slowly than
+        one that has run a while. The log is read backwards from its head for the
+        latest members (at most ``limit``, by default as many as the cache keeps),
+        looking at no more than WARM_SCAN_FACTOR events per member wanted.
+        """
+        wanted = self.members.size if limit is None else min(limit, self.members.size)
+        recent: dict[UUID, None] = {}  # insertion-ordered: the most recent first
+        high, budget = self.position(), wanted * WARM_SCAN_FACTOR
+        while high >= 1 and len(recent) < wanted and budget > 0:
+            low = max(1, high - min(WARM_PAGE, budget) + 1)
+            page = self._read(
+                partial(self.recorder.select_notifications, low, high - low + 1, stop=high)
+            )
+            for n in reversed(page):
+                if n.topic.startswith(MEMBER_TOPIC_PREFIX) and len(recent) < wanted:
+                    recent.setdefault(n.originator_id, None)
+            budget -= high - low + 1
+            high = low - 1
+        # The least recent first, so the most recent end up the last to be evicted.
+        ids = list(reversed(recent))
+        streams = getattr(self.recorder, "select_streams", None)
+        for start in range(0, len(ids), WARM_PAGE):
+            chunk = ids[start : start + WARM_PAGE]
+            if streams is None:
+                for member_id in chunk:
+                    self.members.put(self.member(member_id))
+                continue
+            stored = self._read(partial(streams, chunk))
+            for member_id in chunk:
+                events = map(self.mapper.to_domain_event, stored.get(member_id, ()))
+                member = _project(None, events)
+                if isinstance(member, MemberRelationship):
+                    self.members.put(member)
+        return len(recent)
 
     def member_id_for(self, id_number: str) -> UUID:
         """The member id an ID number maps to (whether or not enrolled)."""

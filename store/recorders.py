@@ -130,6 +130,16 @@ class PostgresRecorder(PostgresApplicationRecorder):
             .as_string(),
             [UUID_OID],
         )
+        self._read_streams = PreparedStatement(
+            f"{self.events_table_name.replace('.', '_')}_streams",
+            SQL(
+                "SELECT originator_id, originator_version, topic, state FROM {}.{}"
+                " WHERE originator_id = ANY($1) ORDER BY originator_id, originator_version"
+            )
+            .format(schema, Identifier(self.events_table_name))
+            .as_string(),
+            [UUID_ARRAY_OID],
+        )
         self._select_receipts = SQL(
             "SELECT r.unit_id, r.key, r.fingerprint, r.outcome, r.position FROM {} r"
             " JOIN unnest(%b::text[], %b::text[]) AS w(unit_id, key)"
@@ -222,6 +232,24 @@ class PostgresRecorder(PostgresApplicationRecorder):
             )
             for i in range(result.ntuples)
         ]
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_streams(self, ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
+        """Whole streams of many aggregates in one read (those without events are left out)."""
+        with self.datastore.get_connection() as conn:
+            result = self._read_streams.run(conn, [array(UUID_OID, [i.bytes for i in ids])])
+        streams: dict[UUID, list[StoredEvent]] = {}
+        for i in range(result.ntuples):
+            stream = UUID(bytes=bytes(result.get_value(i, 0) or b""))
+            streams.setdefault(stream, []).append(
+                StoredEvent(
+                    originator_id=stream,
+                    originator_version=read_int8(result.get_value(i, 1)),
+                    topic=bytes(result.get_value(i, 2) or b"").decode(),
+                    state=bytes(result.get_value(i, 3) or b""),
+                )
+            )
+        return streams
 
     def _insert_events(
         self, curs: Cursor[DictRow], stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -360,6 +388,25 @@ class SQLiteRecorder(SQLiteApplicationRecorder):
                         row["fingerprint"], row["outcome"], row["position"]
                     )
         return found
+
+    def select_streams(self, ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
+        """Whole streams of many aggregates (a few queries; those without events left out)."""
+        streams: dict[UUID, list[StoredEvent]] = {}
+        with self.datastore.transaction(commit=False) as c:
+            for chunk in _chunks(list(ids), SQLITE_CHUNK):
+                c.execute(
+                    "SELECT originator_id, originator_version, topic, state"
+                    f" FROM {self.events_table_name} WHERE originator_id IN"
+                    f" ({', '.join(['?'] * len(chunk))})"
+                    " ORDER BY originator_id, originator_version",
+                    [i.hex for i in chunk],  # the library stores UUIDs as hex text
+                )
+                for row in c.fetchall():
+                    stream = UUID(row["originator_id"])
+                    streams.setdefault(stream, []).append(
+                        StoredEvent(stream, row["originator_version"], row["topic"], row["state"])
+                    )
+        return streams
 
     def existing(self, ids: Iterable[UUID]) -> set[UUID]:
         """Which of these aggregate ids have a stream in the store (a few queries)."""

@@ -58,12 +58,14 @@ def test_make_run_serves_the_article_cases_on_a_fresh_embedded_store(tmp_path: P
         while True:
             try:
                 health = httpx.get(f"{base}/healthz", timeout=2).json()
-                if health["projection_lag"] == 0:
+                if health["projection_lag"] == 0 and health["member_cache"]["warm"]:
                     break
             except httpx.HTTPError:
                 pass
             assert time.monotonic() < deadline, "the server did not come up"
             time.sleep(0.2)
+        # The article's members were loaded before serving, so warming the cache found them.
+        assert health["member_cache"]["members"] >= 2
 
         cards = httpx.get(
             f"{base}/scorecards",

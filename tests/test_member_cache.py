@@ -102,3 +102,85 @@ def test_a_stale_expected_version_is_checked_against_the_store(
         as_unit("factory-superior"), member, occurred_on=date(2026, 5, 1), channel="phone",
         note="too late", expected_version=3,
     ))
+
+
+# --- warming the cache at start --------------------------------------------------------
+
+
+def _three_members_written_in_order(registry: Registry) -> list[object]:
+    """Members 1, 2, 3 enrolled in turn, then member 1 written to again (most recent)."""
+    register_article_units(registry)
+    members = [enrol(registry, n=n) for n in (1, 2, 3)]
+    _contact(registry, members[0], "latest")
+    return members
+
+
+def test_warming_loads_the_most_recently_active_members(
+    registry: Registry, other: Registry
+) -> None:
+    first, second, third = _three_members_written_in_order(registry)
+
+    assert other.warm_member_cache(limit=2) == 2
+
+    # Member 1 wrote last, member 3 before it; member 2 is older and stays out.
+    assert other.members.take(first) is not None  # type: ignore[arg-type]
+    assert other.members.take(third) is not None  # type: ignore[arg-type]
+    assert other.members.take(second) is None  # type: ignore[arg-type]
+
+
+def test_a_command_after_warming_needs_no_read_and_is_stored_once(
+    registry: Registry, other: Registry
+) -> None:
+    first, _, _ = _three_members_written_in_order(registry)
+    other.warm_member_cache()
+    misses = other.members.misses
+
+    version = _contact(other, first, "after warming")
+
+    assert version == 3
+    assert other.members.misses == misses  # decided on the warmed member
+    assert _versions(registry, first) == [1, 2, 3]
+
+
+def test_a_warmed_member_moved_on_elsewhere_is_decided_again(
+    registry: Registry, other: Registry
+) -> None:
+    first, _, _ = _three_members_written_in_order(registry)
+    other.warm_member_cache()
+    _contact(registry, first, "elsewhere")  # the warmed copy in `other` is now behind
+
+    assert _contact(other, first, "late") == 4
+    assert _versions(registry, first) == [1, 2, 3, 4]
+
+
+def test_warming_an_empty_log_or_a_cache_of_no_size_loads_nothing(
+    store_url: str, registry: Registry
+) -> None:
+    assert registry.warm_member_cache() == 0
+    _three_members_written_in_order(registry)
+    sizeless = open_registry(store_url, clock=lambda: TODAY, extra_env={"HARBOR_MEMBER_CACHE": "0"})
+    try:
+        assert sizeless.warm_member_cache() == 0
+    finally:
+        sizeless.close()
+
+
+def test_warming_looks_at_a_bounded_stretch_of_the_log(
+    registry: Registry, other: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past WARM_SCAN_FACTOR events per member wanted, it stops looking."""
+    import domain.registry as module
+
+    _three_members_written_in_order(registry)
+    for n in range(3):  # the newest three events are not members'
+        registry.register_unit(
+            as_unit("sh-org-dept"), code=f"extra-{n}", name=f"Extra {n}", kind="workplace",
+            region="上海市",
+        )
+    monkeypatch.setattr(module, "WARM_PAGE", 2)
+
+    monkeypatch.setattr(module, "WARM_SCAN_FACTOR", 3)
+    assert other.warm_member_cache(limit=1) == 0  # three events looked at: units only
+
+    monkeypatch.setattr(module, "WARM_SCAN_FACTOR", 4)
+    assert other.warm_member_cache(limit=1) == 1  # the fourth is member 1's contact

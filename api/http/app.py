@@ -42,9 +42,18 @@ Every query takes `min_position` to read your own writes.
 
 
 def create_app(
-    registry: Registry, *, follow: bool = True, threads: int | None = None, seal: bool = False
+    registry: Registry,
+    *,
+    follow: bool = True,
+    threads: int | None = None,
+    seal: bool = False,
+    warm: bool = False,
 ) -> FastAPI:
     """The FastAPI app over ``registry``; with ``follow`` it keeps projections current.
+
+    With ``warm`` the recently active members are loaded into the registry's cache in
+    the background at start (``GET /healthz`` says when that is done), so the first
+    command on each of them needs no read.
 
     ``threads`` sizes the pool that runs the (synchronous) routes, so concurrent
     commands and queries do not queue behind each other. With ``seal`` (and a
@@ -70,6 +79,10 @@ def create_app(
                 name="harbor-projections",
             )
             follower.start()
+        if warm:
+            threading.Thread(
+                target=_warm, args=(app, registry), daemon=True, name="harbor-warm-cache"
+            ).start()
         sealer = _start_sealer(registry) if seal else None
         try:
             yield
@@ -88,6 +101,7 @@ def create_app(
         responses=schemas.problem_responses(),
     )
     app.state.registry = registry
+    app.state.cache_warm = not warm
     app.state.models = ReadModels(registry)
     app.state.tokens = TokenStore(Db(registry.recorder.datastore))  # type: ignore[attr-defined]
     problems.install(app)
@@ -193,3 +207,14 @@ def _start_sealer(registry: Registry) -> BackgroundSealer | None:
         )
         return None
     return BackgroundSealer(Sealer.from_config(registry.recorder, config)).start()
+
+
+def _warm(app: FastAPI, registry: Registry) -> None:
+    try:
+        started = time.monotonic()
+        members = registry.warm_member_cache()
+        log.info("member cache warmed: %d members in %.1f s", members, time.monotonic() - started)
+    except Exception:  # a failed warm-up only costs the first commands a read each
+        log.warning("warming the member cache failed", exc_info=True)
+    finally:
+        app.state.cache_warm = True

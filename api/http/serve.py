@@ -13,4 +13,5 @@ def app_from_environment() -> FastAPI:
     registry = open_registry()
     if os.environ.get("HARBOR_GROUP_COMMIT", "on").lower() not in ("off", "no", "0", "false"):
         registry.enable_group_commit()
-    return create_app(registry, seal=True)
+    warm = os.environ.get("HARBOR_WARM_CACHE", "yes").lower() not in ("off", "no", "0", "false")
+    return create_app(registry, seal=True, warm=warm)

@@ -3,7 +3,7 @@
 from typing import Any
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
 from api.http.deps import AuditCaller, RegistryDep
@@ -22,8 +22,8 @@ def _projected(registry: Any) -> int:
 
 
 @router.get("/healthz", tags=["operations"])
-def healthz(registry: RegistryDep) -> dict[str, Any]:
-    """Store reachable, and how far the projections lag behind the log."""
+def healthz(request: Request, registry: RegistryDep) -> dict[str, Any]:
+    """Store reachable, how far the projections lag behind the log, the member cache."""
     head = registry.position()
     projected = _projected(registry)
     return {
@@ -31,6 +31,10 @@ def healthz(registry: RegistryDep) -> dict[str, Any]:
         "log_position": head,
         "projected_position": projected,
         "projection_lag": max(head - projected, 0),
+        "member_cache": {
+            "members": len(registry.members),
+            "warm": bool(getattr(request.app.state, "cache_warm", True)),
+        },
     }
 
 
