@@ -5,7 +5,8 @@
 On a fresh PostgreSQL database (created here, dropped at the end):
 
 1. `harbor serve` runs as a subprocess (its projection follower included). 8 client threads,
-   each with its own keep-alive httpx client over loopback, tell member stories: enrol at a
+   each with its own keep-alive connections over loopback (the standard library's client,
+   the lightest at hand: it shares the two cores with the server), tell member stories: enrol at a
    holding unit, an inquiry at a service centre, requirements, evidence, a letter from the
    holder, the attachment, the receipt, an activity (8 commands), with a status query
    (GET /members/{id}) after the inquiry, the letter, the attachment and the activity.
@@ -33,6 +34,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 import argparse  # noqa: E402
+import http.client  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import random  # noqa: E402
@@ -156,17 +158,40 @@ def _run_threads(threads: int, work: Callable[[int], None]) -> float:
 # --- phase 1: over HTTP -----------------------------------------------------------------
 
 
-def http_phase(base: str, tokens: dict[str, str], threads: int, duration: float,
+class Client:
+    """One keep-alive connection acting with one token.
+
+    The standard library's client spends about a third of httpx's CPU per request, and
+    the load generator shares the machine's cores with the server it measures.
+    """
+
+    def __init__(self, port: int, token: str):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.headers = {"Authorization": f"Bearer {token}"}
+        self.post_headers = {**self.headers, "Content-Type": "application/json"}
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        data = json.dumps(body, ensure_ascii=False).encode()
+        self.conn.request("POST", path, body=data, headers=self.post_headers)
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        self.conn.request("GET", path, headers=self.headers)
+        response = self.conn.getresponse()
+        return response.status, response.read()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def http_phase(port: int, tokens: dict[str, str], threads: int, duration: float,
                count: int | None, run: int) -> tuple[Tally, float]:
     tally = Tally()
     done = _stop_condition(duration, count, tally)
 
     def work(thread: int) -> None:
-        clients = {
-            unit: httpx.Client(base_url=base, timeout=30,
-                               headers={"Authorization": f"Bearer {token}"})
-            for unit, token in tokens.items()
-        }
+        clients = {unit: Client(port, token) for unit, token in tokens.items()}
         number = 0
         previous = None
         while not done():
@@ -180,21 +205,22 @@ def http_phase(base: str, tokens: dict[str, str], threads: int, duration: float,
                     path = f"/members/{member}/{action}"
                 else:
                     path = f"/members/{member}/cases/{case}/{action}"
-                response = clients[unit].post(path, json=body)
-                if response.status_code != 201:
-                    errors.append(f"{action}: {response.status_code} {response.text[:200]}")
+                code, data = clients[unit].post(path, body)
+                if code != 201:
+                    errors.append(f"{action}: {code} {data[:200].decode(errors='replace')}")
                     break
                 commands += 1
-                result = response.json()
+                result = json.loads(data)
                 member, case = result["member_id"], result["case_id"] or case
                 if action in STATUS_AFTER:
                     started = time.perf_counter()
-                    status = clients[unit].get(f"/members/{previous or member}")
+                    code, data = clients[unit].get(f"/members/{previous or member}")
+                    json.loads(data)
                     latencies.append((time.perf_counter() - started) * 1000)
                     statuses += 1
-                    not_found += status.status_code == 404  # not projected yet
-                    if status.status_code not in (200, 404):
-                        errors.append(f"status: {status.status_code} {status.text[:200]}")
+                    not_found += code == 404  # not projected yet
+                    if code not in (200, 404):
+                        errors.append(f"status: {code} {data[:200].decode(errors='replace')}")
             previous = member
             tally.add(commands, statuses, latencies, errors, not_found)
         for client in clients.values():
@@ -303,14 +329,16 @@ def setup(url: str) -> dict[str, str]:
         registry.close()
 
 
-def start_server(url: str, port: int, threads: int, log: Path) -> subprocess.Popen[bytes]:
+def start_server(
+    url: str, port: int, threads: int, log: Path, workers: int = 1
+) -> subprocess.Popen[bytes]:
     """`harbor serve` on ``url``; its output goes to ``log`` (a pipe nobody reads could fill
     up and stall the server)."""
     env = {**os.environ, "HARBOR_DATABASE_URL": url, "HARBOR_PORT": str(port)}
     with log.open("wb") as out:
         server = subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "harbor"), "serve", "--port", str(port),
-             "--threads", str(threads)],
+             "--threads", str(threads), "--workers", str(workers)],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )
     deadline = time.monotonic() + 60
@@ -348,6 +376,8 @@ def main() -> int:
                         help="stop each phase after about this many commands instead")
     parser.add_argument("--server-threads", type=int, default=16,
                         help="harbor serve --threads (default 16)")
+    parser.add_argument("--server-workers", type=int, default=1,
+                        help="harbor serve --workers (default 1)")
     args = parser.parse_args()
 
     name = f"harbor_bench_http_{uuid.uuid4().hex[:8]}"
@@ -359,10 +389,10 @@ def main() -> int:
     try:
         tokens = setup(url)
         port = _free_port()
-        server = start_server(url, port, args.server_threads, server_log)
+        server = start_server(url, port, args.server_threads, server_log, args.server_workers)
         try:
-            over_http, http_s = http_phase(f"http://127.0.0.1:{port}", tokens, args.threads,
-                                           args.duration, args.count, run)
+            over_http, http_s = http_phase(port, tokens, args.threads, args.duration,
+                                           args.count, run)
         finally:
             stop_server(server)
         in_process, inproc_s = inprocess_phase(url, args.threads, args.duration, args.count,
@@ -382,6 +412,7 @@ def main() -> int:
         "details": {
             "threads": args.threads,
             "server_threads": args.server_threads,
+            "server_workers": args.server_workers,
             "http": {"seconds": round(http_s, 2), "commands": over_http.commands,
                      "status_queries": over_http.statuses, "errors": len(over_http.errors),
                      "status_not_found": over_http.not_found,

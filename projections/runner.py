@@ -202,11 +202,18 @@ class Projector:
                 self._write_unwritten()
         return done
 
-    def follow(self, stop: threading.Event, *, poll_seconds: float = 0.2) -> None:
+    def follow(
+        self, stop: threading.Event, *, poll_seconds: float = 0.2, linger_seconds: float = 0.02
+    ) -> None:
         """Keep folding new events until ``stop`` is set (short polling, both backends).
 
-        A few new events are folded in a single batch on this thread (the shortest lag);
-        a full batch means a backlog, which the pipelined catch-up works through.
+        A few new events are folded in a single batch on this thread; a full batch
+        means a backlog, which the pipelined catch-up works through. After a partial
+        batch it lingers ``linger_seconds`` before looking again: every batch is a
+        transaction of several statements, and under a steady trickle of commands
+        back-to-back batches of one or two events each would cost the process more
+        than the commands themselves (a reader waiting with min_position waits that
+        much longer, at most).
         """
         while not stop.is_set():
             try:
@@ -217,8 +224,12 @@ class Projector:
                 log.exception("projections: batch failed; retrying")
                 stop.wait(1.0)
                 continue
-            if result.events == 0 and not result.raced:
+            if result.raced:
+                continue
+            if result.events == 0:
                 stop.wait(poll_seconds)
+            elif result.events < self.batch_size:
+                stop.wait(linger_seconds)
 
     # --- the steps of a batch ---------------------------------------------------------
 
