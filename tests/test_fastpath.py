@@ -1,0 +1,94 @@
+"""The append and the stream reads that bypass psycopg's cursors (store/fastpath.py).
+
+Every other test goes through them too; these pin down what the shortcut itself
+must keep: bytes stored exactly, the binary array format, and a session that lost
+its prepared statements.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent
+
+from domain.registry import Registry
+from store import open_registry
+from store.fastpath import TEXT_OID, array
+from tests.conftest import TODAY
+
+
+@pytest.fixture
+def pg_registry(pg_url: str) -> Iterator[Registry]:
+    app = open_registry(pg_url, clock=lambda: TODAY)
+    yield app
+    app.close()
+
+
+def _events(stream: uuid.UUID, *states: bytes) -> list[StoredEvent]:
+    return [
+        StoredEvent(stream, version, "tests:党员.事件", state)
+        for version, state in enumerate(states, start=1)
+    ]
+
+
+def test_a_text_array_in_binary_has_its_header_and_each_length() -> None:
+    packed = array(TEXT_OID, ["甲".encode(), b""])
+
+    assert packed == (
+        b"\x00\x00\x00\x01"  # one dimension
+        b"\x00\x00\x00\x00"  # no nulls
+        b"\x00\x00\x00\x19"  # of text
+        b"\x00\x00\x00\x02\x00\x00\x00\x01"  # two elements, from index 1
+        b"\x00\x00\x00\x03\xe7\x94\xb2"  # 甲 in UTF-8
+        b"\x00\x00\x00\x00"  # the empty string
+    )
+
+
+def test_what_is_appended_reads_back_byte_for_byte(pg_registry: Registry) -> None:
+    recorder = pg_registry.recorder
+    stream = uuid.uuid4()
+    states = [b"", b"\x00\xff" * 5000, '{"名":"甲"}'.encode()]
+
+    ids = recorder.insert_events(_events(stream, *states))
+    read = recorder.select_events(stream)
+
+    assert ids is not None and len(ids) == 3 and list(ids) == sorted(ids)
+    assert [(e.originator_id, e.originator_version, e.topic, e.state) for e in read] == [
+        (stream, n, "tests:党员.事件", state) for n, state in enumerate(states, start=1)
+    ]
+    assert recorder.select_streams([stream, uuid.uuid4()]) == {stream: list(read)}  # type: ignore[attr-defined]
+
+
+def test_a_taken_stream_version_fails_the_whole_append(pg_registry: Registry) -> None:
+    recorder = pg_registry.recorder
+    taken, fresh = uuid.uuid4(), uuid.uuid4()
+    recorder.insert_events(_events(taken, b"first"))
+
+    with pytest.raises(IntegrityError):
+        recorder.insert_events([*_events(fresh, b"new"), *_events(taken, b"again")])
+
+    assert recorder.select_events(fresh) == []
+    assert [e.state for e in recorder.select_events(taken)] == [b"first"]
+
+
+def test_a_session_that_lost_its_prepared_statements_prepares_them_again(pg_url: str) -> None:
+    two = {"POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "0"}
+    registry = open_registry(pg_url, clock=lambda: TODAY, extra_env=two)
+    recorder = registry.recorder
+    pool = recorder.datastore.pool  # type: ignore[attr-defined]
+    held = pool.getconn()  # so that every call below runs on the other session
+    try:
+        first, second = uuid.uuid4(), uuid.uuid4()
+        recorder.insert_events(_events(first, b"a"))  # prepared on the other session
+        other = pool.getconn()
+        other.execute("DEALLOCATE ALL")  # as a pooler's DISCARD ALL would
+        pool.putconn(other)
+
+        recorder.insert_events(_events(second, b"b"))
+
+        assert [e.state for e in recorder.select_events(second)] == [b"b"]
+    finally:
+        pool.putconn(held)
+        registry.close()
