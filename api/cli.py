@@ -491,6 +491,7 @@ def dispatch(registry: Registry, args: argparse.Namespace) -> int:
         _run_member_command(registry, args, by_name[command])
     elif command == "db":
         config = parse_database_url(database_url())
+        _create_every_table(registry)
         print(f"schema ready in {config.display} (log position {registry.position()})")
         if registry.env.get("HARBOR_ID_KEY") in (None, "", DEV_ID_KEY):
             print(
@@ -521,6 +522,23 @@ def dispatch(registry: Registry, args: argparse.Namespace) -> int:
     elif command == "demo":
         _demo(registry, args)
     return 0
+
+
+def _create_every_table(registry: Registry) -> None:
+    """The read models', credentials' and audit log's tables too, not only the event store's.
+
+    Each is otherwise created by its first user; an operator who prepares the database
+    ahead (or runs Harbor with fewer rights later) wants them all at once.
+    """
+    from audit.storage import AuditStore
+    from projections.schema import ensure_schema
+    from store.sql import Db
+    from store.tokens import TokenStore
+
+    db = Db(registry.recorder.datastore)  # type: ignore[attr-defined]
+    ensure_schema(db)
+    TokenStore(db)
+    AuditStore.for_recorder(registry.recorder)
 
 
 def _units(registry: Registry, args: argparse.Namespace) -> None:

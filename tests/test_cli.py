@@ -7,16 +7,21 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 
 from api.cli import MEMBER_COMMANDS, build_parser, main
 from domain.registry import Registry
+from tests.conftest import PG_ADMIN_URL, require_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -306,3 +311,48 @@ def test_harbor_help_runs_as_a_console_script() -> None:
     done = subprocess.run([str(harbor), "--help"], capture_output=True, text=True, timeout=60)
 
     assert done.returncode == 0 and "HARBOR_DATABASE_URL" in done.stdout
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database no test has used (on PostgreSQL the shared one keeps its tables)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    require_postgres()
+    name = f"harbor_test_init_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield PG_ADMIN_URL.rpartition("/")[0] + f"/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_db_init_creates_every_table_harbor_uses(
+    empty_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARBOR_DATABASE_URL", empty_database)
+
+    assert main(["db", "init"]) == 0
+
+    tables = _table_names(empty_database)
+    assert "harbor_command_receipts" in tables  # the event store (events: by backend)
+    assert {"harbor_events", "stored_events"} & tables
+    assert {"harbor_projection_state", "harbor_tokens"} <= tables  # read side, credentials
+    assert {
+        "harbor_merkle_leaves", "harbor_merkle_nodes", "harbor_tree_heads",
+        "harbor_signing_keys", "harbor_verifications",
+    } <= tables  # the audit log
+    assert "harbor_p1_members" in tables, sorted(tables)  # the first generation's tables
+
+
+def _table_names(url: str) -> set[str]:
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url[len("sqlite:///"):]) as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return {r[0] for r in rows}
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {r[0] for r in rows}
