@@ -1,8 +1,9 @@
 """Group commit: concurrent commands of one process share a store transaction.
 
 Each command is decided as before, on its member's latest version. Instead of
-saving alone, its events (and receipt) join a queue. Whichever waiting thread
-finds no commit under way becomes the leader: it takes what has queued up —
+saving alone, its events (and receipt) join a queue. A waiting thread whose
+command is still queued becomes a leader when fewer than ``max_leaders``
+commits are under way: it takes what has queued up —
 at most ``max_batch`` commands, waiting at most ``max_wait`` seconds for more
 — and appends them in one transaction (one table lock, one commit), while
 the others wait for their turn or for their own commit. A lone command is
@@ -12,8 +13,11 @@ conflict (two commands on the same member, a receipt or letter number
 taken), each command is committed on its own instead, so one command's
 refusal never fails the others.
 
-One leader at a time appends, so notification ids keep committing in order,
-and across processes the store's own append lock still orders them.
+Notification ids keep committing in order however many leaders there are: every
+append takes the store's table lock first, which orders transactions within a
+process exactly as it orders them across processes. A second leader is what lets
+the next transaction reach the server while the previous one waits for its
+commit to be flushed, instead of after its thread has woken up again.
 """
 
 from __future__ import annotations
@@ -44,13 +48,16 @@ class _Job:
 class GroupCommitter:
     """Gathers concurrent appends into shared transactions."""
 
-    def __init__(self, put: Put, *, max_batch: int = 64, max_wait: float = 0.0):
+    def __init__(
+        self, put: Put, *, max_batch: int = 64, max_wait: float = 0.0, max_leaders: int = 1
+    ):
         self._put = put
         self.max_batch = max(1, max_batch)
         self.max_wait = max(0.0, max_wait)
+        self.max_leaders = max(1, max_leaders)
         self._queue: deque[_Job] = deque()
         self._changed = threading.Condition()
-        self._leading = False
+        self._leading = 0
         self._closed = False
         self.batches = 0
         self.commands = 0
@@ -63,16 +70,16 @@ class GroupCommitter:
                 raise RuntimeError("the group committer is closed")
             self._queue.append(job)
             while not job.done:
-                if self._leading:
+                if self._leading >= self.max_leaders or job not in self._queue:
                     self._changed.wait()
                     continue
-                self._leading = True
+                self._leading += 1
                 self._changed.release()
                 try:
                     self._lead()
                 finally:
                     self._changed.acquire()
-                    self._leading = False
+                    self._leading -= 1
                     self._changed.notify_all()
         if job.error is not None:
             raise job.error

@@ -117,13 +117,15 @@ class Registry(MemberCommands, Application[UUID]):
         """Share transactions between concurrent commands (settings from the environment).
 
         HARBOR_GROUP_COMMIT_MAX_BATCH (default 64) commands at most per transaction;
-        HARBOR_GROUP_COMMIT_MAX_WAIT_MS (default 0: take only what is already queued).
+        HARBOR_GROUP_COMMIT_MAX_WAIT_MS (default 0: take only what is already queued);
+        HARBOR_GROUP_COMMIT_LEADERS (default 2) transactions under way at once.
         """
         if self.committer is None:
             self.committer = GroupCommitter(
                 self._append,
                 max_batch=int(self.env.get("HARBOR_GROUP_COMMIT_MAX_BATCH") or 64),
                 max_wait=float(self.env.get("HARBOR_GROUP_COMMIT_MAX_WAIT_MS") or 0) / 1000,
+                max_leaders=int(self.env.get("HARBOR_GROUP_COMMIT_LEADERS") or 2),
             )
 
     @contextmanager

@@ -24,11 +24,12 @@ THREADS = 8
 PER_THREAD = 40
 
 
-@pytest.fixture
-def grouped(store_url: str) -> Registry:
+@pytest.fixture(params=["1", "2"], ids=["one leader", "two leaders"])
+def grouped(request: pytest.FixtureRequest, store_url: str) -> Registry:
     app = open_registry(store_url, clock=lambda: TODAY,
                         extra_env={"HARBOR_GROUP_COMMIT": "on",
-                                   "HARBOR_GROUP_COMMIT_MAX_WAIT_MS": "2"})
+                                   "HARBOR_GROUP_COMMIT_MAX_WAIT_MS": "2",
+                                   "HARBOR_GROUP_COMMIT_LEADERS": request.param})
     yield app  # type: ignore[misc]
     app.close()
 
@@ -153,3 +154,62 @@ def test_a_refused_command_in_a_shared_batch_fails_alone(grouped: Registry) -> N
 
     assert sorted(results.values()) == ["STALE_VERSION", "ok"]
     assert grouped.member(member).version == version + 1
+
+
+def test_two_leaders_commit_at_once_and_ids_still_commit_in_order(store_url: str) -> None:
+    """A reader never sees a position filled in below one it has already seen."""
+    registry = open_registry(store_url, clock=lambda: TODAY,
+                             extra_env={"HARBOR_GROUP_COMMIT": "on",
+                                        "HARBOR_GROUP_COMMIT_LEADERS": "2"})
+    try:
+        members = _members(registry, THREADS)
+        committer = registry.committer
+        assert committer is not None and committer.max_leaders == 2
+        put, lock = committer._put, threading.Lock()
+        under_way, most = [0], [0]
+
+        def slow_put(events: list[Any], receipts: list[Any]) -> Any:
+            with lock:
+                under_way[0] += 1
+                most[0] = max(most[0], under_way[0])
+            try:
+                time.sleep(0.02)
+                return put(events, receipts)
+            finally:
+                with lock:
+                    under_way[0] -= 1
+
+        committer._put = slow_put
+        seen: list[tuple[int, list[int]]] = []  # (highest position, every position up to it)
+        writing = threading.Event()
+
+        def sample() -> None:
+            while writing.is_set():
+                ids = [n.id for n in registry.recorder.select_notifications(1, 10_000)]
+                if ids:
+                    seen.append((ids[-1], ids))
+
+        def work(worker: int) -> None:
+            for i in range(5):
+                registry.make_contact(
+                    as_unit("daning-center"), members[worker], occurred_on=date(2026, 1, 1),
+                    channel="phone", note=f"{worker}-{i}")
+
+        writing.set()
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        threads = [threading.Thread(target=work, args=(w,)) for w in range(THREADS)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        writing.clear()
+        sampler.join()
+
+        assert most[0] == 2  # two transactions were under way at once
+        final = [n.id for n in registry.recorder.select_notifications(1, 10_000)]
+        for highest, ids in seen:
+            assert [i for i in final if i <= highest] == ids
+        assert len(seen) > 5
+    finally:
+        registry.close()
