@@ -14,6 +14,7 @@ from store.sql import Db
 from store.tokens import ROLES, TokenStore
 
 COMMANDS = {"serve", "tokens"}
+NO = ("no", "off", "0", "false")
 
 
 
@@ -47,8 +48,9 @@ def add_commands(sub: Any) -> None:
         "--no-warm-cache",
         dest="warm_cache",
         action="store_false",
+        default=os.environ.get("HARBOR_WARM_CACHE", "yes").lower() not in NO,
         help="start with an empty member cache instead of loading the recently active"
-        " members in the background",
+        " members in the background (default: HARBOR_WARM_CACHE, yes)",
     )
     serve.add_argument(
         "--demo", action="store_true", help="load the article's two cases first if the log is empty"

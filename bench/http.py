@@ -205,7 +205,12 @@ def http_phase(port: int, tokens: dict[str, str], threads: int, duration: float,
                     path = f"/members/{member}/{action}"
                 else:
                     path = f"/members/{member}/cases/{case}/{action}"
-                code, data = clients[unit].post(path, body)
+                try:
+                    code, data = clients[unit].post(path, body)
+                except (OSError, http.client.HTTPException) as e:
+                    errors.append(f"{action}: {type(e).__name__} {e}")
+                    clients[unit].close()  # reconnects on the next request
+                    break
                 if code != 201:
                     errors.append(f"{action}: {code} {data[:200].decode(errors='replace')}")
                     break
@@ -214,8 +219,14 @@ def http_phase(port: int, tokens: dict[str, str], threads: int, duration: float,
                 member, case = result["member_id"], result["case_id"] or case
                 if action in STATUS_AFTER:
                     started = time.perf_counter()
-                    code, data = clients[unit].get(f"/members/{previous or member}")
-                    json.loads(data)
+                    try:
+                        code, data = clients[unit].get(f"/members/{previous or member}")
+                    except (OSError, http.client.HTTPException) as e:
+                        errors.append(f"status: {type(e).__name__} {e}")
+                        clients[unit].close()
+                        continue
+                    if code == 200:
+                        json.loads(data)  # as a real client would
                     latencies.append((time.perf_counter() - started) * 1000)
                     statuses += 1
                     not_found += code == 404  # not projected yet

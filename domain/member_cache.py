@@ -1,4 +1,4 @@
-"""Members as this process last saved them, lent to one command at a time.
+"""Members as this process last saved (or loaded) them, lent to one command at a time.
 
 A command decided on a cached member needs no read from the store: the
 append proves the member was current, because its events take the next
@@ -42,6 +42,21 @@ class MemberCache:
             else:
                 self.hits += 1
             return member
+
+    def offer(self, member: MemberRelationship) -> bool:
+        """Keep a member read from the store only if there is room and no copy is here.
+
+        It goes in as the least recently used, so warming the cache never evicts what
+        commands put meanwhile. Offer the most recent first; returns whether it was kept.
+        """
+        if member.pending_events:
+            return False
+        with self._lock:
+            if len(self._items) >= self.size or member.id in self._items:
+                return False
+            self._items[member.id] = member
+            self._items.move_to_end(member.id, last=False)
+            return True
 
     def put(self, member: MemberRelationship) -> None:
         """Keep a member whose events are all committed (unless a newer one is kept)."""

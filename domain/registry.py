@@ -69,10 +69,12 @@ DEV_ID_KEY = "harbor-development-key-not-for-production"
 # Without a pinned version a command that lost a race is decided again on the
 # new version; a few rounds are plenty, since each round someone else won.
 MAX_ATTEMPTS = 8
-# Warming the member cache reads the log backwards in pages of WARM_PAGE events, and
-# gives up after WARM_SCAN_FACTOR events per member it was asked for.
+# Warming the member cache reads the log backwards in pages of WARM_PAGE events, gives
+# up after WARM_SCAN_FACTOR events per member it was asked for, and reads the members'
+# streams WARM_CHUNK members at a time.
 WARM_PAGE = 5000
-WARM_SCAN_FACTOR = 20
+WARM_SCAN_FACTOR = 5
+WARM_CHUNK = 500
 
 
 def today_in_shanghai() -> date:
@@ -251,7 +253,8 @@ class Registry(MemberCommands, Application[UUID]):
         has just started answers its first command on each member more slowly than
         one that has run a while. The log is read backwards from its head for the
         latest members (at most ``limit``, by default as many as the cache keeps),
-        looking at no more than WARM_SCAN_FACTOR events per member wanted.
+        looking at no more than WARM_SCAN_FACTOR events per member wanted. Members
+        only fill free room: whatever commands cached meanwhile stays.
         """
         wanted = self.members.size if limit is None else min(limit, self.members.size)
         recent: dict[UUID, None] = {}  # insertion-ordered: the most recent first
@@ -266,22 +269,24 @@ class Registry(MemberCommands, Application[UUID]):
                     recent.setdefault(n.originator_id, None)
             budget -= high - low + 1
             high = low - 1
-        # The least recent first, so the most recent end up the last to be evicted.
-        ids = list(reversed(recent))
+        ids = list(recent)
         streams = getattr(self.recorder, "select_streams", None)
-        for start in range(0, len(ids), WARM_PAGE):
-            chunk = ids[start : start + WARM_PAGE]
+        kept = 0
+        for start in range(0, len(ids), WARM_CHUNK):
+            chunk = ids[start : start + WARM_CHUNK]
             if streams is None:
-                for member_id in chunk:
-                    self.members.put(self.member(member_id))
-                continue
-            stored = self._read(partial(streams, chunk))
-            for member_id in chunk:
-                events = map(self.mapper.to_domain_event, stored.get(member_id, ()))
-                member = _project(None, events)
-                if isinstance(member, MemberRelationship):
-                    self.members.put(member)
-        return len(recent)
+                members = [self.member(member_id) for member_id in chunk]
+            else:
+                stored = self._read(partial(streams, chunk))
+                members = [
+                    _project(None, map(self.mapper.to_domain_event, stored[member_id]))
+                    for member_id in chunk
+                    if member_id in stored
+                ]
+            kept += sum(
+                self.members.offer(m) for m in members if isinstance(m, MemberRelationship)
+            )
+        return kept
 
     def member_id_for(self, id_number: str) -> UUID:
         """The member id an ID number maps to (whether or not enrolled)."""
@@ -605,10 +610,14 @@ class Registry(MemberCommands, Application[UUID]):
                     [member, *others], actor, idempotency_key, fingerprint, outcome
                 )
             except IntegrityError:
-                fresh = True
                 replay = self._replay(actor, idempotency_key, fingerprint)
                 if replay:
                     return replay
+                if not fresh:
+                    # Decided on a cached member that had moved on elsewhere: what the
+                    # stored stream says (a refusal, or a taken number) is what counts.
+                    fresh = True
+                    continue
                 for other in others:
                     if isinstance(other, LetterNumber) and self._exists(other.id):
                         raise letter_no_taken(

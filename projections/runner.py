@@ -229,7 +229,7 @@ class Projector:
             if result.events == 0:
                 stop.wait(poll_seconds)
             elif result.events < self.batch_size:
-                stop.wait(linger_seconds)
+                stop.wait(min(linger_seconds, poll_seconds))
 
     # --- the steps of a batch ---------------------------------------------------------
 

@@ -8,10 +8,19 @@ with ``struct`` into PostgreSQL's binary formats and the rows read straight from
 result. The connection still comes from the library's datastore, and errors are raised
 as the same psycopg exceptions a cursor raises, so the datastore translates them as
 usual and a broken connection is discarded by the pool as usual.
+
+A session can lose its prepared statements behind this module's back: psycopg sends
+DEALLOCATE ALL after a rolled-back transaction (or a DROP) on a connection where it
+prepared statements of its own, and a pooler may DISCARD ALL. The next run then fails
+once with "prepared statement does not exist", prepares again and runs; ``reprepared``
+counts how often. Text parameters are sent as UTF-8: a session whose client encoding
+is not UTF-8 is switched to it (psycopg follows the session's encoding, so its own
+statements on that connection are unaffected).
 """
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import threading
 from collections.abc import Sequence
@@ -72,6 +81,7 @@ class PreparedStatement:
         self._formats = [pq.Format.BINARY] * len(self.param_types)
         self._prepared_on: WeakKeyDictionary[Connection[Any], bool] = WeakKeyDictionary()
         self._lock = threading.Lock()
+        self.reprepared = 0
 
     def run(self, conn: Connection[Any], params: Sequence[bytes | None]) -> pq.abc.PGresult:
         """Execute on ``conn`` (held by the caller alone); the result, rows in binary."""
@@ -81,6 +91,7 @@ class PreparedStatement:
             # The session lost its prepared statements (DISCARD ALL): prepare again.
             with self._lock:
                 self._prepared_on.pop(conn, None)
+                self.reprepared += 1
             return self._run(conn, params)
 
     def _run(self, conn: Connection[Any], params: Sequence[bytes | None]) -> pq.abc.PGresult:
@@ -100,7 +111,9 @@ class PreparedStatement:
             # Text parameters are sent as UTF-8 bytes.
             _checked(conn, conn.wait(_simple(pgconn, b"SET client_encoding TO 'UTF8'")))
         pgconn.send_prepare(self.name, self.sql, param_types=self.param_types)
-        _checked(conn, conn.wait(execute(pgconn)))
+        # Already there if an earlier attempt was interrupted before it noted so.
+        with contextlib.suppress(errors.DuplicatePreparedStatement):
+            _checked(conn, conn.wait(execute(pgconn)))
         with self._lock:
             self._prepared_on[conn] = True
 
@@ -111,6 +124,8 @@ def _simple(pgconn: Any, sql: bytes) -> Any:
 
 
 def _checked(conn: Connection[Any], results: list[pq.abc.PGresult]) -> pq.abc.PGresult:
+    if not results:
+        raise errors.OperationalError("the server sent no result")
     for result in results:
         if result.status not in _OK:
             raise errors.error_from_result(result, encoding=conn.info.encoding)

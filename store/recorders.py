@@ -1,9 +1,11 @@
 """Application recorders that also keep command receipts in the events' transaction.
 
-Both extend eventsourcing's own recorders through their extension points
-(``_insert_events`` and ``_fetch_ids_after_insert_events``), so the library's
-ordering guarantees (PostgreSQL's table lock, SQLite's single writer) stay
-exactly as they are.
+The SQLite recorder extends the library's through its extension points
+(``_insert_events``). The PostgreSQL recorder keeps the library's tables and its
+ordering guarantee (the EXCLUSIVE table lock on every append) but replaces the
+append and the read of whole streams with one prepared statement each, run
+through libpq in binary (``store/fastpath.py``); tracking records and the
+library's other reads still take the library's own path.
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ class PostgresRecorder(PostgresApplicationRecorder):
     """PostgreSQL recorder with command receipts and race-free schema creation."""
 
     def __init__(self, datastore: PostgresDatastore, *, events_table_name: str = "stored_events"):
+        if datastore.originator_id_type != "uuid":
+            raise ValueError(
+                "Harbor's PostgreSQL store keeps aggregate ids as uuid;"
+                " unset POSTGRES_ORIGINATOR_ID_TYPE or set it to uuid"
+            )
         super().__init__(datastore, events_table_name=events_table_name)
         table = Identifier(self.datastore.schema or "public", RECEIPTS_TABLE)
         self.sql_create_statements.append(

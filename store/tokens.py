@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
+from store.recorders import SCHEMA_LOCK_ID
 from store.sql import Db
 
 TABLE = "harbor_tokens"
@@ -55,6 +56,8 @@ class TokenStore:
         self.cache_seconds = cache_seconds
         self._checked: dict[str, tuple[float, tuple[str, ...] | None]] = {}
         with db.transaction() as cur:
+            if db.backend == "postgres":  # two CREATE TABLE IF NOT EXISTS at once can collide
+                cur.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_ID,))
             cur.execute(
                 f"CREATE TABLE IF NOT EXISTS {TABLE} (token_hash TEXT PRIMARY KEY,"
                 " token_id TEXT UNIQUE NOT NULL, unit_id TEXT NOT NULL, role TEXT NOT NULL,"

@@ -63,7 +63,7 @@ def test_make_run_serves_the_article_cases_on_a_fresh_embedded_store(tmp_path: P
         while True:
             try:
                 health = httpx.get(f"{base}/healthz", timeout=2).json()
-                if health["projection_lag"] == 0 and health["member_cache"]["warm"]:
+                if health["projection_lag"] == 0 and health["member_cache"]["warming"] == "done":
                     break
             except httpx.HTTPError:
                 pass

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
+from domain.receipts import CommandReceipt, ReceiptAt
 from domain.registry import Registry
 from store import open_registry
 from store.fastpath import TEXT_OID, array
@@ -59,6 +60,29 @@ def test_what_is_appended_reads_back_byte_for_byte(pg_registry: Registry) -> Non
         (stream, n, "tests:党员.事件", state) for n, state in enumerate(states, start=1)
     ]
     assert recorder.select_streams([stream, uuid.uuid4()]) == {stream: list(read)}  # type: ignore[attr-defined]
+
+
+def test_each_id_returned_is_its_events_and_each_receipt_gets_its_commands_last(
+    pg_registry: Registry,
+) -> None:
+    recorder = pg_registry.recorder
+    a, b = uuid.uuid4(), uuid.uuid4()
+    events = [*_events(a, b"a1", b"a2"), *_events(b, b"b1")]  # two commands: a1+a2, b1
+    receipts = [
+        ReceiptAt(CommandReceipt("u", "key-a", "f-a", '{"n": "a"}'), last_event=1),
+        ReceiptAt(CommandReceipt("u", "key-b", "f-b", '{"n": "b"}'), last_event=2),
+    ]
+
+    ids = recorder.insert_events(events, receipts=receipts)
+
+    assert ids is not None
+    stored = {n.id: (n.originator_id, n.originator_version)
+              for n in recorder.select_notifications(min(ids), 10)}
+    assert [stored[i] for i in ids] == [(a, 1), (a, 2), (b, 1)]
+    kept_a = recorder.find_receipt("u", "key-a")  # type: ignore[attr-defined]
+    kept_b = recorder.find_receipt("u", "key-b")  # type: ignore[attr-defined]
+    assert (kept_a.position, kept_a.outcome_json) == (ids[1], '{"n": "a"}')
+    assert (kept_b.position, kept_b.fingerprint) == (ids[2], "f-b")
 
 
 def test_a_taken_stream_version_fails_the_whole_append(pg_registry: Registry) -> None:

@@ -18,6 +18,7 @@ from domain.registry import Registry
 from projections.history import member_events_with_positions
 from store import open_registry
 from tests.conftest import TODAY
+from tests.scenarios import LETTER_NO, issue_letter, open_case
 from tests.support import as_unit, event_count, register_article_units
 
 THREADS = 8
@@ -213,3 +214,47 @@ def test_two_leaders_commit_at_once_and_ids_still_commit_in_order(store_url: str
         assert len(seen) > 5
     finally:
         registry.close()
+
+
+def test_a_taken_letter_number_in_a_shared_batch_fails_alone(grouped: Registry) -> None:
+    """Its append fails the shared transaction; every other command still commits."""
+    members = _members(grouped, THREADS)
+    for member in members[:2]:
+        open_case(grouped, member, by="daning-center")
+    issue_letter(grouped, members[0], by="daning-center", to="hongkou-center")
+    committer = grouped.committer
+    assert committer is not None
+    put = committer._put
+
+    def slow_put(events: list[Any], receipts: list[Any]) -> Any:
+        time.sleep(0.02)  # let the commands queue up together
+        return put(events, receipts)
+
+    committer._put = slow_put
+    before = event_count(grouped)
+    results: dict[int, str] = {}
+    barrier = threading.Barrier(THREADS)
+
+    def work(worker: int) -> None:
+        barrier.wait()
+        try:
+            if worker == 1:  # the number member 0's letter already has
+                issue_letter(grouped, members[1], by="daning-center", to="hongkou-center",
+                             letter_no=LETTER_NO)
+            else:
+                grouped.make_contact(as_unit("daning-center"), members[worker],
+                                     occurred_on=date(2026, 1, 1), channel="phone",
+                                     note=f"n{worker}")
+            results[worker] = "ok"
+        except HarborError as e:
+            results[worker] = e.code
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert results.pop(1) == "LETTER_NO_TAKEN"
+    assert set(results.values()) == {"ok"}
+    assert event_count(grouped) == before + THREADS - 1  # the refused letter stored nothing

@@ -15,7 +15,7 @@ from domain.member_events import ContactMade, EvidenceRecorded
 from domain.registry import Registry
 from store import open_registry
 from tests.conftest import TODAY
-from tests.scenarios import enrol, open_case, refused
+from tests.scenarios import enrol, issue_letter, open_case, refused
 from tests.support import as_unit, register_article_units
 
 
@@ -104,6 +104,31 @@ def test_a_stale_expected_version_is_checked_against_the_store(
     ))
 
 
+def test_a_letter_resent_to_a_process_with_a_stale_member_is_refused_as_the_store_says(
+    registry: Registry, other: Registry
+) -> None:
+    """The number is taken by the very letter the stale copy does not know about: the
+    refusal is the stored member's (a letter is out), not "number taken"."""
+    register_article_units(registry)
+    member = enrol(registry)
+    open_case(registry, member)  # cached here, with no letter out
+    issue_letter(other, member)  # elsewhere, the letter goes out
+
+    refused(registry, "R2_LETTER_OUTSTANDING", lambda: issue_letter(registry, member))
+
+
+def test_a_letter_number_taken_elsewhere_is_refused_as_taken(
+    registry: Registry, other: Registry
+) -> None:
+    register_article_units(registry)
+    first, second = enrol(registry, n=1), enrol(registry, n=2)
+    open_case(registry, first)
+    open_case(registry, second)  # both cached here
+    issue_letter(other, first)  # the number goes to member 1 elsewhere
+
+    refused(registry, "LETTER_NO_TAKEN", lambda: issue_letter(registry, second))
+
+
 # --- warming the cache at start --------------------------------------------------------
 
 
@@ -151,6 +176,23 @@ def test_a_warmed_member_moved_on_elsewhere_is_decided_again(
 
     assert _contact(other, first, "late") == 4
     assert _versions(registry, first) == [1, 2, 3, 4]
+
+
+def test_warming_fills_free_room_only_and_keeps_what_commands_cached(
+    store_url: str, registry: Registry
+) -> None:
+    first, second, third = _three_members_written_in_order(registry)
+    small = open_registry(store_url, clock=lambda: TODAY, extra_env={"HARBOR_MEMBER_CACHE": "2"})
+    try:
+        _contact(small, second, "cached by a command")  # member 2 at version 2, in the cache
+
+        assert small.warm_member_cache() == 1  # one free place: member 1 (2 is here already)
+
+        assert small.members.take(second).version == 2  # type: ignore[arg-type, union-attr]
+        assert small.members.take(first) is not None  # type: ignore[arg-type]
+        assert small.members.take(third) is None  # type: ignore[arg-type]
+    finally:
+        small.close()
 
 
 def test_warming_an_empty_log_or_a_cache_of_no_size_loads_nothing(

@@ -101,7 +101,7 @@ def create_app(
         responses=schemas.problem_responses(),
     )
     app.state.registry = registry
-    app.state.cache_warm = not warm
+    app.state.cache_warming = "running" if warm else "off"
     app.state.models = ReadModels(registry)
     app.state.tokens = TokenStore(Db(registry.recorder.datastore))  # type: ignore[attr-defined]
     problems.install(app)
@@ -214,7 +214,7 @@ def _warm(app: FastAPI, registry: Registry) -> None:
         started = time.monotonic()
         members = registry.warm_member_cache()
         log.info("member cache warmed: %d members in %.1f s", members, time.monotonic() - started)
+        app.state.cache_warming = "done"
     except Exception:  # a failed warm-up only costs the first commands a read each
         log.warning("warming the member cache failed", exc_info=True)
-    finally:
-        app.state.cache_warm = True
+        app.state.cache_warming = "failed"

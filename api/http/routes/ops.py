@@ -31,9 +31,10 @@ def healthz(request: Request, registry: RegistryDep) -> dict[str, Any]:
         "log_position": head,
         "projected_position": projected,
         "projection_lag": max(head - projected, 0),
+        # warming: "running", "done", "failed" (commands then read first), or "off"
         "member_cache": {
             "members": len(registry.members),
-            "warm": bool(getattr(request.app.state, "cache_warm", True)),
+            "warming": getattr(request.app.state, "cache_warming", "off"),
         },
     }
 
