@@ -790,7 +790,12 @@ def harbor_writes(
     if committer is None:
         raise RuntimeError("group commit did not switch on (HARBOR_GROUP_COMMIT=on)")
     warming = time.perf_counter()
-    warmed = registry.warm_member_cache() if warm else 0
+    warmed = 0
+    if warm:  # as `harbor serve` does at start (api/http/app.py)
+        from store.collection import freeze_long_lived
+
+        warmed = registry.warm_member_cache()
+        freeze_long_lived()
     warming = time.perf_counter() - warming
     run = _drive(registry, plans)
     group = {

@@ -21,6 +21,7 @@ from domain.errors import HarborError
 from domain.registry import Registry
 from projections.queries import ReadModels
 from projections.runner import Projector
+from store.collection import freeze_long_lived
 from store.sql import Db
 from store.tokens import TokenStore
 
@@ -213,6 +214,7 @@ def _warm(app: FastAPI, registry: Registry) -> None:
     try:
         started = time.monotonic()
         members = registry.warm_member_cache()
+        freeze_long_lived()
         log.info("member cache warmed: %d members in %.1f s", members, time.monotonic() - started)
         app.state.cache_warming = "done"
     except Exception:  # a failed warm-up only costs the first commands a read each
