@@ -288,6 +288,13 @@ class Registry(MemberCommands, Application[UUID]):
             )
         return kept
 
+    def member_from_stored(self, member_id: UUID, stored: Sequence[Any]) -> MemberRelationship:
+        """The member folded from its stored events, read elsewhere (asynchronously)."""
+        member = _project(None, map(self.mapper.to_domain_event, stored)) if stored else None
+        if not isinstance(member, MemberRelationship):
+            raise NotFound(f"no member {member_id}", code="UNKNOWN_MEMBER", field="member_id")
+        return member
+
     def member_id_for(self, id_number: str) -> UUID:
         """The member id an ID number maps to (whether or not enrolled)."""
         return self.identity.member_id(id_number)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -102,8 +103,15 @@ class ReadModels:
     def member_status(self, member_id: UUID | str, on: date | None = None) -> Rec:
         """Holder, since, standing, status and ledger colour of one member."""
         day = self._today(on)
-        m_cols, c_cols = COLUMNS["members"], COLUMNS["cases"]
         rows = self.db.query(MEMBER_STATUS_SQL, (str(member_id),))
+        return self.status_from_rows(member_id, rows, day)
+
+    def status_from_rows(
+        self, member_id: UUID | str, rows: Sequence[Sequence[Any]], on: date | None = None
+    ) -> Rec:
+        """``member_status`` from the rows of MEMBER_STATUS_SQL run elsewhere (asynchronously)."""
+        day = self._today(on)
+        m_cols, c_cols = COLUMNS["members"], COLUMNS["cases"]
         if not rows:
             raise NotFound(
                 f"no member {member_id} in the projections (yet)",

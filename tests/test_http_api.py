@@ -438,6 +438,22 @@ def test_member_status_holder_and_open_case(article: Article) -> None:
     refused(api.get("/members/not-a-uuid", article.auditor), 422, "INVALID_INPUT", "member_id")
 
 
+def test_member_status_is_answered_on_the_event_loop_on_postgresql(article: Article) -> None:
+    """The same answers and refusals as from a request thread (the SQLite path)."""
+    api = article.api
+    on_postgres = api.registry.recorder.__class__.__name__.startswith("Postgres")
+    assert (api.app.state.async_reads is not None) == on_postgres
+    liu = article.members.liu_yang
+    univ, stranger = api.token("sh-univ"), api.token("hongkou-center")
+
+    answer = api.get(f"/members/{liu}", univ, params={"on": "2011-09-19"}).json()
+
+    assert answer == api.app.state.models.member_status(liu, date(2011, 9, 19))
+    refused(api.get(f"/members/{liu}", stranger), 403, "FORBIDDEN")
+    refused(api.get(f"/members/{uuid4()}", univ), 404, "UNKNOWN_MEMBER", "member_id")
+    refused(api.get(f"/members/{liu}", univ, params={"on": "1900-13-01"}), 422, "INVALID_INPUT")
+
+
 def test_history_now_as_of_as_recorded_and_at_a_position(article: Article) -> None:
     api, comrade = article.api, article.members.old_comrade
     path = f"/members/{comrade}/history"

@@ -21,7 +21,9 @@ from domain.errors import HarborError
 from domain.registry import Registry
 from projections.queries import ReadModels
 from projections.runner import Projector
+from store.async_reads import AsyncReads
 from store.collection import freeze_long_lived
+from store.recorders import PostgresRecorder
 from store.sql import Db
 from store.tokens import TokenStore
 
@@ -85,9 +87,16 @@ def create_app(
                 target=_warm, args=(app, registry), daemon=True, name="harbor-warm-cache"
             ).start()
         sealer = _start_sealer(registry) if seal else None
+        reads = _async_reads(registry)
+        if reads is not None:
+            await reads.open()
+            app.state.async_reads = reads
         try:
             yield
         finally:
+            if reads is not None:
+                app.state.async_reads = None
+                await reads.close()
             stop.set()
             if sealer is not None:
                 sealer.stop(final_seal=True)
@@ -103,6 +112,7 @@ def create_app(
     )
     app.state.registry = registry
     app.state.cache_warming = "running" if warm else "off"
+    app.state.async_reads = None  # opened with the app on PostgreSQL (lifespan)
     app.state.models = ReadModels(registry)
     app.state.tokens = TokenStore(Db(registry.recorder.datastore))  # type: ignore[attr-defined]
     problems.install(app)
@@ -208,6 +218,13 @@ def _start_sealer(registry: Registry) -> BackgroundSealer | None:
         )
         return None
     return BackgroundSealer(Sealer.from_config(registry.recorder, config)).start()
+
+
+def _async_reads(registry: Registry) -> AsyncReads | None:
+    recorder = registry.recorder
+    if not isinstance(recorder, PostgresRecorder):
+        return None
+    return AsyncReads(recorder.datastore, recorder.events_table_name)
 
 
 def _warm(app: FastAPI, registry: Registry) -> None:

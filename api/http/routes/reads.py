@@ -9,6 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from api.http import schemas as s
 from api.http.deps import (
@@ -21,8 +22,13 @@ from api.http.deps import (
     RegistryDep,
 )
 from domain.errors import InvalidInput, NotFound
+from domain.member_state import MemberState
 from domain.registry import Registry
 from projections.history import member_history
+from projections.queries import MEMBER_STATUS_SQL, ReadModels
+from store.async_reads import AsyncReads
+
+MEMBER_STATUS_PG_SQL = MEMBER_STATUS_SQL.replace("?", "%s")
 
 router = APIRouter(dependencies=[CaughtUp])
 
@@ -34,10 +40,15 @@ OnQuery = Annotated[
 
 def may_read_member(registry: Registry, caller: Caller, member_id: UUID) -> None:
     """A unit reads members it holds, members on the way to it, and cases it took part in."""
+    if caller.role == "unit":
+        may_read_state(caller, registry.member(member_id).state)
+
+
+def may_read_state(caller: Caller, state: MemberState) -> None:
+    """``may_read_member`` for a member already loaded."""
     if caller.role != "unit":
         return
     unit = caller.credential.unit_id
-    state = registry.member(member_id).state
     involved = {state.holder_unit_id, state.in_transit_to}
     for case in state.cases.values():
         involved.update(case.participants)
@@ -108,7 +119,8 @@ def find_members(
 
 
 @router.get("/members/{member_id}", tags=["members"])
-def member_status(
+async def member_status(
+    request: Request,
     member_id: UUID,
     caller: ReaderCaller,
     registry: RegistryDep,
@@ -116,6 +128,24 @@ def member_status(
     on: OnQuery = None,
 ) -> dict[str, Any]:
     """Holder, status (attached / in_transit / held / orphaned), open case, ledger colour."""
+    reads: AsyncReads | None = getattr(request.app.state, "async_reads", None)
+    if reads is None:  # SQLite: from a request thread, like every other read
+        return await run_in_threadpool(_member_status, registry, caller, member_id, models, on)
+    # PostgreSQL: awaited on the event loop, the most frequent read answers without
+    # waiting for a request thread (store/async_reads.py).
+    if caller.role == "unit":  # the stream (who may read) and the status in one round trip
+        stored, rows = await reads.stream_and_rows(
+            member_id, MEMBER_STATUS_PG_SQL, (str(member_id),)
+        )
+        may_read_state(caller, registry.member_from_stored(member_id, stored).state)
+    else:
+        rows = await reads.rows(MEMBER_STATUS_PG_SQL, (str(member_id),))
+    return models.status_from_rows(member_id, rows, on)
+
+
+def _member_status(
+    registry: Registry, caller: Caller, member_id: UUID, models: ReadModels, on: date | None
+) -> dict[str, Any]:
     may_read_member(registry, caller, member_id)
     return models.member_status(member_id, on)
 

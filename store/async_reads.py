@@ -1,0 +1,101 @@
+"""Reads that run on the HTTP server's event loop (PostgreSQL only).
+
+A query answered from a request thread costs two hand-offs between threads, and
+each waits for the interpreter lock behind the threads deciding commands: under
+load, a member's status took 11 ms at the median and 22 ms at the 99th
+percentile, almost all of it waiting. The same query awaited on the event loop,
+with psycopg's asynchronous connections, answered in a third of that. SQLite has
+no asynchronous driver here; its reads stay in request threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+from uuid import UUID
+
+import psycopg
+from eventsourcing.persistence import StoredEvent
+from eventsourcing.postgres import PostgresDatastore
+from psycopg.rows import tuple_row
+from psycopg.sql import SQL, Identifier
+from psycopg_pool import AsyncConnectionPool
+
+from domain.errors import Unavailable
+
+POOL_SIZE = 4  # the loop awaits them one request at a time each; a few suffice
+
+
+class AsyncReads:
+    """A small pool of asynchronous connections to the event store's database."""
+
+    def __init__(self, datastore: PostgresDatastore, events_table: str):
+        given = datastore.pool.kwargs
+        assert isinstance(given, dict)  # the library passes its connection arguments so
+        kwargs = {k: v for k, v in given.items() if k != "row_factory"}
+        self._pool: AsyncConnectionPool = AsyncConnectionPool(
+            kwargs={**kwargs, "autocommit": True},
+            min_size=1,
+            max_size=POOL_SIZE,
+            open=False,
+            timeout=datastore.pool.timeout,
+        )
+        self._stream = (
+            SQL(
+                "SELECT originator_version, topic, state FROM {}.{}"
+                " WHERE originator_id = %s ORDER BY originator_version"
+            )
+            .format(Identifier(datastore.schema or "public"), Identifier(events_table))
+            .as_string()
+        )
+
+    async def open(self) -> None:
+        """Open the pool (at server start)."""
+        await self._pool.open()
+
+    async def close(self) -> None:
+        """Close the pool (at server stop)."""
+        await self._pool.close()
+
+    async def stream(self, aggregate_id: UUID) -> list[StoredEvent]:
+        """An aggregate's whole stream, as the event store keeps it."""
+        rows = await self.rows(self._stream, (aggregate_id,), binary=True)
+        return [
+            StoredEvent(aggregate_id, version, topic, bytes(state))
+            for version, topic, state in rows
+        ]
+
+    async def stream_and_rows(
+        self, aggregate_id: UUID, sql: str, params: Sequence[Any]
+    ) -> tuple[list[StoredEvent], list[tuple[Any, ...]]]:
+        """``stream`` and ``rows`` in one round trip (pipelined on one connection)."""
+        try:
+            async with self._pool.connection() as conn, conn.pipeline():
+                first = conn.cursor(row_factory=tuple_row)
+                second = conn.cursor(row_factory=tuple_row)
+                await first.execute(self._stream, (aggregate_id,), prepare=True, binary=True)
+                await second.execute(sql, tuple(params), prepare=True)
+                stored = await first.fetchall()
+                rows = await second.fetchall()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            raise Unavailable(
+                f"the event store could not be reached ({e.__class__.__name__}); retry"
+            ) from e
+        events = [StoredEvent(aggregate_id, v, t, bytes(s)) for v, t, s in stored]
+        return events, rows
+
+    async def rows(
+        self, sql: str, params: Sequence[Any] = (), *, binary: bool = False
+    ) -> list[tuple[Any, ...]]:
+        """The rows of one statement (psycopg placeholders), prepared, as tuples."""
+        try:
+            async with (
+                self._pool.connection() as conn,
+                conn.cursor(row_factory=tuple_row) as cur,
+            ):
+                await cur.execute(sql, tuple(params), prepare=True, binary=binary)
+                return await cur.fetchall()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            raise Unavailable(
+                f"the event store could not be reached ({e.__class__.__name__}); retry"
+            ) from e
