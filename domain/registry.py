@@ -778,7 +778,10 @@ class Registry(MemberCommands, Application[UUID]):
         A batch asks (from what it prefetched): its members stand or fall alone, and a
         conflict at commit would send each of them to the store on its own. A single
         command does not spend a read on it: claiming a taken stream fails the append
-        itself, and ``_decide_and_commit`` then names the refusal.
+        itself, and ``_decide_and_commit`` then names the refusal. Under group commit
+        that failure sends the shared transaction's commands to the store one by one,
+        as any conflict does; a number is rarely given twice, a read per letter is paid
+        on every one.
         """
         return self._batch is not None and self._exists(aggregate_id)
 
