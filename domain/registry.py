@@ -279,13 +279,11 @@ class Registry(MemberCommands, Application[UUID]):
             else:
                 stored = self._read(partial(streams, chunk))
                 members = [
-                    _project(None, map(self.mapper.to_domain_event, stored[member_id]))
+                    self.member_from_stored(member_id, stored[member_id])
                     for member_id in chunk
                     if member_id in stored
                 ]
-            kept += sum(
-                self.members.offer(m) for m in members if isinstance(m, MemberRelationship)
-            )
+            kept += sum(self.members.offer(m) for m in members)
         return kept
 
     def member_from_stored(self, member_id: UUID, stored: Sequence[Any]) -> MemberRelationship:

@@ -10,7 +10,8 @@ no asynchronous driver here; its reads stay in request threads.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 from uuid import UUID
 
@@ -57,19 +58,11 @@ class AsyncReads:
         """Close the pool (at server stop)."""
         await self._pool.close()
 
-    async def stream(self, aggregate_id: UUID) -> list[StoredEvent]:
-        """An aggregate's whole stream, as the event store keeps it."""
-        rows = await self.rows(self._stream, (aggregate_id,), binary=True)
-        return [
-            StoredEvent(aggregate_id, version, topic, bytes(state))
-            for version, topic, state in rows
-        ]
-
     async def stream_and_rows(
         self, aggregate_id: UUID, sql: str, params: Sequence[Any]
     ) -> tuple[list[StoredEvent], list[tuple[Any, ...]]]:
-        """``stream`` and ``rows`` in one round trip (pipelined on one connection)."""
-        try:
+        """An aggregate's whole stream and the rows of one statement, in one round trip."""
+        with _unavailable_when_unreachable():
             async with self._pool.connection() as conn, conn.pipeline():
                 first = conn.cursor(row_factory=tuple_row)
                 second = conn.cursor(row_factory=tuple_row)
@@ -77,25 +70,25 @@ class AsyncReads:
                 await second.execute(sql, tuple(params), prepare=True)
                 stored = await first.fetchall()
                 rows = await second.fetchall()
-        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-            raise Unavailable(
-                f"the event store could not be reached ({e.__class__.__name__}); retry"
-            ) from e
         events = [StoredEvent(aggregate_id, v, t, bytes(s)) for v, t, s in stored]
         return events, rows
 
-    async def rows(
-        self, sql: str, params: Sequence[Any] = (), *, binary: bool = False
-    ) -> list[tuple[Any, ...]]:
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of one statement (psycopg placeholders), prepared, as tuples."""
-        try:
+        with _unavailable_when_unreachable():
             async with (
                 self._pool.connection() as conn,
                 conn.cursor(row_factory=tuple_row) as cur,
             ):
-                await cur.execute(sql, tuple(params), prepare=True, binary=binary)
+                await cur.execute(sql, tuple(params), prepare=True)
                 return await cur.fetchall()
-        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-            raise Unavailable(
-                f"the event store could not be reached ({e.__class__.__name__}); retry"
-            ) from e
+
+
+@contextmanager
+def _unavailable_when_unreachable() -> Iterator[None]:
+    try:
+        yield
+    except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+        raise Unavailable(
+            f"the event store could not be reached ({e.__class__.__name__}); retry"
+        ) from e

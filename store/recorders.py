@@ -139,16 +139,6 @@ class PostgresRecorder(PostgresApplicationRecorder):
                 INT8_ARRAY_OID,
             ],
         )
-        self._read_stream = PreparedStatement(
-            f"{self.events_table_name.replace('.', '_')}_stream",
-            SQL(
-                "SELECT originator_version, topic, state FROM {}.{}"
-                " WHERE originator_id = $1 ORDER BY originator_version"
-            )
-            .format(schema, Identifier(self.events_table_name))
-            .as_string(),
-            [UUID_OID],
-        )
         self._read_streams = PreparedStatement(
             f"{self.events_table_name.replace('.', '_')}_streams",
             SQL(
@@ -235,22 +225,8 @@ class PostgresRecorder(PostgresApplicationRecorder):
             )
             return events
         stream = originator_id if isinstance(originator_id, UUID) else UUID(str(originator_id))
-        whole: Sequence[StoredEvent] = self._select_stream(stream)
-        return whole
-
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
-    def _select_stream(self, stream: UUID) -> Sequence[StoredEvent]:
-        with self.datastore.get_connection() as conn:
-            result = self._read_stream.run(conn, [stream.bytes])
-        return [
-            StoredEvent(
-                originator_id=stream,
-                originator_version=read_int8(result.get_value(i, 0)),
-                topic=bytes(result.get_value(i, 1) or b"").decode(),
-                state=bytes(result.get_value(i, 2) or b""),
-            )
-            for i in range(result.ntuples)
-        ]
+        streams: dict[UUID, list[StoredEvent]] = self.select_streams([stream])
+        return streams.get(stream, [])
 
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_streams(self, ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
