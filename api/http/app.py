@@ -1,10 +1,13 @@
 """The HTTP application: routers, error handling, limits, and the projection follower."""
 
+import asyncio
 import logging
 import threading
 import time
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Response
@@ -14,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.http import problems, schemas
 from api.http.deps import check_token, check_token_now
 from api.http.metrics import METRICS
+from api.http.read_members import ReadMembers
 from api.http.routes import commands, ops, reads
 from audit.config import AuditConfig
 from audit.sealer import BackgroundSealer, Sealer
@@ -23,11 +27,13 @@ from projections.queries import ReadModels
 from projections.runner import Projector
 from store.async_reads import AsyncReads
 from store.collection import freeze_long_lived
+from store.lease import Lease
 from store.recorders import PostgresRecorder
 from store.sql import Db
 from store.tokens import TokenStore
 
 MAX_BODY = 64 * 1024
+DEFAULT_THREADS = 40  # anyio's default; harbor serve passes --threads
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """
@@ -67,17 +73,19 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if threads:
-            import anyio.to_thread
-
-            anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        # Commands run in the loop's executor (deps.in_thread), the other blocking routes
+        # in anyio's threads: both get the same size.
+        size = threads or DEFAULT_THREADS
+        anyio.to_thread.current_default_thread_limiter().total_tokens = size
+        executor = ThreadPoolExecutor(size, thread_name_prefix="harbor-request")
+        asyncio.get_running_loop().set_default_executor(executor)
         follower = None
         if follow:
             projector = Projector(registry)
             follower = threading.Thread(
                 target=projector.follow,
                 args=(stop,),
-                kwargs={"poll_seconds": 0.05},
+                kwargs={"poll_seconds": 0.05, "lease": _lease(registry)},
                 daemon=True,
                 name="harbor-projections",
             )
@@ -102,6 +110,7 @@ def create_app(
                 sealer.stop(final_seal=True)
             if follower is not None:
                 follower.join(timeout=10)
+            executor.shutdown(wait=True)
 
     app = FastAPI(
         title="Harbor",
@@ -114,14 +123,41 @@ def create_app(
     app.state.cache_warming = "running" if warm else "off"
     app.state.async_reads = None  # opened with the app on PostgreSQL (lifespan)
     app.state.models = ReadModels(registry)
+    app.state.read_members = ReadMembers(registry)
     app.state.tokens = TokenStore(Db(registry.recorder.datastore))  # type: ignore[attr-defined]
     problems.install(app)
 
     app.add_middleware(Guard, registry=registry, tokens=app.state.tokens)
-    app.include_router(commands.router)
-    app.include_router(reads.router)
-    app.include_router(ops.router)
+    # The routes join the app's own router rather than being included: FastAPI 0.16x
+    # wraps an included router, and matching through the wrapper cost about 100 µs of
+    # CPU per request (bench/README.md, "HTTP"). Router-level dependencies (the reads'
+    # min_position) are already part of each route.
+    for module in (commands, reads, ops):
+        app.router.routes.extend(module.router.routes)
+    _document_bearer(app)
     return app
+
+
+def _document_bearer(app: FastAPI) -> None:
+    """Show the bearer token in the OpenAPI schema: the Guard checks it, not a dependency."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+            schemes["HTTPBearer"] = {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "a token from `harbor tokens issue`",
+            }
+            for path, item in schema["paths"].items():
+                if not _public(path):
+                    for operation in item.values():
+                        operation["security"] = [{"HTTPBearer": []}]
+        return app.openapi_schema or build()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 class Guard:
@@ -218,6 +254,12 @@ def _start_sealer(registry: Registry) -> BackgroundSealer | None:
         )
         return None
     return BackgroundSealer(Sealer.from_config(registry.recorder, config)).start()
+
+
+def _lease(registry: Registry) -> Lease | None:
+    """On PostgreSQL, one of several server processes keeps the projections current."""
+    recorder = registry.recorder
+    return Lease(recorder.datastore) if isinstance(recorder, PostgresRecorder) else None
 
 
 def _async_reads(registry: Registry) -> AsyncReads | None:

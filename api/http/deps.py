@@ -1,11 +1,12 @@
 """Dependencies shared by the routes: the registry, read models, the caller's credential."""
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
-from fastapi import Depends, Header, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Query, Request
 
 from domain.errors import HarborError, NotFound
 from domain.registry import Actor, Registry
@@ -53,7 +54,7 @@ async def get_tokens(request: Request) -> TokenStore:
 RegistryDep = Annotated[Registry, Depends(get_registry)]
 ModelsDep = Annotated[ReadModels, Depends(get_models)]
 TokensDep = Annotated[TokenStore, Depends(get_tokens)]
-_bearer = HTTPBearer(auto_error=False, description="a token from `harbor tokens issue`")
+T = TypeVar("T")
 
 
 def check_token(registry: Registry, tokens: TokenStore, token: str | None) -> Credential:
@@ -85,22 +86,12 @@ def _admit(registry: Registry, credential: Credential | None) -> Credential:
     return credential
 
 
-async def get_credential(
-    request: Request,
-    registry: RegistryDep,
-    tokens: TokensDep,
-    auth: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Credential:
-    """The caller's credential (checked once per request, before the body), or 401."""
-    checked: Credential | None = getattr(request.state, "credential", None)
-    if checked is not None:
-        return checked
-    return await anyio.to_thread.run_sync(
-        check_token, registry, tokens, auth.credentials if auth else None
-    )
-
-
-CredentialDep = Annotated[Credential, Depends(get_credential)]
+def credential_of(request: Request) -> Credential:
+    """The caller's credential, which the Guard middleware checked before the route ran."""
+    checked: Credential | None = request.scope.get("state", {}).get("credential")
+    if checked is None:  # only a route outside the Guard could get here
+        raise Unauthorized("send Authorization: Bearer <token> (harbor tokens issue)")
+    return checked
 
 
 @dataclass(frozen=True)
@@ -120,14 +111,21 @@ class Caller:
         return self.credential.role
 
 
+def _admitted(request: Request, roles: tuple[str, ...]) -> Caller:
+    credential = credential_of(request)
+    if credential.role not in roles:
+        raise Forbidden(
+            f"this needs the role {' or '.join(roles)}; your token is"
+            f" {credential.role} for {credential.unit_id}"
+        )
+    return Caller(credential)
+
+
+# One dependency per route where one will do: FastAPI 0.16x spends 15-30 µs of CPU on
+# every dependency and header parameter of every request (bench/README.md, "HTTP").
 def _role(*roles: str):  # type: ignore[no-untyped-def]
-    async def check(credential: CredentialDep) -> Caller:
-        if credential.role not in roles:
-            raise Forbidden(
-                f"this needs the role {' or '.join(roles)}; your token is"
-                f" {credential.role} for {credential.unit_id}"
-            )
-        return Caller(credential)
+    async def check(request: Request) -> Caller:
+        return _admitted(request, roles)
 
     return check
 
@@ -138,47 +136,88 @@ ReaderCaller = Annotated[Caller, Depends(_role("unit", "auditor", "admin"))]
 AuditCaller = Annotated[Caller, Depends(_role("auditor", "admin"))]
 
 
-async def idempotency_key(
-    key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            max_length=200,
-            description="repeat-safe key: the same key and body never record twice",
-        ),
-    ] = None,
-) -> str | None:
-    """The caller's idempotency key."""
-    return key
+@dataclass(frozen=True)
+class CommandContext:
+    """What every command route needs: who acts, the registry, and the command headers."""
+
+    caller: Caller
+    registry: Registry
+    idempotency_key: str | None
+    expected_version: int | None
 
 
-async def if_match(
-    value: Annotated[
-        str | None,
-        Header(
-            alias="If-Match",
-            max_length=40,
-            description="the member's stream version you decided on; 409 STALE_VERSION if it moved",
-        ),
-    ] = None,
-) -> int | None:
+def _command(*roles: str, versioned: bool = True):  # type: ignore[no-untyped-def]
+    async def context(request: Request) -> CommandContext:
+        caller = _admitted(request, roles)
+        headers = request.headers
+        return CommandContext(
+            caller,
+            request.app.state.registry,
+            idempotency_key(headers.get("idempotency-key")),
+            if_match(headers.get("if-match")) if versioned else None,
+        )
+
+    return context
+
+
+UnitCommand = Annotated[CommandContext, Depends(_command("unit"))]
+UnitEnrolment = Annotated[CommandContext, Depends(_command("unit", versioned=False))]
+AdminCommand = Annotated[CommandContext, Depends(_command("admin", versioned=False))]
+
+KEY_HEADER = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "repeat-safe key: the same key and body never record twice",
+    "schema": {"type": "string", "maxLength": 200},
+}
+IF_MATCH_HEADER = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "the member's stream version you decided on; 409 STALE_VERSION if it moved",
+    "schema": {"type": "string", "maxLength": 40},
+}
+# The headers are read by the command context, not by FastAPI: documented here.
+VERSIONED_HEADERS: dict[str, Any] = {"parameters": [KEY_HEADER, IF_MATCH_HEADER]}
+KEYED_HEADERS: dict[str, Any] = {"parameters": [KEY_HEADER]}
+
+
+def idempotency_key(value: str | None) -> str | None:
+    """The caller's idempotency key (at most 200 characters)."""
+    if value is not None and len(value) > 200:
+        from domain.errors import InvalidInput
+
+        raise InvalidInput(
+            "Idempotency-Key is limited to 200 characters", field="Idempotency-Key"
+        )
+    return value
+
+
+def if_match(value: str | None) -> int | None:
     """The expected stream version from If-Match (a number, quotes allowed)."""
     if value is None:
         return None
     text = value.strip().strip("W/").strip('"')
-    if not text.isdigit():
+    if len(value) > 40 or not text.isdigit():
         from domain.errors import InvalidInput
 
         raise InvalidInput("If-Match must be the member's version number", field="If-Match")
     return int(text)
 
 
-IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
-IfMatch = Annotated[int | None, Depends(if_match)]
+async def in_thread(call: Callable[[], T]) -> T:
+    """Run a blocking call (a command) in a request thread and await its result.
+
+    The loop's own executor (sized by ``harbor serve --threads``), not anyio's worker
+    threads: measured per command, anyio's hand-over cost the event loop about twice
+    the CPU of ``run_in_executor`` (bench/README.md, "HTTP").
+    """
+    return await asyncio.get_running_loop().run_in_executor(None, call)
 
 
 async def caught_up(
-    registry: RegistryDep,
+    request: Request,
     min_position: Annotated[
         int | None,
         Query(
@@ -188,6 +227,7 @@ async def caught_up(
 ) -> None:
     """Read-your-writes: wait until the projections have folded ``min_position``."""
     if min_position is not None:
+        registry = request.app.state.registry
         await anyio.to_thread.run_sync(_wait_until_projected, registry, min_position)
 
 

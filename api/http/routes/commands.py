@@ -1,27 +1,29 @@
 """Commands: each made as the calling unit; the body carries only the event's own fields."""
 
 from collections.abc import Callable
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 from uuid import UUID
 
 from fastapi import APIRouter, Response
 
 from api.http import schemas as s
 from api.http.deps import (
-    AdminCaller,
+    KEYED_HEADERS,
+    VERSIONED_HEADERS,
+    AdminCommand,
     Caller,
+    CommandContext,
     Forbidden,
-    IdempotencyKey,
-    IfMatch,
-    RegistryDep,
     TokensDep,
-    UnitCaller,
+    UnitCommand,
+    UnitEnrolment,
+    in_thread,
 )
 from api.http.metrics import METRICS
 from domain.receipts import Outcome
-from domain.registry import Registry
 
-router = APIRouter()
+router = APIRouter(responses=s.problem_responses())
 
 # action path → (body, Registry method, what it does)
 CASE_ACTIONS: dict[str, tuple[type[s.Command], str, str]] = {
@@ -57,6 +59,14 @@ MEMBER_ACTIONS: dict[str, tuple[type[s.Command], str, str]] = {
     "voids": (s.EntryVoid, "void_entry", "Void an entry by its log position (it stays, marked)"),
 }
 RENAMED = {"voided": "position"}
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def _post(path: str, tag: str, headers: dict[str, Any]) -> Callable[[Endpoint], Endpoint]:
+    """A command route: 201 with the outcome, the command headers documented."""
+    return router.post(
+        path, response_model=s.CommandResult, status_code=201, tags=[tag], openapi_extra=headers
+    )
 
 
 def _acting(caller: Caller, body: s.Command) -> None:
@@ -73,35 +83,40 @@ def _result(outcome: Outcome, response: Response, command: str) -> s.CommandResu
     return s.CommandResult(**{k: v for k, v in outcome.__dict__.items()})
 
 
-def _run(
-    registry: Registry, method: str, caller: Caller, body: s.Command, *args: Any, **kwargs: Any
+async def _command(
+    context: CommandContext, method: str, body: s.Command, *args: Any, **kwargs: Any
 ) -> Outcome:
-    _acting(caller, body)
+    """Run a Registry command in a request thread, as the caller, with the body's fields."""
+    _acting(context.caller, body)
     fields = {RENAMED.get(k, k): v for k, v in s.plain(body).items()}
-    call: Callable[..., Outcome] = getattr(registry, method)
-    return call(caller.actor, *args, occurred_on=body.occurred_on, **fields, **kwargs)
+    call = partial(
+        getattr(context.registry, method),
+        context.caller.actor,
+        *args,
+        occurred_on=body.occurred_on,
+        idempotency_key=context.idempotency_key,
+        **fields,
+        **kwargs,
+    )
+    outcome: Outcome = await in_thread(call)
+    return outcome
 
 
 def _case_route(path: str, model: type[s.Command], method: str, summary: str) -> None:
-    def endpoint(
+    async def endpoint(
         member_id: UUID,
         case_id: UUID,
         body: model,  # type: ignore[valid-type]
-        caller: UnitCaller,
-        registry: RegistryDep,
-        key: IdempotencyKey,
-        version: IfMatch,
+        context: UnitCommand,
         response: Response,
     ) -> s.CommandResult:
-        outcome = _run(
-            registry,
+        outcome = await _command(
+            context,
             method,
-            caller,
             body,
             member_id,
             case_id=case_id,
-            expected_version=version,
-            idempotency_key=key,
+            expected_version=context.expected_version,
         )
         return _result(outcome, response, method)
 
@@ -115,21 +130,19 @@ def _case_route(path: str, model: type[s.Command], method: str, summary: str) ->
         summary=summary,
         name=method,
         tags=["case actions"],
+        openapi_extra=VERSIONED_HEADERS,
     )
 
 
 def _member_route(path: str, model: type[s.Command], method: str, summary: str) -> None:
-    def endpoint(
+    async def endpoint(
         member_id: UUID,
         body: model,  # type: ignore[valid-type]
-        caller: UnitCaller,
-        registry: RegistryDep,
-        key: IdempotencyKey,
-        version: IfMatch,
+        context: UnitCommand,
         response: Response,
     ) -> s.CommandResult:
-        outcome = _run(
-            registry, method, caller, body, member_id, expected_version=version, idempotency_key=key
+        outcome = await _command(
+            context, method, body, member_id, expected_version=context.expected_version
         )
         return _result(outcome, response, method)
 
@@ -143,127 +156,60 @@ def _member_route(path: str, model: type[s.Command], method: str, summary: str) 
         summary=summary,
         name=method,
         tags=["member actions"],
+        openapi_extra=VERSIONED_HEADERS,
     )
 
 
-@router.post("/units", response_model=s.CommandResult, status_code=201, tags=["units"])
-def register_unit(
-    body: s.UnitRegistration,
-    caller: AdminCaller,
-    registry: RegistryDep,
-    key: IdempotencyKey,
-    response: Response,
+@_post("/units", "units", KEYED_HEADERS)
+async def register_unit(
+    body: s.UnitRegistration, context: AdminCommand, response: Response
 ) -> s.CommandResult:
     """Register a unit (admin)."""
-    _acting(caller, body)
-    outcome = registry.register_unit(
-        caller.actor,
-        code=body.code,
-        name=body.name,
-        kind=body.kind,
-        region=body.region,
-        parent_unit_id=body.parent_unit_id,
-        occurred_on=body.occurred_on,
-        idempotency_key=key,
-    )
+    outcome = await _command(context, "register_unit", body)
     return _result(outcome, response, "register_unit")
 
 
-@router.post(
-    "/units/{unit_id}/rename", response_model=s.CommandResult, status_code=201, tags=["units"]
-)
-def rename_unit(
-    unit_id: str,
-    body: s.UnitRename,
-    caller: AdminCaller,
-    registry: RegistryDep,
-    key: IdempotencyKey,
-    response: Response,
+@_post("/units/{unit_id}/rename", "units", KEYED_HEADERS)
+async def rename_unit(
+    unit_id: str, body: s.UnitRename, context: AdminCommand, response: Response
 ) -> s.CommandResult:
     """Record a unit's new name (admin)."""
-    _acting(caller, body)
-    outcome = registry.rename_unit(
-        caller.actor, unit_id, name=body.name, occurred_on=body.occurred_on, idempotency_key=key
-    )
+    outcome = await _command(context, "rename_unit", body, unit_id)
     return _result(outcome, response, "rename_unit")
 
 
-@router.post(
-    "/units/{unit_id}/dissolution", response_model=s.CommandResult, status_code=201, tags=["units"]
-)
-def dissolve_unit(
+@_post("/units/{unit_id}/dissolution", "units", KEYED_HEADERS)
+async def dissolve_unit(
     unit_id: str,
     body: s.UnitDissolution,
-    caller: AdminCaller,
-    registry: RegistryDep,
+    context: AdminCommand,
     tokens: TokensDep,
-    key: IdempotencyKey,
     response: Response,
 ) -> s.CommandResult:
     """Record that a unit no longer exists; its tokens are revoked (admin)."""
-    _acting(caller, body)
-    outcome = registry.dissolve_unit(
-        caller.actor,
-        unit_id,
-        successor_unit_id=body.successor_unit_id,
-        occurred_on=body.occurred_on,
-        idempotency_key=key,
-    )
-    tokens.revoke_unit(unit_id)
+    outcome = await _command(context, "dissolve_unit", body, unit_id)
+    await in_thread(partial(tokens.revoke_unit, unit_id))
     return _result(outcome, response, "dissolve_unit")
 
 
-@router.post("/members", response_model=s.CommandResult, status_code=201, tags=["members"])
-def enrol_member(
-    body: s.Enrolment,
-    caller: UnitCaller,
-    registry: RegistryDep,
-    key: IdempotencyKey,
-    response: Response,
+@_post("/members", "members", KEYED_HEADERS)
+async def enrol_member(
+    body: s.Enrolment, context: UnitEnrolment, response: Response
 ) -> s.CommandResult:
     """Enrol a member (409 DUPLICATE_MEMBER for a known ID number)."""
-    _acting(caller, body)
-    outcome = registry.enrol_member(
-        caller.actor,
-        name=body.name,
-        id_number=body.id_number,
-        standing=body.standing,
-        household_region=body.household_region,
-        occurred_on=body.occurred_on,
-        probation_started_on=body.probation_started_on,
-        developing_unit_id=body.developing_unit_id,
-        holder_unit_id=body.holder_unit_id,
-        idempotency_key=key,
-    )
+    outcome = await _command(context, "enrol_member", body)
     return _result(outcome, response, "enrol_member")
 
 
-@router.post(
-    "/members/{member_id}/inquiries",
-    response_model=s.CommandResult,
-    status_code=201,
-    tags=["members"],
-)
-def receive_inquiry(
-    member_id: UUID,
-    body: s.Inquiry,
-    caller: UnitCaller,
-    registry: RegistryDep,
-    key: IdempotencyKey,
-    version: IfMatch,
-    response: Response,
+@_post("/members/{member_id}/inquiries", "members", VERSIONED_HEADERS)
+async def receive_inquiry(
+    member_id: UUID, body: s.Inquiry, context: UnitCommand, response: Response
 ) -> s.CommandResult:
     """The member came forward here: returns the case (new, or the open one) and its first
     responder. Any unit may record an inquiry — first-inquiry responsibility never stops at a
     permission screen."""
-    outcome = _run(
-        registry,
-        "receive_inquiry",
-        caller,
-        body,
-        member_id,
-        expected_version=version,
-        idempotency_key=key,
+    outcome = await _command(
+        context, "receive_inquiry", body, member_id, expected_version=context.expected_version
     )
     return _result(outcome, response, "receive_inquiry")
 

@@ -8,13 +8,14 @@ from fastapi.responses import PlainTextResponse
 
 from api.http.deps import AuditCaller, RegistryDep
 from api.http.metrics import METRICS
+from api.http.schemas import problem_responses
 from audit.bundle import BundleError, make_bundle
 from audit.log import AuditLog
 from audit.status import audit_status as sealed_status
 from domain.errors import RuleRefused
 from projections.runner import live_position
 
-router = APIRouter()
+router = APIRouter(responses=problem_responses())
 
 
 def _projected(registry: Any) -> int:
