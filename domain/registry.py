@@ -286,9 +286,16 @@ class Registry(MemberCommands, Application[UUID]):
             kept += sum(self.members.offer(m) for m in members)
         return kept
 
-    def member_from_stored(self, member_id: UUID, stored: Sequence[Any]) -> MemberRelationship:
-        """The member folded from its stored events, read elsewhere (asynchronously)."""
-        member = _project(None, map(self.mapper.to_domain_event, stored)) if stored else None
+    def member_from_stored(
+        self, member_id: UUID, stored: Sequence[Any], base: MemberRelationship | None = None
+    ) -> MemberRelationship:
+        """The member folded from stored events read elsewhere (asynchronously).
+
+        With ``base``, the events are the ones after it, and ``base`` itself is advanced.
+        """
+        if base is not None:
+            stored = [e for e in stored if e.originator_version > base.version]
+        member = _project(base, map(self.mapper.to_domain_event, stored)) if stored else base
         if not isinstance(member, MemberRelationship):
             raise NotFound(f"no member {member_id}", code="UNKNOWN_MEMBER", field="member_id")
         return member

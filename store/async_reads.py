@@ -50,6 +50,22 @@ class AsyncReads:
             .as_string()
         )
 
+        tail = (
+            SQL(
+                "SELECT array_agg(originator_version ORDER BY originator_version) AS v,"
+                " array_agg(topic ORDER BY originator_version) AS t,"
+                " array_agg(state ORDER BY originator_version) AS s FROM {}.{}"
+                " WHERE originator_id = %s AND originator_version > %s"
+            )
+            .format(Identifier(datastore.schema or "public"), Identifier(events_table))
+            .as_string()
+        )
+        # The statement's row joined to the tail: one row even when the statement has none.
+        self._tail = (
+            f"SELECT e.v, e.t, e.s, r.* FROM ({tail}) AS e LEFT JOIN LATERAL ({{}}) AS r ON true"
+        )
+        self._tails: dict[str, str] = {}
+
     async def open(self) -> None:
         """Open the pool (at server start)."""
         await self._pool.open()
@@ -72,6 +88,33 @@ class AsyncReads:
                 rows = await second.fetchall()
         events = [StoredEvent(aggregate_id, v, t, bytes(s)) for v, t, s in stored]
         return events, rows
+
+    async def tail_and_rows(
+        self, aggregate_id: UUID, after: int, sql: str, params: Sequence[Any]
+    ) -> tuple[list[StoredEvent], list[tuple[Any, ...]]]:
+        """An aggregate's events after version ``after`` and the row of one statement.
+
+        One statement, not a pipeline of two: psycopg's asynchronous pipeline cost the
+        event loop more CPU than the queries cost the server. ``sql`` must give at most
+        one row, whose first column is never null.
+        """
+        statement = self._tails.get(sql)
+        if statement is None:
+            statement = self._tails[sql] = self._tail.format(sql)
+        with _unavailable_when_unreachable():
+            async with (
+                self._pool.connection() as conn,
+                conn.cursor(row_factory=tuple_row) as cur,
+            ):
+                await cur.execute(statement, (aggregate_id, after, *params), prepare=True)
+                row = await cur.fetchone()
+        assert row is not None  # an aggregate without GROUP BY gives one row
+        versions, topics, states, *rest = row
+        events = [
+            StoredEvent(aggregate_id, v, t, bytes(s))
+            for v, t, s in zip(versions or (), topics or (), states or (), strict=True)
+        ]
+        return events, ([tuple(rest)] if rest[0] is not None else [])
 
     async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of one statement (psycopg placeholders), prepared, as tuples."""

@@ -454,6 +454,23 @@ def test_member_status_is_answered_on_the_event_loop_on_postgresql(article: Arti
     refused(api.get(f"/members/{liu}", univ, params={"on": "1900-13-01"}), 422, "INVALID_INPUT")
 
 
+def test_a_unit_may_read_a_member_from_its_first_inquiry_on(article: Article) -> None:
+    """Who may read is decided on the member as it is now, not as a first read left it."""
+    api = article.api
+    liu = article.members.liu_yang
+    stranger = api.token("hongkou-center")
+    refused(api.get(f"/members/{liu}", stranger), 403, "FORBIDDEN")
+
+    inquiry = api.post(f"/members/{liu}/inquiries", stranger,
+                       {"channel": "walk_in", "summary": "came to ask"})
+    assert inquiry.status_code == 201, inquiry.text
+    position = inquiry.json()["position"]
+    answer = api.get(f"/members/{liu}", stranger, params={"min_position": position})
+
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["version"] == inquiry.json()["version"]
+
+
 def test_history_now_as_of_as_recorded_and_at_a_position(article: Article) -> None:
     api, comrade = article.api, article.members.old_comrade
     path = f"/members/{comrade}/history"

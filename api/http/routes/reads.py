@@ -21,6 +21,7 @@ from api.http.deps import (
     ReaderCaller,
     RegistryDep,
 )
+from api.http.read_members import ReadMembers
 from domain.errors import InvalidInput, NotFound
 from domain.member_state import MemberState
 from domain.registry import Registry
@@ -30,7 +31,7 @@ from store.async_reads import AsyncReads
 
 MEMBER_STATUS_PG_SQL = MEMBER_STATUS_SQL.replace("?", "%s")
 
-router = APIRouter(dependencies=[CaughtUp])
+router = APIRouter(dependencies=[CaughtUp], responses=s.problem_responses())
 
 OnQuery = Annotated[
     date | None,
@@ -120,24 +121,24 @@ def find_members(
 
 @router.get("/members/{member_id}", tags=["members"])
 async def member_status(
-    request: Request,
-    member_id: UUID,
-    caller: ReaderCaller,
-    registry: RegistryDep,
-    models: ModelsDep,
-    on: OnQuery = None,
+    request: Request, member_id: UUID, caller: ReaderCaller, on: OnQuery = None
 ) -> dict[str, Any]:
     """Holder, status (attached / in_transit / held / orphaned), open case, ledger colour."""
+    # The busiest read takes the registry and read models from the app, not as dependencies
+    # (each costs CPU on every request; see api/http/deps.py).
+    registry: Registry = request.app.state.registry
+    models: ReadModels = request.app.state.models
     reads: AsyncReads | None = getattr(request.app.state, "async_reads", None)
     if reads is None:  # SQLite: from a request thread, like every other read
         return await run_in_threadpool(_member_status, registry, caller, member_id, models, on)
     # PostgreSQL: awaited on the event loop, the most frequent read answers without
     # waiting for a request thread (store/async_reads.py).
-    if caller.role == "unit":  # the stream (who may read) and the status in one round trip
-        stored, rows = await reads.stream_and_rows(
-            member_id, MEMBER_STATUS_PG_SQL, (str(member_id),)
+    if caller.role == "unit":  # the stream's news (who may read) and the status, at once
+        known: ReadMembers = request.app.state.read_members
+        stored, rows = await reads.tail_and_rows(
+            member_id, known.version(member_id), MEMBER_STATUS_PG_SQL, (str(member_id),)
         )
-        may_read_state(caller, registry.member_from_stored(member_id, stored).state)
+        may_read_state(caller, known.advance(member_id, stored).state)
     else:
         rows = await reads.rows(MEMBER_STATUS_PG_SQL, (str(member_id),))
     return models.status_from_rows(member_id, rows, on)
