@@ -131,6 +131,7 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
             print("harbor: --workers needs PostgreSQL; serving from one process", file=sys.stderr)
         else:
             os.environ["HARBOR_WARM_CACHE"] = "yes" if args.warm_cache else "no"
+            os.environ["HARBOR_THREADS"] = str(args.threads)
             uvicorn.run(
                 "api.http.serve:app_from_environment",
                 factory=True,

@@ -40,6 +40,7 @@ from domain.unit import Unit
 from projections import rows, schema
 from projections.writer import Changes, RowWriter
 from store.collection import rare_collections
+from store.lease import Lease
 from store.sql import Db
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 DEFAULT_BATCH = 5000
 REBUILD_BATCH = 5000
 DEFAULT_CACHE = 5000
+STANDBY_SECONDS = 1.0  # a follower without the lease looks again this often
 # A rebuild worker meets each member in a few nearby batches: a smaller cache keeps
 # its memory flat however long the log is.
 REBUILD_CACHE = 2000
@@ -203,7 +205,12 @@ class Projector:
         return done
 
     def follow(
-        self, stop: threading.Event, *, poll_seconds: float = 0.2, linger_seconds: float = 0.02
+        self,
+        stop: threading.Event,
+        *,
+        poll_seconds: float = 0.2,
+        linger_seconds: float = 0.02,
+        lease: Lease | None = None,
     ) -> None:
         """Keep folding new events until ``stop`` is set (short polling, both backends).
 
@@ -214,8 +221,23 @@ class Projector:
         back-to-back batches of one or two events each would cost the process more
         than the commands themselves (a reader waiting with min_position waits that
         much longer, at most).
+
+        With a ``lease`` (store/lease.py), it folds only while this process holds it
+        and otherwise stands by, so one of several server processes does the work.
         """
+        try:
+            self._follow(stop, poll_seconds, linger_seconds, lease)
+        finally:
+            if lease is not None:
+                lease.release()
+
+    def _follow(
+        self, stop: threading.Event, poll_seconds: float, linger_seconds: float, lease: Lease | None
+    ) -> None:
         while not stop.is_set():
+            if lease is not None and not lease.hold():
+                stop.wait(STANDBY_SECONDS)
+                continue
             try:
                 result = self.run_once()
                 if result.events >= self.batch_size:

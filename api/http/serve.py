@@ -14,4 +14,5 @@ def app_from_environment() -> FastAPI:
     if os.environ.get("HARBOR_GROUP_COMMIT", "on").lower() not in ("off", "no", "0", "false"):
         registry.enable_group_commit()
     warm = os.environ.get("HARBOR_WARM_CACHE", "yes").lower() not in ("off", "no", "0", "false")
-    return create_app(registry, seal=True, warm=warm)
+    threads = int(os.environ.get("HARBOR_THREADS", "0")) or None
+    return create_app(registry, threads=threads, seal=True, warm=warm)

@@ -1,0 +1,63 @@
+"""A lease only one process holds at a time: a PostgreSQL session advisory lock.
+
+``harbor serve --workers N`` starts N processes over one database, and each
+would keep the projections current. They would not corrupt them (a follower
+that loses a race to commit a batch rolls it back), but every worker would
+fold every event, and the losers' work is thrown away. With the lease, one
+worker follows and the others stand by; if it stops, or loses its connection,
+the lock is released by the server and a standby takes over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from typing import Any
+
+import psycopg
+from eventsourcing.postgres import PostgresDatastore
+
+log = logging.getLogger(__name__)
+
+PROJECTIONS_LEASE = 0x4861_7262_6F72_0001  # "Harbor", 1: the projection follower
+CHECK_SECONDS = 1.0  # how often a held lease checks that its connection still stands
+
+
+class Lease:
+    """A session advisory lock held on a connection of its own."""
+
+    def __init__(self, datastore: PostgresDatastore, key: int = PROJECTIONS_LEASE):
+        given = datastore.pool.kwargs
+        assert isinstance(given, dict)
+        self._kwargs: dict[str, Any] = {k: v for k, v in given.items() if k != "row_factory"}
+        self._key = key - 2**64 if key >= 2**63 else key  # a signed bigint
+        self._conn: psycopg.Connection[Any] | None = None
+        self._checked = 0.0
+
+    def hold(self) -> bool:
+        """True while this process holds the lease (taking it if it is free)."""
+        try:
+            if self._conn is not None:
+                if time.monotonic() - self._checked >= CHECK_SECONDS:
+                    self._conn.execute("SELECT 1")
+                    self._checked = time.monotonic()
+                return True
+            conn = psycopg.connect(**self._kwargs, autocommit=True)
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+            if row is not None and row[0]:
+                self._conn, self._checked = conn, time.monotonic()
+                log.info("holding the projection lease: this process keeps projections current")
+                return True
+            conn.close()
+            return False
+        except psycopg.Error:
+            self.release()  # the server went away: the lock went with the session
+            return False
+
+    def release(self) -> None:
+        """Give the lease up (closing its session releases the lock)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
