@@ -3,9 +3,9 @@
 The writer remembers, for recently written members, the rows it last wrote,
 so a batch sends only the rows an event actually changed (a dues payment
 touches one row, not six). A member it does not remember is rewritten whole.
-On PostgreSQL rows travel by COPY into a staging table and are merged with
-one ``INSERT … ON CONFLICT`` per table; on SQLite (in-process) by
-``executemany``.
+On PostgreSQL many rows travel by COPY into a staging table and are merged
+with one ``INSERT … ON CONFLICT`` per table, a few by a pipelined
+``executemany``; on SQLite (in-process) always by ``executemany``.
 """
 
 from __future__ import annotations
@@ -32,6 +32,11 @@ KEYS: dict[str, list[str]] = {
 }
 MEMBER_TABLES = ("members", "cases", "referrals", "letters", "overrides")
 _IN_CHUNK = 500
+# Up to this many rows a PostgreSQL merge is a pipelined INSERT … ON CONFLICT per row;
+# beyond, COPY into a staging table and one merge. The staging costs four statements
+# per table whatever the rows, which made a follower's batches of a few events (a
+# server under a steady trickle of commands) cost more than the commands themselves.
+SMALL_UPSERT = 64
 
 
 def _key_of(name: str) -> Any:
@@ -137,7 +142,7 @@ class RowWriter:
         keys = KEYS[name]
         updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in keys)
         conflict = f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
-        if self.db.backend == "postgres":
+        if self.db.backend == "postgres" and len(rows) > SMALL_UPSERT:
             stage = f"harbor_stage_{name}"
             cur.execute(
                 f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {target}) ON COMMIT DELETE ROWS"
@@ -148,7 +153,7 @@ class RowWriter:
                 f" SELECT {', '.join(columns)} FROM {stage} {conflict}"
             )
             cur.execute(f"TRUNCATE {stage}")
-        else:
+        else:  # SQLite, and a following batch's few rows (one pipelined round trip)
             cur.executemany(
                 f"INSERT INTO {target} ({', '.join(columns)})"
                 f" VALUES ({', '.join('?' * len(columns))}) {conflict}",
