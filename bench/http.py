@@ -80,6 +80,91 @@ def _percentile(values: list[float], q: float) -> float | None:
     return ordered[rank]
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int | str) -> list[str]:
+    """The fields of /proc/PID/stat after the command name."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children still running."""
+    total = 0.0
+    for task in [pid, *_children(pid)]:
+        try:
+            fields = _stat(task)
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = _stat(entry)
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found += [int(entry), *_children(int(entry))]
+    return found
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds of every postgres process on this machine (the bench's server is local)."""
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if "(postgres)" in stat:
+                fields = stat.rpartition(")")[2].split()
+                total += (int(fields[11]) + int(fields[12])) / TICK
+    return total
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle, iowait
+    return (sum(values) - idle) / TICK, sum(values) / TICK
+
+
+class CpuMeter:
+    """Where a phase's CPU went: the server, this client, PostgreSQL, and the machine's idle."""
+
+    def __init__(self, server_pid: int | None):
+        self.server_pid = server_pid
+        self.start = self._read()
+
+    def _read(self) -> tuple[float, float, float, float, float]:
+        server = _tree_cpu(self.server_pid) if self.server_pid else 0.0
+        usage = os.times()
+        busy, total = _machine_busy()
+        return server, usage.user + usage.system, _postgres_cpu(), busy, total
+
+    def per(self, commands: int) -> dict[str, Any]:
+        """CPU milliseconds per command by process, and the machine's idle share."""
+        end = self._read()
+        spent = (b - a for a, b in zip(self.start, end, strict=True))
+        server, client, postgres, busy, total = spent
+        n = max(commands, 1)
+        return {
+            "server_cpu_ms_per_command": _round(server * 1000 / n),
+            "client_cpu_ms_per_command": _round(client * 1000 / n),
+            "postgres_cpu_ms_per_command": _round(postgres * 1000 / n),
+            "machine_idle_share": _round(1 - busy / total) if total else None,
+        }
+
+
 @dataclass
 class Tally:
     """What the threads of one phase did."""
@@ -402,12 +487,16 @@ def main() -> int:
         port = _free_port()
         server = start_server(url, port, args.server_threads, server_log, args.server_workers)
         try:
+            meter = CpuMeter(server.pid)
             over_http, http_s = http_phase(port, tokens, args.threads, args.duration,
                                            args.count, run)
+            http_cpu = meter.per(over_http.commands)
         finally:
             stop_server(server)
+        meter = CpuMeter(None)
         in_process, inproc_s = inprocess_phase(url, args.threads, args.duration, args.count,
                                                run)
+        inproc_cpu = meter.per(in_process.commands)
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
@@ -428,13 +517,15 @@ def main() -> int:
                      "status_queries": over_http.statuses, "errors": len(over_http.errors),
                      "status_not_found": over_http.not_found,
                      "status_mean_ms": _round(statistics.fmean(over_http.status_ms)
-                                              if over_http.status_ms else None)},
+                                              if over_http.status_ms else None),
+                     **http_cpu},
             "in_process": {"seconds": round(inproc_s, 2), "commands": in_process.commands,
                            "status_queries": in_process.statuses,
                            "status_not_found": in_process.not_found,
                            "errors": len(in_process.errors),
                            "status_p50_ms": _round(_percentile(in_process.status_ms, 50)),
-                           "status_p99_ms": _round(_percentile(in_process.status_ms, 99))},
+                           "status_p99_ms": _round(_percentile(in_process.status_ms, 99)),
+                           **inproc_cpu},
             "first_errors": (over_http.errors + in_process.errors)[:5],
             "server_log": str(server_log),
             "server_log_tracebacks": server_log.read_text(errors="replace").count("Traceback"),
