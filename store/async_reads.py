@@ -41,15 +41,6 @@ class AsyncReads:
             open=False,
             timeout=datastore.pool.timeout,
         )
-        self._stream = (
-            SQL(
-                "SELECT originator_version, topic, state FROM {}.{}"
-                " WHERE originator_id = %s ORDER BY originator_version"
-            )
-            .format(Identifier(datastore.schema or "public"), Identifier(events_table))
-            .as_string()
-        )
-
         tail = (
             SQL(
                 "SELECT array_agg(originator_version ORDER BY originator_version) AS v,"
@@ -73,21 +64,6 @@ class AsyncReads:
     async def close(self) -> None:
         """Close the pool (at server stop)."""
         await self._pool.close()
-
-    async def stream_and_rows(
-        self, aggregate_id: UUID, sql: str, params: Sequence[Any]
-    ) -> tuple[list[StoredEvent], list[tuple[Any, ...]]]:
-        """An aggregate's whole stream and the rows of one statement, in one round trip."""
-        with _unavailable_when_unreachable():
-            async with self._pool.connection() as conn, conn.pipeline():
-                first = conn.cursor(row_factory=tuple_row)
-                second = conn.cursor(row_factory=tuple_row)
-                await first.execute(self._stream, (aggregate_id,), prepare=True, binary=True)
-                await second.execute(sql, tuple(params), prepare=True)
-                stored = await first.fetchall()
-                rows = await second.fetchall()
-        events = [StoredEvent(aggregate_id, v, t, bytes(s)) for v, t, s in stored]
-        return events, rows
 
     async def tail_and_rows(
         self, aggregate_id: UUID, after: int, sql: str, params: Sequence[Any]
