@@ -329,13 +329,14 @@ def http_phase(port: int, tokens: dict[str, str], threads: int, duration: float,
 
 
 def inprocess_phase(url: str, threads: int, duration: float, count: int | None,
-                    run: int) -> tuple[Tally, float]:
+                    run: int, cpu: dict[str, Any]) -> tuple[Tally, float]:
     from domain.errors import HarborError, NotFound
     from domain.registry import Actor
     from projections.queries import ReadModels
     from projections.runner import Projector
     from store import open_registry
 
+    meter = CpuMeter(None)  # the server is this process: its CPU is the "client" figure
     registry = open_registry(url)
     models = ReadModels(registry)
     stop = threading.Event()
@@ -390,7 +391,9 @@ def inprocess_phase(url: str, threads: int, duration: float, count: int | None,
             tally.add(commands, statuses, latencies, errors, not_found)
 
     try:
-        return tally, _run_threads(threads, work)
+        seconds = _run_threads(threads, work)
+        cpu.update(meter.per(tally.commands))  # before the store's sessions end with it
+        return tally, seconds
     finally:
         stop.set()
         follower.join(timeout=30)
@@ -493,10 +496,9 @@ def main() -> int:
             http_cpu = meter.per(over_http.commands)
         finally:
             stop_server(server)
-        meter = CpuMeter(None)
+        inproc_cpu: dict[str, Any] = {}
         in_process, inproc_s = inprocess_phase(url, args.threads, args.duration, args.count,
-                                               run)
-        inproc_cpu = meter.per(in_process.commands)
+                                               run, inproc_cpu)
     finally:
         with psycopg.connect(ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
