@@ -92,14 +92,24 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-def registry(store_url: str) -> Iterator[Registry]:
-    """A Registry on an empty store whose today is fixed at TODAY."""
-    app = open_registry(store_url, clock=lambda: TODAY)
+def _opened(url: str) -> Iterator[Registry]:
+    app = open_registry(url, clock=lambda: TODAY)
     try:
         yield app
     finally:
         app.close()
+
+
+@pytest.fixture
+def registry(store_url: str) -> Iterator[Registry]:
+    """A Registry on an empty store whose today is fixed at TODAY."""
+    yield from _opened(store_url)
+
+
+@pytest.fixture
+def pg_registry(pg_url: str) -> Iterator[Registry]:
+    """A Registry on an empty PostgreSQL store only, its today fixed at TODAY."""
+    yield from _opened(pg_url)
 
 
 @pytest.fixture

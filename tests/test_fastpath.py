@@ -8,7 +8,6 @@ its prepared statements.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
@@ -18,13 +17,6 @@ from domain.registry import Registry
 from store import open_registry
 from store.fastpath import TEXT_OID, array
 from tests.conftest import TODAY
-
-
-@pytest.fixture
-def pg_registry(pg_url: str) -> Iterator[Registry]:
-    app = open_registry(pg_url, clock=lambda: TODAY)
-    yield app
-    app.close()
 
 
 def _events(stream: uuid.UUID, *states: bytes) -> list[StoredEvent]:

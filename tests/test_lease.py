@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -16,18 +15,7 @@ from api.demo import load_article_cases
 from domain.registry import Registry
 from projections import runner
 from projections.runner import Projector, live_position, wait_for
-from store import open_registry
 from store.lease import Lease
-from tests.conftest import TODAY
-
-
-@pytest.fixture
-def pg_registry(pg_url: str) -> Iterator[Registry]:
-    registry = open_registry(pg_url, clock=lambda: TODAY)
-    try:
-        yield registry
-    finally:
-        registry.close()
 
 
 def _lease(registry: Registry, key: int = 4242) -> Lease:

@@ -155,7 +155,8 @@ def _document_bearer(app: FastAPI) -> None:
                 if not _public(path):
                     for operation in item.values():
                         operation["security"] = [{"HTTPBearer": []}]
-        return app.openapi_schema or build()
+            app.openapi_schema = schema
+        return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 

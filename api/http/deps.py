@@ -8,7 +8,7 @@ from typing import Annotated, Any, TypeVar
 import anyio.to_thread
 from fastapi import Depends, Query, Request
 
-from domain.errors import HarborError, NotFound
+from domain.errors import HarborError, InvalidInput, NotFound
 from domain.registry import Actor, Registry
 from projections.queries import ReadModels
 from projections.runner import wait_for
@@ -164,20 +164,21 @@ UnitCommand = Annotated[CommandContext, Depends(_command("unit"))]
 UnitEnrolment = Annotated[CommandContext, Depends(_command("unit", versioned=False))]
 AdminCommand = Annotated[CommandContext, Depends(_command("admin", versioned=False))]
 
-KEY_HEADER = {
-    "name": "Idempotency-Key",
-    "in": "header",
-    "required": False,
-    "description": "repeat-safe key: the same key and body never record twice",
-    "schema": {"type": "string", "maxLength": 200},
-}
-IF_MATCH_HEADER = {
-    "name": "If-Match",
-    "in": "header",
-    "required": False,
-    "description": "the member's stream version you decided on; 409 STALE_VERSION if it moved",
-    "schema": {"type": "string", "maxLength": 40},
-}
+
+
+def _header(name: str, max_length: int, description: str) -> dict[str, Any]:
+    """An optional header parameter as OpenAPI describes it."""
+    schema = {"type": "string", "maxLength": max_length}
+    return {"name": name, "in": "header", "required": False, "description": description,
+            "schema": schema}
+
+
+KEY_HEADER = _header(
+    "Idempotency-Key", 200, "repeat-safe key: the same key and body never record twice"
+)
+IF_MATCH_HEADER = _header(
+    "If-Match", 40, "the member's stream version you decided on; 409 STALE_VERSION if it moved"
+)
 # The headers are read by the command context, not by FastAPI: documented here.
 VERSIONED_HEADERS: dict[str, Any] = {"parameters": [KEY_HEADER, IF_MATCH_HEADER]}
 KEYED_HEADERS: dict[str, Any] = {"parameters": [KEY_HEADER]}
@@ -186,8 +187,6 @@ KEYED_HEADERS: dict[str, Any] = {"parameters": [KEY_HEADER]}
 def idempotency_key(value: str | None) -> str | None:
     """The caller's idempotency key (at most 200 characters)."""
     if value is not None and len(value) > 200:
-        from domain.errors import InvalidInput
-
         raise InvalidInput(
             "Idempotency-Key is limited to 200 characters", field="Idempotency-Key"
         )
@@ -200,8 +199,6 @@ def if_match(value: str | None) -> int | None:
         return None
     text = value.strip().strip("W/").strip('"')
     if len(value) > 40 or not text.isdigit():
-        from domain.errors import InvalidInput
-
         raise InvalidInput("If-Match must be the member's version number", field="If-Match")
     return int(text)
 
@@ -233,8 +230,6 @@ async def caught_up(
 
 def _wait_until_projected(registry: Registry, min_position: int) -> None:
     if min_position > registry.position():
-        from domain.errors import InvalidInput
-
         raise InvalidInput(
             f"min_position {min_position} is beyond the log (it ends at"
             f" {registry.position()}); pass a position a command returned",
