@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from typing import Any
 
@@ -43,6 +44,14 @@ def add_commands(sub: Any) -> None:
         type=int,
         default=16,
         help="request threads per worker (commands and queries run in them)",
+    )
+    serve.add_argument(
+        "--follower",
+        choices=("process", "thread", "none"),
+        default=os.environ.get("HARBOR_FOLLOWER", "process"),
+        help="where the projection follower runs: its own process (default, PostgreSQL;"
+        " SQLite always uses a thread), a thread of the server, or nowhere (run"
+        " `harbor project` yourself) (default HARBOR_FOLLOWER or process)",
     )
     serve.add_argument(
         "--no-warm-cache",
@@ -116,6 +125,7 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
 
     from api.demo import load_article_cases
     from api.http.app import create_app
+    from projections.follower_process import FollowerProcess
 
     demo = args.demo and os.environ.get("HARBOR_DEMO", "yes").lower() not in ("no", "0", "false")
     if demo and registry.position() == 0:
@@ -126,23 +136,45 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
     if args.admin_token:
         unit = os.environ.get("HARBOR_ADMIN_UNIT", "sh-org-dept")
         print(f"admin token ({unit}): {tokens.issue(unit, 'admin', 'harbor serve')}", flush=True)
-    if args.workers > 1:
-        if registry.factory.__class__.__module__.endswith("sqlite"):
-            print("harbor: --workers needs PostgreSQL; serving from one process", file=sys.stderr)
-        else:
+    sqlite = registry.factory.__class__.__module__.endswith("sqlite")
+    follower = "thread" if sqlite and args.follower == "process" else args.follower
+    workers = args.workers
+    if workers > 1 and sqlite:
+        print("harbor: --workers needs PostgreSQL; serving from one process", file=sys.stderr)
+        workers = 1
+    # One follower process serves every worker. Follower threads run one per worker, and
+    # the projection lease lets one of them fold at a time.
+    process = FollowerProcess.of(registry).start() if follower == "process" else None
+    if process is not None:
+        # uvicorn raises the stopping signal again once it has shut down, which would end
+        # this process before the follower is stopped: take it quietly instead.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
+    try:
+        if workers > 1:
             os.environ["HARBOR_WARM_CACHE"] = "yes" if args.warm_cache else "no"
             os.environ["HARBOR_THREADS"] = str(args.threads)
+            os.environ["HARBOR_FOLLOW_IN_WORKER"] = "yes" if follower == "thread" else "no"
             uvicorn.run(
                 "api.http.serve:app_from_environment",
                 factory=True,
                 host=args.host,
                 port=args.port,
-                workers=args.workers,
+                workers=workers,
                 log_level="warning",
             )
             return 0
-    if os.environ.get("HARBOR_GROUP_COMMIT", "on").lower() not in ("off", "no", "0", "false"):
-        registry.enable_group_commit()  # many request threads: share transactions
-    app = create_app(registry, threads=args.threads, seal=True, warm=args.warm_cache)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
-    return 0
+        if os.environ.get("HARBOR_GROUP_COMMIT", "on").lower() not in NO:
+            registry.enable_group_commit()  # many request threads: share transactions
+        app = create_app(
+            registry,
+            threads=args.threads,
+            seal=True,
+            warm=args.warm_cache,
+            follow=follower == "thread",
+        )
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        return 0
+    finally:
+        if process is not None:
+            process.stop()

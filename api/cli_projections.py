@@ -26,6 +26,7 @@ from domain.registry import Registry
 from projections.history import member_history
 from projections.queries import ReadModels
 from projections.runner import DEFAULT_BATCH, REBUILD_BATCH, Projector, default_workers, rebuild
+from store.lease import lease_for
 
 COMMANDS = {"status", "history", "queue", "scorecard", "findings", "rebuild", "project", "case"}
 RULES = ["R1", "R2", "R3", "R5", "R6", "R7", "R8"]
@@ -333,7 +334,8 @@ def _project(registry: Registry, batch: int, poll: float) -> int:
         file=sys.stderr,
         flush=True,
     )
-    projector.follow(stop, poll_seconds=poll)
+    # With the lease, a harbor serve on the same database stands by while this runs.
+    projector.follow(stop, poll_seconds=poll, lease=lease_for(registry))
     print(f"stopped at position {projector.position()}", file=sys.stderr)
     return 0
 

@@ -13,8 +13,8 @@ On a fresh PostgreSQL database (created here, dropped at the end):
    Status latency is measured there, while the commands run. The query asks for the
    member of the thread's previous story (already folded by the follower, so the answer
    is a found row, not a 404); only a thread's first story asks for its own member.
-2. The server is stopped; in the same process as this script, a projection follower
-   thread runs as the server's does and the same 8-thread mix calls the Registry methods
+2. The server is stopped; in the same process as this script (a projection follower
+   process beside it, as harbor serve runs one), the same 8-thread mix calls the Registry methods
    (and the read model's member status) directly.
 
 Writes {"command_per_s", "inprocess_command_per_s", "ratio", "status_p50_ms",
@@ -333,16 +333,13 @@ def inprocess_phase(url: str, threads: int, duration: float, count: int | None,
     from domain.errors import HarborError, NotFound
     from domain.registry import Actor
     from projections.queries import ReadModels
-    from projections.runner import Projector
+    from projections.follower_process import FollowerProcess
     from store import open_registry
 
     meter = CpuMeter(None)  # the server is this process: its CPU is the "client" figure
     registry = open_registry(url)
     models = ReadModels(registry)
-    stop = threading.Event()
-    follower = threading.Thread(target=Projector(registry).follow, args=(stop,),
-                                kwargs={"poll_seconds": 0.05}, daemon=True)
-    follower.start()
+    follower = FollowerProcess.of(registry).start()  # as harbor serve runs it on PostgreSQL
     tally = Tally()
     done = _stop_condition(duration, count, tally)
     methods = {
@@ -395,8 +392,7 @@ def inprocess_phase(url: str, threads: int, duration: float, count: int | None,
         cpu.update(meter.per(tally.commands))  # before the store's sessions end with it
         return tally, seconds
     finally:
-        stop.set()
-        follower.join(timeout=30)
+        follower.stop()
         registry.close()
 
 

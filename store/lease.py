@@ -61,3 +61,9 @@ class Lease:
         if conn is not None:
             with contextlib.suppress(psycopg.Error):
                 conn.close()
+
+
+def lease_for(registry: Any) -> Lease | None:
+    """The projection lease on a registry's PostgreSQL store (None on SQLite: one process)."""
+    datastore = getattr(registry.recorder, "datastore", None)
+    return Lease(datastore) if isinstance(datastore, PostgresDatastore) else None

@@ -27,7 +27,7 @@ from projections.queries import ReadModels
 from projections.runner import Projector
 from store.async_reads import AsyncReads
 from store.collection import freeze_long_lived
-from store.lease import Lease
+from store.lease import lease_for
 from store.recorders import PostgresRecorder
 from store.sql import Db
 from store.tokens import TokenStore
@@ -85,7 +85,7 @@ def create_app(
             follower = threading.Thread(
                 target=projector.follow,
                 args=(stop,),
-                kwargs={"poll_seconds": 0.05, "lease": _lease(registry)},
+                kwargs={"poll_seconds": 0.05, "lease": lease_for(registry)},
                 daemon=True,
                 name="harbor-projections",
             )
@@ -255,12 +255,6 @@ def _start_sealer(registry: Registry) -> BackgroundSealer | None:
         )
         return None
     return BackgroundSealer(Sealer.from_config(registry.recorder, config)).start()
-
-
-def _lease(registry: Registry) -> Lease | None:
-    """On PostgreSQL, one of several server processes keeps the projections current."""
-    recorder = registry.recorder
-    return Lease(recorder.datastore) if isinstance(recorder, PostgresRecorder) else None
 
 
 def _async_reads(registry: Registry) -> AsyncReads | None:

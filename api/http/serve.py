@@ -15,4 +15,6 @@ def app_from_environment() -> FastAPI:
         registry.enable_group_commit()
     warm = os.environ.get("HARBOR_WARM_CACHE", "yes").lower() not in ("off", "no", "0", "false")
     threads = int(os.environ.get("HARBOR_THREADS", "0")) or None
-    return create_app(registry, threads=threads, seal=True, warm=warm)
+    # harbor serve runs the follower in a process of its own unless told to use threads.
+    follow = os.environ.get("HARBOR_FOLLOW_IN_WORKER", "yes").lower() not in ("off", "no", "0")
+    return create_app(registry, threads=threads, seal=True, warm=warm, follow=follow)

@@ -1,0 +1,169 @@
+"""The projection follower in a process of its own (PostgreSQL), as `harbor serve` runs it.
+
+It keeps projections current, is started again if it dies, stops when asked, and
+`harbor serve` on PostgreSQL leaves no follower behind when it stops.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import httpx
+import pytest
+
+from api.demo import load_article_cases
+from domain.registry import Registry
+from projections import follower_process
+from projections.follower_process import FollowerProcess
+from projections.runner import live_position, wait_for
+from store.tokens import TokenStore
+from store.sql import Db
+from tests.support import as_unit
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # A child not yet reaped still answers; /proc tells a zombie apart.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _wait(predicate: object, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_the_follower_process_keeps_projections_current_and_stops_when_asked(
+    pg_registry: Registry,
+) -> None:
+    load_article_cases(pg_registry)
+    follower = FollowerProcess.of(pg_registry).start()
+    pid = follower.pid
+    try:
+        assert pid is not None and pid != os.getpid()
+        assert wait_for(pg_registry, pg_registry.position(), timeout=30)
+    finally:
+        follower.stop()
+    assert _gone(pid)
+    assert follower.pid is None
+    assert follower.starts == 1
+
+
+def test_a_follower_process_that_dies_is_started_again(
+    pg_registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(follower_process, "RESTART_SECONDS", 0.1)
+    load_article_cases(pg_registry)
+    follower = FollowerProcess.of(pg_registry).start()
+    try:
+        assert wait_for(pg_registry, pg_registry.position(), timeout=30)
+        first = follower.pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        assert _wait(lambda: follower.pid not in (None, first)), "no new follower"
+        assert follower.starts == 2
+        # The new one folds what is written after the old one died.
+        outcome = pg_registry.enrol_member(
+            as_unit("daning-center"),
+            name="王新",
+            id_number="310109195001017779",
+            standing="full",
+            household_region="上海·闸北",
+            occurred_on=date(2020, 1, 1),
+        )
+        assert outcome.position is not None
+        assert wait_for(pg_registry, outcome.position, timeout=30)
+    finally:
+        follower.stop()
+
+
+def test_harbor_serve_on_postgresql_follows_in_a_child_process_and_leaves_none_behind(
+    pg_url: str, pg_registry: Registry, tmp_path: Path
+) -> None:
+    load_article_cases(pg_registry)
+    head = pg_registry.position()
+    token = TokenStore(Db(pg_registry.recorder.datastore)).issue(  # type: ignore[attr-defined]
+        "sh-org-dept", "auditor", "test"
+    )
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = {
+        **os.environ,
+        "HARBOR_DATABASE_URL": pg_url,
+        "HARBOR_SIGNING_KEY": str(tmp_path / "no-signing-key.pem"),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "serve", "--port", str(port), "--no-warm-cache"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        assert _wait(lambda: _answers(f"{base}/healthz"), timeout=60), "the server never answered"
+        followers = [pid for pid in _children(server.pid) if _is_follower(pid)]
+        assert len(followers) == 1, followers  # the follower, in a process of its own
+        # Folded by that process: the server's own threads do not follow.
+        response = httpx.get(
+            f"{base}/scorecards",
+            params={"min_position": head},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        assert live_position(pg_registry) >= head
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+        assert server.returncode == 0
+        assert all(_gone(pid) for pid in followers)
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _is_follower(pid: int) -> bool:
+    # multiprocessing also starts a resource tracker beside the spawned follower.
+    command = Path(f"/proc/{pid}/cmdline").read_bytes()
+    return b"spawn_main" in command
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and stat[0] != "Z":
+                found.append(int(entry))
+    return found
