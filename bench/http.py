@@ -332,8 +332,8 @@ def inprocess_phase(url: str, threads: int, duration: float, count: int | None,
                     run: int, cpu: dict[str, Any]) -> tuple[Tally, float]:
     from domain.errors import HarborError, NotFound
     from domain.registry import Actor
-    from projections.queries import ReadModels
     from projections.follower_process import FollowerProcess
+    from projections.queries import ReadModels
     from store import open_registry
 
     meter = CpuMeter(None)  # the server is this process: its CPU is the "client" figure

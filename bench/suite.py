@@ -67,6 +67,7 @@ MEMBER_ZIPF = 1.0  # activity per member: weight 1/(rank + MEMBER_ZIPF_OFFSET)^s
 MEMBER_ZIPF_OFFSET = 10  # Zipf–Mandelbrot: a heavy tail without one giant stream
 UNIT_ZIPF = 1.1  # activity per unit (the acting and receiving units)
 SAMPLE_SECONDS = 0.05  # catchup: how often the log head is sampled
+WATCH_SECONDS = 0.01  # catchup: how often a follower process's position is read
 PERCENTILES = (50.0, 95.0, 99.0, 99.9)
 CURVE = (1, 10, 25, 50, 75, 90, 95, 98, 99, 99.5, 99.8, 99.9, 99.95, 99.99)
 
@@ -99,7 +100,7 @@ DEFAULT = Sizes(
     history=20_000,
     commands=3000,
     import_members=500,
-    catchup_commands=2000,
+    catchup_commands=4000,
     queries=2000,
     rounds=5,
 )
@@ -1047,34 +1048,60 @@ def _sampler(head: Callable[[], int], stop: threading.Event, out: list[tuple[flo
 
 
 def harbor_catchup(store: Store, plans: list[list[Cmd]], rows_path: str | None) -> dict[str, Any]:
-    """(child) A Projector following from position 0 while the plans are written."""
-    from projections.runner import Projector
+    """(child) A projection follower following from position 0 while the plans are written.
+
+    On PostgreSQL the follower runs as `harbor serve` runs it there, in a process of its
+    own (projections/follower_process.py), started (and its interpreter loaded) before the
+    clock starts; its progress is watched through the tracking table every WATCH_SECONDS.
+    On SQLite it is a thread of this process, as in `harbor serve`, and every batch's
+    commit is timed on the projector's writer thread.
+    """
+    from projections.follower_process import FollowerProcess
+    from projections.runner import Projector, live_position
 
     writer = _open(store.url, **_group_commit_env())
     reader = _open(store.url)
     settings = _durability(writer)
-    projector = Projector(reader)
-    marks: list[tuple[float, int, int]] = []  # (committed at, position, events in the batch)
-    inner = projector._commit
+    marks: list[tuple[float, int, int]] = []  # (folded by then, position, events since)
+    stop_sampling, stop_following = threading.Event(), threading.Event()
+    if store.backend == "postgres":
+        process = FollowerProcess.of(reader, poll_seconds=0.05)
 
-    def timed_commit(changes: Any, last: int | None, swap: bool = False) -> None:
-        # Taken on the projector's writer thread the moment a batch commits; every
-        # position up to `last` is folded by then, so the batch held last - previous.
-        inner(changes, last, swap)
-        if last is not None:
-            marks.append((time.perf_counter(), last, last - (marks[-1][1] if marks else 0)))
+        def watch() -> None:
+            last = 0
+            while not stop_following.is_set():
+                position = live_position(reader)
+                if position > last:
+                    marks.append((time.perf_counter(), position, position - last))
+                    last = position
+                stop_following.wait(WATCH_SECONDS)
 
-    projector._commit = timed_commit  # type: ignore[method-assign]
+        follower = threading.Thread(target=watch)
+        process.start(wait=True)  # its interpreter's start-up is not catching up
+        start_following: Callable[[], None] = follower.start
+    else:
+        process = None
+        projector = Projector(reader)
+        inner = projector._commit
+
+        def timed_commit(changes: Any, last: int | None, swap: bool = False) -> None:
+            # Taken on the projector's writer thread the moment a batch commits; every
+            # position up to `last` is folded by then, so the batch held last - previous.
+            inner(changes, last, swap)
+            if last is not None:
+                marks.append((time.perf_counter(), last, last - (marks[-1][1] if marks else 0)))
+
+        projector._commit = timed_commit  # type: ignore[method-assign]
+        follower = threading.Thread(
+            target=projector.follow, args=(stop_following,), kwargs={"poll_seconds": 0.05}
+        )
+        start_following = follower.start
     backlog = writer.position()
     samples: list[tuple[float, int]] = []
     acks: list[tuple[int, int]] = []
-    stop_sampling, stop_following = threading.Event(), threading.Event()
     sampler = threading.Thread(target=_sampler, args=(writer.position, stop_sampling, samples))
-    follower = threading.Thread(
-        target=projector.follow, args=(stop_following,), kwargs={"poll_seconds": 0.05}
-    )
     t0 = time.perf_counter()
-    follower.start()
+    start_following()
     sampler.start()
     run = _drive(writer, plans, on_ack=lambda position, ns: acks.append((position, ns)))
     stop_sampling.set()
@@ -1085,6 +1112,8 @@ def harbor_catchup(store: Store, plans: list[list[Cmd]], rows_path: str | None) 
         time.sleep(0.01)
     stop_following.set()
     follower.join()
+    if process is not None:
+        process.stop()
     figures = _follow_figures(t0, backlog, marks, samples, acks)
     acked = [plans[t][i][4] for t, a in enumerate(run["acked"]) for i, _, _ in a]
     check = reconcile(writer, store.base, acked)

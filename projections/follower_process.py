@@ -19,6 +19,7 @@ import multiprocessing
 import signal
 import threading
 from collections.abc import Mapping
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from domain.registry import Registry
@@ -28,6 +29,7 @@ from store.lease import lease_for
 log = logging.getLogger(__name__)
 
 RESTART_SECONDS = 1.0  # pause before a follower that died is started again
+START_SECONDS = 60.0  # start(wait=True) gives a starting child this long
 STOP_SECONDS = 10.0  # a follower asked to stop has this long to finish its batch
 # A fresh interpreter: forking a server with open connections and threads is unsafe.
 SPAWN = multiprocessing.get_context("spawn")
@@ -57,9 +59,21 @@ class FollowerProcess:
         process = self._process
         return process.pid if process is not None and process.is_alive() else None
 
-    def start(self) -> FollowerProcess:
-        """Start the child and the thread that restarts it if it dies."""
-        self._start_child()
+    def start(self, *, wait: bool = False) -> FollowerProcess:
+        """Start the child and the thread that restarts it if it dies.
+
+        With ``wait``, return once the child has opened the store and is about to
+        follow (a spawned interpreter takes about half a second to get there).
+        """
+        ready = self._start_child()
+        if wait:
+            if not ready.poll(START_SECONDS):
+                raise RuntimeError(f"the projection follower did not start in {START_SECONDS} s")
+            try:
+                ready.recv()
+            except EOFError:
+                raise RuntimeError("the projection follower failed to start") from None
+        ready.close()
         self._supervisor.start()
         return self
 
@@ -79,16 +93,19 @@ class FollowerProcess:
                 process.kill()
                 process.join(timeout=5)
 
-    def _start_child(self) -> None:
+    def _start_child(self) -> Connection:
+        ready, tell = SPAWN.Pipe(duplex=False)
         process = SPAWN.Process(
             target=follow_in_child,
-            args=(self._env, self._poll),
+            args=(self._env, self._poll, tell),
             name="harbor-projections",
             daemon=True,  # never outlives the server, even one that dies without stopping it
         )
         process.start()
+        tell.close()  # the child's end: once it exits, waiting on ``ready`` ends too
         self._process = process
         self.starts += 1
+        return ready
 
     def _supervise(self) -> None:
         while not self._stopping.is_set():
@@ -108,10 +125,10 @@ class FollowerProcess:
             )
             if self._stopping.wait(RESTART_SECONDS):
                 return
-            self._start_child()
+            self._start_child().close()
 
 
-def follow_in_child(env: Mapping[str, str], poll_seconds: float) -> None:
+def follow_in_child(env: Mapping[str, str], poll_seconds: float, ready: Connection) -> None:
     """(child) Keep projections current until SIGTERM arrives."""
     # Ctrl-C at a terminal reaches the whole process group: the server stops this
     # process itself, after its own requests, so the follower ignores the keypress.
@@ -121,6 +138,9 @@ def follow_in_child(env: Mapping[str, str], poll_seconds: float) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     registry = Registry(dict(env))
     try:
-        Projector(registry).follow(stopped, poll_seconds=poll_seconds, lease=lease_for(registry))
+        projector = Projector(registry)
+        ready.send(True)
+        ready.close()
+        projector.follow(stopped, poll_seconds=poll_seconds, lease=lease_for(registry))
     finally:
         registry.close()

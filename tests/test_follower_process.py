@@ -7,8 +7,8 @@ It keeps projections current, is started again if it dies, stops when asked, and
 from __future__ import annotations
 
 import os
-import socket
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,8 +23,8 @@ from domain.registry import Registry
 from projections import follower_process
 from projections.follower_process import FollowerProcess
 from projections.runner import live_position, wait_for
-from store.tokens import TokenStore
 from store.sql import Db
+from store.tokens import TokenStore
 from tests.support import as_unit
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ def test_the_follower_process_keeps_projections_current_and_stops_when_asked(
     pg_registry: Registry,
 ) -> None:
     load_article_cases(pg_registry)
-    follower = FollowerProcess.of(pg_registry).start()
+    follower = FollowerProcess.of(pg_registry).start(wait=True)  # back once it has the store
     pid = follower.pid
     try:
         assert pid is not None and pid != os.getpid()
