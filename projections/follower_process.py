@@ -14,6 +14,7 @@ the same events. On SQLite the server keeps the thread: one process there.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import signal
@@ -139,7 +140,8 @@ def follow_in_child(env: Mapping[str, str], poll_seconds: float, ready: Connecti
     registry = Registry(dict(env))
     try:
         projector = Projector(registry)
-        ready.send(True)
+        with contextlib.suppress(OSError):  # a server that did not wait has closed its end
+            ready.send(True)
         ready.close()
         projector.follow(stopped, poll_seconds=poll_seconds, lease=lease_for(registry))
     finally:

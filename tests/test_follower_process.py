@@ -167,3 +167,14 @@ def _children(pid: int) -> list[int]:
             if int(stat[1]) == pid and stat[0] != "Z":
                 found.append(int(entry))
     return found
+
+
+def test_a_follower_process_that_cannot_open_the_store_fails_to_start_clearly(
+    pg_registry: Registry,
+) -> None:
+    env = {**pg_registry.env, "POSTGRES_DBNAME": "harbor_no_such_database"}
+    follower = FollowerProcess(env)
+    with pytest.raises(RuntimeError, match="failed to start"):
+        follower.start(wait=True)
+    follower.stop()
+    assert follower.pid is None
