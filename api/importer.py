@@ -15,6 +15,7 @@ import inspect
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
@@ -194,10 +195,20 @@ def import_file(
     report = ImportReport()
     rejected: dict[UUID, int] = {}
     pending: dict[UUID, list[int]] = {}  # member → its lines in the open batch
+    # The batch being committed on the committer thread while the next one is decided.
+    inflight: tuple[Future[dict[UUID, BaseException]], Batch, dict[UUID, list[int]]] | None
+    inflight = None
 
-    def commit() -> None:
-        failed = registry.commit_batch(batch)
-        for member, lines in pending.items():
+    def settle() -> None:
+        """Wait for the batch in flight, and account for what it stored or could not."""
+        nonlocal inflight
+        if inflight is None:
+            return
+        future, detached, lines_of = inflight
+        inflight = None
+        failed = future.result()
+        batch.forget(detached)
+        for member, lines in lines_of.items():
             if member in failed:
                 rejected[member] = lines[0]
                 report.problems += [
@@ -212,9 +223,30 @@ def import_file(
             else:
                 report.stored += len(lines)
                 report.members.add(member)
-        pending.clear()
 
-    with rare_collections(), registry.batch() as batch:
+    def commit(*, wait: bool = False) -> None:
+        """Send the open batch to the committer thread (after the one before it)."""
+        nonlocal inflight
+        settle()
+        if pending:
+            detached = batch.detach()
+            inflight = (committer.submit(registry.commit_batch, detached), detached, dict(pending))
+            pending.clear()
+        if wait:
+            settle()
+
+    def must_wait(line: _Line) -> bool:
+        """A line whose member, letter number or receipt the batch in flight may store."""
+        if inflight is None:
+            return False
+        key = (line.actor.unit_id, line.kwargs["idempotency_key"])
+        return inflight[1].touches((line.member, _letter_claim(registry, line)), key)
+
+    with (
+        rare_collections(),
+        registry.batch() as batch,
+        ThreadPoolExecutor(1, thread_name_prefix="harbor-import-commit") as committer,
+    ):
         last_member: UUID | None = None
         for parsed in _prefetched(registry, _keys(path)):
             report.lines += 1
@@ -228,10 +260,12 @@ def import_file(
                 commit()  # only between members, so a member's lines go in together
             last_member = line.member
             if line.action in UNIT_ACTIONS:
-                commit()
+                commit(wait=True)
                 _store_unit(registry, batch, line, report)
                 continue
             assert line.member is not None
+            if must_wait(line):
+                settle()  # decide it on what that commit stored (or failed to)
             if line.member in rejected:
                 report.problems.append(
                     Problem(
@@ -263,7 +297,7 @@ def import_file(
                 report.already += 1
             else:
                 pending.setdefault(line.member, []).append(number)
-        commit()
+        commit(wait=True)
     report.problems.sort(key=lambda p: p.line)
     return report
 

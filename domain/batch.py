@@ -11,7 +11,7 @@ still conflict are reported.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -99,6 +99,38 @@ class Batch:
                 self.aggregates.pop(claim, None)
             for key in owned.keys:
                 self._answers.pop(key, None)
+
+    def detach(self) -> Batch:
+        """Move everything decided so far into a batch of its own, and start this one afresh.
+
+        The importer commits the moved batch on another thread while it decides the
+        next commands into this one. Until that commit ends, the streams it creates
+        or changes and the receipts it stores are neither known absent nor known
+        stored here: deciding a command that ``touches`` them must wait for it.
+        """
+        moved = Batch()
+        moved.aggregates, self.aggregates = self.aggregates, {}
+        moved._owned, self._owned = self._owned, {}
+        moved._answers, self._answers = self._answers, {}
+        moved._events, self._events = self._events, 0
+        self.absent -= set(moved.aggregates)
+        for key in moved._answers:
+            self.receipts.pop(key, None)
+        return moved
+
+    def forget(self, committed: Batch) -> None:
+        """Drop bulk lookups that ``committed`` (a detached batch, now ended) made stale.
+
+        A lookup made while it was in flight may say one of its streams is absent,
+        or one of its receipts unstored: ask the store instead from now on.
+        """
+        self.absent -= set(committed.aggregates)
+        for key in committed._answers:
+            self.receipts.pop(key, None)
+
+    def touches(self, ids: Iterable[UUID | None], key: tuple[str, str] | None = None) -> bool:
+        """True when this batch creates or changes one of ``ids``, or stores ``key``."""
+        return any(i in self.aggregates for i in ids if i is not None) or key in self._answers
 
     def commit(self, append: Append) -> dict[UUID, BaseException]:
         """Append everything in one transaction; returns the members that could not be."""

@@ -9,11 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
 from api.demo import load_article_cases
 from api.importer import import_file
+from domain.batch import Batch
 from domain.errors import NotFound
 from domain.registry import Registry
 from store import open_registry
@@ -134,3 +136,74 @@ def test_an_interrupted_import_resumes_and_stores_every_line_once(store_url: str
         history = registry.member(registry.member_id_for(f"3101091950{i:08d}")).history
         assert [type(e).__name__ for e in history] == ["MemberEnrolled"] + ["DuesReceived"] * 5
     registry.close()
+
+
+def _story(number: str, letter_no: str) -> list[dict[str, object]]:
+    """A member enrolled at factory-superior, taken in by daning-center on a letter."""
+    holder = {"unit": "factory-superior", "member": number}
+    center = {"unit": "daning-center", "member": number}
+    return [
+        {"action": "enrol", "unit": "factory-superior", "on": "2020-01-02", "name": "党员",
+         "id_number": number, "standing": "full", "household_region": "上海·闸北"},
+        {**center, "action": "inquiry", "on": "2020-02-01", "channel": "walk_in",
+         "summary": "申请转入居住地"},
+        {**center, "action": "evidence", "on": "2020-02-02", "kind": "lease",
+         "reference": f"租赁合同 {number}", "valid_until": "2030-01-01"},
+        {**holder, "action": "letter", "on": "2020-02-10", "letter_no": letter_no,
+         "to_unit_id": "daning-center", "dues_paid_through": "2020-01"},
+    ]
+
+
+def _slow_commits(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every batch commit takes a while: the next batch is decided meanwhile."""
+    commit = registry.commit_batch
+
+    def slowly(batch: Batch) -> dict[UUID, BaseException]:
+        time.sleep(0.1)
+        return commit(batch)
+
+    monkeypatch.setattr(registry, "commit_batch", slowly)
+
+
+def test_a_member_whose_batch_is_still_committing_is_decided_on_what_it_stored(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of two events: while one commits on the committer thread, the next is
+    # decided; a member's line right after its batch left waits for that commit.
+    import_file(registry, EXAMPLE)
+    _slow_commits(registry, monkeypatch)
+    a, b = "310109195001019911", "310109195001019912"
+    a_lines, b_lines = _story(a, "2020-801"), _story(b, "2020-802")
+    path = _lines(tmp_path / "interleaved.jsonl", [
+        *a_lines[:2], *b_lines[:1], *a_lines[2:], *b_lines[1:],
+    ])
+    count = event_count(registry)
+
+    report = import_file(registry, path, batch_events=2)
+
+    assert report.ok, [str(p) for p in report.problems]
+    assert report.stored == 8
+    assert event_count(registry) == count + 10  # each letter also claims its number
+    for number in (a, b):
+        history = registry.member(registry.member_id_for(number)).history
+        assert [type(e).__name__ for e in history] == [
+            "MemberEnrolled", "InquiryReceived", "EvidenceRecorded", "LetterIssued"]
+
+
+def test_a_letter_number_taken_in_the_batch_still_committing_is_refused_as_taken(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import_file(registry, EXAMPLE)
+    _slow_commits(registry, monkeypatch)
+    a, b = "310109195001019921", "310109195001019922"
+    path = _lines(tmp_path / "same-number.jsonl", [
+        *_story(a, "2020-900"), *_story(b, "2020-900"),
+    ])
+
+    report = import_file(registry, path, batch_events=3)
+
+    by_line = {p.line: p for p in report.problems}
+    assert sorted(by_line) == [5, 6, 7, 8]
+    assert by_line[8].code == "LETTER_NO_TAKEN"
+    assert {by_line[n].code for n in (5, 6, 7)} == {"MEMBER_REJECTED"}
+    assert report.stored == 4
