@@ -173,6 +173,8 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
             warm=args.warm_cache,
             follow=follower == "thread",
         )
+        if process is not None:
+            app.state.follower = process  # /healthz reports it
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
         return 0
     finally:

@@ -71,6 +71,7 @@ def test_make_run_serves_the_article_cases_on_a_fresh_embedded_store(tmp_path: P
             time.sleep(0.2)
         # The article's members were loaded before serving, so warming the cache found them.
         assert health["member_cache"]["members"] >= 2
+        assert health["follower"] == {"runs_in": "thread"}  # SQLite: one process
 
         cards = httpx.get(
             f"{base}/scorecards",

@@ -124,6 +124,8 @@ def test_harbor_serve_on_postgresql_follows_in_a_child_process_and_leaves_none_b
         assert _wait(lambda: _answers(f"{base}/healthz"), timeout=60), "the server never answered"
         followers = [pid for pid in _children(server.pid) if _is_follower(pid)]
         assert len(followers) == 1, followers  # the follower, in a process of its own
+        health = httpx.get(f"{base}/healthz", timeout=10).json()
+        assert health["follower"] == {"runs_in": "process", "pid": followers[0], "restarts": 0}
         # Folded by that process: the server's own threads do not follow.
         response = httpx.get(
             f"{base}/scorecards",

@@ -121,6 +121,9 @@ def create_app(
     )
     app.state.registry = registry
     app.state.cache_warming = "running" if warm else "off"
+    # Where projections are kept current: "thread" (here), or a FollowerProcess that
+    # harbor serve puts here, or "elsewhere" (another process: see /healthz).
+    app.state.follower = "thread" if follow else "elsewhere"
     app.state.async_reads = None  # opened with the app on PostgreSQL (lifespan)
     app.state.models = ReadModels(registry)
     app.state.read_members = ReadMembers(registry)

@@ -13,6 +13,7 @@ from audit.bundle import BundleError, make_bundle
 from audit.log import AuditLog
 from audit.status import audit_status as sealed_status
 from domain.errors import RuleRefused
+from projections.follower_process import FollowerProcess
 from projections.runner import live_position
 
 router = APIRouter(responses=problem_responses())
@@ -37,7 +38,15 @@ def healthz(request: Request, registry: RegistryDep) -> dict[str, Any]:
             "members": len(registry.members),
             "warming": getattr(request.app.state, "cache_warming", "off"),
         },
+        "follower": _follower(getattr(request.app.state, "follower", "elsewhere")),
     }
+
+
+def _follower(follower: object) -> dict[str, Any]:
+    """Where the projection follower runs; for a process, its pid and how often it died."""
+    if isinstance(follower, FollowerProcess):
+        return {"runs_in": "process", "pid": follower.pid, "restarts": max(follower.starts - 1, 0)}
+    return {"runs_in": str(follower)}
 
 
 @router.get("/metrics", response_class=PlainTextResponse, tags=["operations"])
