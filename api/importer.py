@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
-from functools import cache
+from functools import cache, lru_cache
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -121,7 +121,9 @@ def _keys(path: Path) -> Iterator[tuple[int, str, str]]:
             yield number, text, f"import:{digest}:{seen[digest]}"
 
 
-def _parse(registry: Registry, number: int, text: str, key: str) -> _Line:
+def _parse(
+    registry: Registry, number: int, text: str, key: str, member_id_for: Callable[[str], UUID]
+) -> _Line:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -143,7 +145,7 @@ def _parse(registry: Registry, number: int, text: str, key: str) -> _Line:
     kwargs["idempotency_key"] = key
     member: UUID | None = None
     if action == "enrol":
-        member = registry.member_id_for(str(kwargs.get("id_number", "")))
+        member = member_id_for(str(kwargs.get("id_number", "")))
     elif action not in UNIT_ACTIONS:
         text_id = data.get("member")
         if not isinstance(text_id, str) or not text_id:
@@ -151,7 +153,7 @@ def _parse(registry: Registry, number: int, text: str, key: str) -> _Line:
         try:
             member = UUID(text_id)
         except ValueError:
-            member = registry.member_id_for(text_id)
+            member = member_id_for(text_id)
     unknown = sorted(set(kwargs) - _accepted(action))
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]!r} for {action}", field=unknown[0])
@@ -311,11 +313,13 @@ def _prefetched(
     and whether its receipt is stored; asking once per chunk instead of once per
     line is most of what makes an import fast.
     """
+    # A member's lines name it by the same ID number, each a keyed hash to compute.
+    member_id_for = lru_cache(maxsize=65536)(registry.member_id_for)
     while True:
         chunk: list[_Line | Problem] = []
         for number, text, key in islice(keyed, PREFETCH_LINES):
             try:
-                chunk.append(_parse(registry, number, text, key))
+                chunk.append(_parse(registry, number, text, key, member_id_for))
             except HarborError as e:
                 chunk.append(Problem(number, e.code, e.field, e.message))
         if not chunk:
