@@ -6,7 +6,8 @@
 Workloads (see bench/README.md for what each does and how its baseline is defined):
   write_1, write_4, write_8  N writer threads, one shared Registry, group commit on
   import                     `api.importer.import_file` of a generated JSONL file vs COPY
-  catchup                    a Projector following while write_4 load runs
+  catchup                    a projection follower (its own process on PostgreSQL) while
+                             write_4 load runs
   point_query                ReadModels.member_status latency on a populated store
 
 Principles (after pyeventsourcing/eventstore-benchmarks): fixed seeds; many members,
