@@ -329,13 +329,21 @@ def _project(registry: Registry, batch: int, poll: float) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     projector = Projector(registry, batch_size=batch)
+    lease = lease_for(registry)
+    if lease is not None and not lease.hold():
+        print(
+            "another process (a harbor serve, or another harbor project) keeps the"
+            " projections current on this database; standing by to take over when it stops",
+            file=sys.stderr,
+            flush=True,
+        )
     print(
         f"following the log from position {projector.position()} (Ctrl-C to stop)",
         file=sys.stderr,
         flush=True,
     )
-    # With the lease, a harbor serve on the same database stands by while this runs.
-    projector.follow(stop, poll_seconds=poll, lease=lease_for(registry))
+    # Under the lease only one follower folds: this one, or the one holding it now.
+    projector.follow(stop, poll_seconds=poll, lease=lease)
     print(f"stopped at position {projector.position()}", file=sys.stderr)
     return 0
 

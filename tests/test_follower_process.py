@@ -23,6 +23,7 @@ from domain.registry import Registry
 from projections import follower_process
 from projections.follower_process import FollowerProcess
 from projections.runner import live_position, wait_for
+from store.lease import lease_for
 from store.sql import Db
 from store.tokens import TokenStore
 from tests.support import as_unit
@@ -180,3 +181,32 @@ def test_a_follower_process_that_cannot_open_the_store_fails_to_start_clearly(
         follower.start(wait=True)
     follower.stop()
     assert follower.pid is None
+
+
+def test_harbor_project_beside_a_follower_stands_by_says_so_and_takes_over(
+    pg_url: str, pg_registry: Registry
+) -> None:
+    load_article_cases(pg_registry)
+    holder = lease_for(pg_registry)
+    assert holder is not None and holder.hold()  # as a running harbor serve's follower would
+    project = subprocess.Popen(
+        [sys.executable, "-m", "api.cli", "project", "--poll", "0.05"],
+        cwd=ROOT,
+        env={**os.environ, "HARBOR_DATABASE_URL": pg_url},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert project.stderr is not None
+        first = project.stderr.readline()
+        assert "standing by" in first, first
+        time.sleep(0.5)
+        assert live_position(pg_registry) == 0  # the holder's work, not this one's
+        holder.release()
+        assert wait_for(pg_registry, pg_registry.position(), timeout=30)
+    finally:
+        holder.release()
+        project.send_signal(signal.SIGTERM)
+        project.wait(timeout=30)
+    assert project.returncode == 0
