@@ -14,7 +14,7 @@ import hashlib
 import inspect
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
@@ -93,6 +93,7 @@ class ImportReport:
     units: int = 0
     problems: list[Problem] = field(default_factory=list)
     members: set[UUID] = field(default_factory=set)
+    processes: int = 1  # processes that decided the member lines (harbor import --jobs)
 
     @property
     def ok(self) -> bool:
@@ -192,8 +193,13 @@ def import_file(
     *,
     batch_events: int = 2000,
     progress: Callable[[int], None] | None = None,
+    lines: Container[int] | None = None,
 ) -> ImportReport:
-    """Import ``path`` into ``registry``; see the module docstring."""
+    """Import ``path`` into ``registry``; see the module docstring.
+
+    ``lines``: import only these line numbers (the others are not read further, nor
+    counted); a parallel import gives each process its members' lines so.
+    """
     report = ImportReport()
     rejected: dict[UUID, int] = {}
     pending: dict[UUID, list[int]] = {}  # member → its lines in the open batch
@@ -250,7 +256,10 @@ def import_file(
         ThreadPoolExecutor(1, thread_name_prefix="harbor-import-commit") as committer,
     ):
         last_member: UUID | None = None
-        for parsed in _prefetched(registry, _keys(path)):
+        keyed = _keys(path)
+        if lines is not None:
+            keyed = (entry for entry in keyed if entry[0] in lines)
+        for parsed in _prefetched(registry, keyed):
             report.lines += 1
             if progress is not None:
                 progress(report.lines)

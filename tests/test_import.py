@@ -15,6 +15,7 @@ import pytest
 
 from api.demo import load_article_cases
 from api.importer import import_file
+from api.parallel_import import import_in_parallel
 from domain.batch import Batch
 from domain.errors import NotFound
 from domain.registry import Registry
@@ -127,10 +128,12 @@ def test_an_interrupted_import_resumes_and_stores_every_line_once(store_url: str
     interrupted = event_count(registry)
     assert base < interrupted < base + 3600
 
-    done = subprocess.run([sys.executable, "-m", "api.cli", "import", str(path)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=300)
+    # The rest in two processes (on SQLite, one: it says so).
+    done = subprocess.run([sys.executable, "-m", "api.cli", "import", str(path), "--jobs", "2"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
     assert done.returncode == 0, done.stdout + done.stderr
+    assert ("--jobs needs PostgreSQL" in done.stderr) == store_url.startswith("sqlite")
     assert event_count(registry) == base + 3600
     for i in (0, 299, 599):
         history = registry.member(registry.member_id_for(f"3101091950{i:08d}")).history
@@ -207,3 +210,51 @@ def test_a_letter_number_taken_in_the_batch_still_committing_is_refused_as_taken
     assert by_line[8].code == "LETTER_NO_TAKEN"
     assert {by_line[n].code for n in (5, 6, 7)} == {"MEMBER_REJECTED"}
     assert report.stored == 4
+
+
+def test_an_import_shared_among_processes_stores_what_one_process_would(
+    pg_registry: Registry, tmp_path: Path
+) -> None:
+    import_file(pg_registry, EXAMPLE)
+    base = event_count(pg_registry)
+    path = _generated(tmp_path / "shared.jsonl", 120)  # 720 lines
+    with path.open("a", encoding="utf-8") as f:  # lines 721-722: one unreadable, one refused
+        f.write('{"action": "dues", "unit": \n')
+        f.write(json.dumps({"action": "attach", "unit": "daning-center", "on": "2020-07-01",
+                            "member": "310109195000000007", "basis": "workplace"}) + "\n")
+
+    report = import_in_parallel(pg_registry, path, jobs=2, batch_events=100)
+
+    assert report.processes == 2
+    # Member 7's earlier lines were committed before its refused line was reached.
+    assert report.lines == 722 and report.stored == 720
+    assert [(p.line, p.code) for p in report.problems] == [
+        (721, "INVALID_INPUT"),
+        (722, "R9_NO_OPEN_CASE"),  # member 7 has no case to attach on
+    ]
+    assert len(report.members) == 120
+    assert event_count(pg_registry) == base + 720
+    for i in (0, 59, 119):
+        history = pg_registry.member(pg_registry.member_id_for(f"3101091950{i:08d}")).history
+        assert [type(e).__name__ for e in history] == ["MemberEnrolled"] + ["DuesReceived"] * 5
+
+    again = import_in_parallel(pg_registry, path, jobs=2)
+    assert again.stored == 0 and again.already == 720
+    assert event_count(pg_registry) == base + 720
+
+
+def test_an_import_with_a_unit_line_after_members_runs_in_one_process(
+    pg_registry: Registry, tmp_path: Path
+) -> None:
+    import_file(pg_registry, EXAMPLE)
+    path = _generated(tmp_path / "late-unit.jsonl", 4)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps({"action": "unit", "unit": "sh-org-dept", "on": "2020-01-01",
+                            "code": "late-center", "name": "后设中心",
+                            "kind": "service_center", "region": "上海"},
+                           ensure_ascii=False) + "\n")
+
+    report = import_in_parallel(pg_registry, path, jobs=2)
+
+    assert report.ok and report.processes == 1 and report.units == 1
+    assert report.stored == 25

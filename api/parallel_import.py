@@ -1,0 +1,226 @@
+"""`harbor import --jobs N`: the members of a file shared among N processes (PostgreSQL).
+
+One process decides about one line per 80 µs of CPU, however fast the server
+writes; a large file of paper records keeps one core busy and the others idle.
+Members are independent of each other, so each worker process imports the lines
+of its own members (a member's lines all go to the same worker, in file order),
+through the same rules, batches and idempotency keys as ``import_file``. The unit
+lines come first, stored by this process before the workers start.
+
+What it gives up: a letter number two members of different workers both claim
+is refused to the second at commit (its member is then reported as changed
+while the import ran; a re-run names the taken number), where one process would
+have named it at once. A file whose unit lines come after member lines (a unit
+registered halfway through the history) is imported by one process.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import queue
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+from functools import lru_cache
+from multiprocessing.queues import Queue
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.postgres import PostgresDatastore
+
+from api.importer import UNIT_ACTIONS, ImportReport, _keys, import_file
+from domain.errors import HarborError
+from domain.registry import Registry
+
+SPAWN = multiprocessing.get_context("spawn")
+PROGRESS_EVERY = 200  # lines between a worker's progress messages
+
+
+@dataclass(frozen=True)
+class Share:
+    """The line numbers one worker imports: ``owner[n] == worker``."""
+
+    owner: bytes
+    worker: int
+
+    def __contains__(self, number: object) -> bool:
+        return isinstance(number, int) and number < len(self.owner) and (
+            self.owner[number] == self.worker
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Who imports which line: the unit lines here, every other line one worker."""
+
+    units: frozenset[int]
+    owner: bytes
+
+
+def plan(registry: Registry, path: Path, jobs: int) -> Plan | None:
+    """Share the file's members among ``jobs`` workers; None if a unit line follows a member's.
+
+    A line that cannot be read goes to worker 0, which reports it as one process would.
+    """
+    member_id_for = lru_cache(maxsize=65536)(registry.member_id_for)
+    units: set[int] = set()
+    owner = bytearray()
+    members_seen = False
+    for number, text, _ in _keys(path):
+        if len(owner) <= number:
+            owner.extend(b"\0" * (number + 1 - len(owner)))
+        member = _member_of(text, member_id_for)
+        if member is _UNIT:
+            if members_seen:
+                return None
+            units.add(number)
+            continue
+        members_seen = True
+        owner[number] = member.int % jobs if isinstance(member, UUID) else 0
+    return Plan(frozenset(units), bytes(owner))
+
+
+_UNIT = object()
+
+
+def on_postgres(registry: Registry) -> bool:
+    """Parallel workers need a server: SQLite takes one writer at a time."""
+    return isinstance(getattr(registry.recorder, "datastore", None), PostgresDatastore)
+
+
+def _member_of(text: str, member_id_for: Callable[[str], UUID]) -> UUID | object | None:
+    """The member a line acts on, _UNIT for a unit line, None if the line cannot tell."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    if data.get("action") in UNIT_ACTIONS:
+        return _UNIT
+    reference = data.get("id_number") if data.get("action") == "enrol" else data.get("member")
+    if not isinstance(reference, str) or not reference:
+        return None
+    try:
+        if data.get("action") != "enrol":
+            try:
+                return UUID(reference)
+            except ValueError:
+                pass
+        return member_id_for(reference)
+    except HarborError:  # not an ID number: the worker that gets the line says so
+        return None
+
+
+def import_in_parallel(
+    registry: Registry,
+    path: Path,
+    *,
+    jobs: int,
+    batch_events: int = 2000,
+    progress: Callable[[int], None] | None = None,
+) -> ImportReport:
+    """Import ``path`` with ``jobs`` worker processes (one process if the file needs it)."""
+    shared = plan(registry, path, jobs) if jobs > 1 and on_postgres(registry) else None
+    if shared is None:
+        return import_file(registry, path, batch_events=batch_events, progress=progress)
+    report = import_file(registry, path, batch_events=batch_events, lines=shared.units)
+    done = {"units": report.lines}
+    if progress is not None:
+        progress(report.lines)
+    messages: Queue[tuple[str, int, Any]] = SPAWN.Queue()
+    today = registry.clock()  # the workers decide on the same today as this process
+    workers = [
+        SPAWN.Process(
+            target=_work,
+            args=(
+                dict(registry.env), today, path, Share(shared.owner, k), batch_events, messages
+            ),
+            name=f"harbor-import-{k}",
+        )
+        for k in range(jobs)
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        reports = _collect(workers, messages, done, progress)
+    finally:
+        for worker in workers:
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.kill()
+    for part in reports:
+        report.lines += part.lines
+        report.stored += part.stored
+        report.already += part.already
+        report.units += part.units
+        report.problems += part.problems
+        report.members |= part.members
+    report.problems.sort(key=lambda p: p.line)
+    report.processes = jobs
+    return report
+
+
+def _collect(
+    workers: list[Any],
+    messages: Queue[tuple[str, int, Any]],
+    done: dict[Any, int],
+    progress: Callable[[int], None] | None,
+) -> list[ImportReport]:
+    """Wait for every worker's report, passing their progress on."""
+    reports: dict[int, ImportReport] = {}
+    while len(reports) < len(workers):
+        try:
+            kind, k, payload = messages.get(timeout=1.0)
+        except queue.Empty:
+            dead = [w.name for i, w in enumerate(workers) if i not in reports and not w.is_alive()]
+            if dead:
+                raise RuntimeError(
+                    f"import worker {dead[0]} ended without a report; what the workers"
+                    " committed is stored — run the import again, it resumes"
+                ) from None
+            continue
+        if kind == "progress":
+            done[k] = payload
+            if progress is not None:
+                progress(sum(done.values()))
+        elif kind == "done":
+            reports[k] = payload
+        else:
+            raise RuntimeError(
+                f"import worker {k} failed; what the workers committed is stored — fix the"
+                f" cause and run the import again, it resumes:\n{payload}"
+            )
+    return [reports[k] for k in sorted(reports)]
+
+
+def _work(
+    env: dict[str, str],
+    today: date,
+    path: Path,
+    share: Share,
+    batch_events: int,
+    messages: Queue[tuple[str, int, Any]],
+) -> None:
+    """(worker) Import this worker's share of the lines; report progress and the result."""
+    try:
+        registry = Registry(env, clock=lambda: today)
+        try:
+
+            def tell(lines: int) -> None:
+                if lines % PROGRESS_EVERY == 0:
+                    messages.put(("progress", share.worker, lines))
+
+            report = import_file(
+                registry, path, batch_events=batch_events, progress=tell, lines=share
+            )
+        finally:
+            registry.close()
+        messages.put(("progress", share.worker, report.lines))
+        messages.put(("done", share.worker, report))
+    except BaseException:
+        messages.put(("failed", share.worker, traceback.format_exc()))
+        raise
