@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from api.parallel_import import import_in_parallel, on_postgres
+from api.parallel_import import MAX_JOBS, import_in_parallel, on_postgres
 from domain.registry import Registry
 
 COMMANDS = {"import"}
@@ -44,8 +44,11 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
     if not args.file.is_file():
         print(f"harbor: no such file: {args.file}", file=sys.stderr)
         return 2
-    if args.jobs < 1 or args.batch_events < 1:
-        print("harbor import: --jobs and --batch-events must be at least 1", file=sys.stderr)
+    if not 1 <= args.jobs <= MAX_JOBS or args.batch_events < 1:
+        print(
+            f"harbor import: --jobs must be 1 to {MAX_JOBS} and --batch-events at least 1",
+            file=sys.stderr,
+        )
         return 2
     if args.jobs > 1 and not on_postgres(registry):
         print("harbor import: --jobs needs PostgreSQL; importing in one process", file=sys.stderr)

@@ -37,6 +37,8 @@ from domain.registry import Registry
 
 SPAWN = multiprocessing.get_context("spawn")
 PROGRESS_EVERY = 200  # lines between a worker's progress messages
+MAX_JOBS = 64
+NO_WORKER = 255  # the owner of a line this process imports itself (a unit line)
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,8 @@ def plan(registry: Registry, path: Path, jobs: int) -> Plan | None:
 
     A line that cannot be read goes to worker 0, which reports it as one process would.
     """
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ValueError(f"jobs must be between 1 and {MAX_JOBS}")
     member_id_for = lru_cache(maxsize=65536)(registry.member_id_for)
     units: set[int] = set()
     owner = bytearray()
@@ -77,6 +81,7 @@ def plan(registry: Registry, path: Path, jobs: int) -> Plan | None:
             if members_seen:
                 return None
             units.add(number)
+            owner[number] = NO_WORKER
             continue
         members_seen = True
         owner[number] = member.int % jobs if isinstance(member, UUID) else 0

@@ -217,8 +217,12 @@ def test_an_import_shared_among_processes_stores_what_one_process_would(
 ) -> None:
     import_file(pg_registry, EXAMPLE)
     base = event_count(pg_registry)
-    path = _generated(tmp_path / "shared.jsonl", 120)  # 720 lines
-    with path.open("a", encoding="utf-8") as f:  # lines 721-722: one unreadable, one refused
+    generated = _generated(tmp_path / "members.jsonl", 120).read_text(encoding="utf-8")
+    path = tmp_path / "shared.jsonl"
+    unit = {"action": "unit", "unit": "sh-org-dept", "on": "2020-01-01", "code": "new-center",
+            "name": "新中心", "kind": "service_center", "region": "上海"}
+    path.write_text(json.dumps(unit, ensure_ascii=False) + "\n" + generated, encoding="utf-8")
+    with path.open("a", encoding="utf-8") as f:  # lines 722-723: one unreadable, one refused
         f.write('{"action": "dues", "unit": \n')
         f.write(json.dumps({"action": "attach", "unit": "daning-center", "on": "2020-07-01",
                             "member": "310109195000000007", "basis": "workplace"}) + "\n")
@@ -226,21 +230,22 @@ def test_an_import_shared_among_processes_stores_what_one_process_would(
     report = import_in_parallel(pg_registry, path, jobs=2, batch_events=100)
 
     assert report.processes == 2
-    # Member 7's earlier lines were committed before its refused line was reached.
-    assert report.lines == 722 and report.stored == 720
+    # The unit line is stored once, by this process; member 7's earlier lines were
+    # committed before its refused line was reached.
+    assert report.lines == 723 and report.units == 1 and report.stored == 721
     assert [(p.line, p.code) for p in report.problems] == [
-        (721, "INVALID_INPUT"),
-        (722, "R9_NO_OPEN_CASE"),  # member 7 has no case to attach on
+        (722, "INVALID_INPUT"),
+        (723, "R9_NO_OPEN_CASE"),  # member 7 has no case to attach on
     ]
     assert len(report.members) == 120
-    assert event_count(pg_registry) == base + 720
+    assert event_count(pg_registry) == base + 721
     for i in (0, 59, 119):
         history = pg_registry.member(pg_registry.member_id_for(f"3101091950{i:08d}")).history
         assert [type(e).__name__ for e in history] == ["MemberEnrolled"] + ["DuesReceived"] * 5
 
     again = import_in_parallel(pg_registry, path, jobs=2)
-    assert again.stored == 0 and again.already == 720
-    assert event_count(pg_registry) == base + 720
+    assert again.lines == 723 and again.stored == 0 and again.already == 721
+    assert event_count(pg_registry) == base + 721
 
 
 def test_an_import_with_a_unit_line_after_members_runs_in_one_process(
