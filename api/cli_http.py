@@ -45,8 +45,9 @@ def add_commands(sub: Any) -> None:
     serve.add_argument(
         "--threads",
         type=int,
-        default=16,
-        help="request threads per worker (commands and queries run in them)",
+        default=8,
+        help="request threads per worker for commands, and as many for other blocking"
+        " queries (default 8: with one interpreter lock, more threads only contend for it)",
     )
     serve.add_argument(
         "--follower",

@@ -469,8 +469,8 @@ def main() -> int:
                         help="seconds per phase (default 30)")
     parser.add_argument("--count", type=int,
                         help="stop each phase after about this many commands instead")
-    parser.add_argument("--server-threads", type=int, default=16,
-                        help="harbor serve --threads (default 16)")
+    parser.add_argument("--server-threads", type=int, default=8,
+                        help="harbor serve --threads (default 8, as harbor serve's own)")
     parser.add_argument("--server-workers", type=int, default=1,
                         help="harbor serve --workers (default 1)")
     args = parser.parse_args()
