@@ -132,7 +132,11 @@ def import_in_parallel(
     shared = plan(registry, path, jobs) if jobs > 1 and on_postgres(registry) else None
     if shared is None:
         return import_file(registry, path, batch_events=batch_events, progress=progress)
-    report = import_file(registry, path, batch_events=batch_events, lines=shared.units)
+    report = (
+        import_file(registry, path, batch_events=batch_events, lines=shared.units)
+        if shared.units
+        else ImportReport()
+    )
     done = {"units": report.lines}
     if progress is not None:
         progress(report.lines)
