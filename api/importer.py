@@ -144,21 +144,27 @@ def _parse(
     if "on" in data:
         kwargs["occurred_on"] = _date(data["on"], "on")
     kwargs["idempotency_key"] = key
-    member: UUID | None = None
-    if action == "enrol":
-        member = member_id_for(str(kwargs.get("id_number", "")))
-    elif action not in UNIT_ACTIONS:
-        text_id = data.get("member")
-        if not isinstance(text_id, str) or not text_id:
-            raise InvalidInput("name the member by ID number or member id", field="member")
-        try:
-            member = UUID(text_id)
-        except ValueError:
-            member = member_id_for(text_id)
+    member = None if action in UNIT_ACTIONS else member_of(data, member_id_for)
+    if member is None and action not in UNIT_ACTIONS:
+        raise InvalidInput("name the member by ID number or member id", field="member")
     unknown = sorted(set(kwargs) - _accepted(action))
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]!r} for {action}", field=unknown[0])
     return _Line(number, action, actor, member, kwargs)
+
+
+def member_of(data: dict[str, Any], member_id_for: Callable[[str], UUID]) -> UUID | None:
+    """The member a member line acts on: an enrolment's ID number, else its ``member``
+    (a member id or an ID number); None when it names none."""
+    if data.get("action") == "enrol":
+        return member_id_for(str(data.get("id_number", "")))
+    reference = data.get("member")
+    if not isinstance(reference, str) or not reference:
+        return None
+    try:
+        return UUID(reference)
+    except ValueError:
+        return member_id_for(reference)
 
 
 @cache

@@ -31,7 +31,7 @@ from uuid import UUID
 
 from eventsourcing.postgres import PostgresDatastore
 
-from api.importer import UNIT_ACTIONS, ImportReport, _keys, import_file
+from api.importer import UNIT_ACTIONS, ImportReport, _keys, import_file, member_of
 from domain.errors import HarborError
 from domain.registry import Registry
 
@@ -54,23 +54,15 @@ class Share:
         )
 
 
-@dataclass(frozen=True)
-class Plan:
-    """Who imports which line: the unit lines here, every other line one worker."""
-
-    units: frozenset[int]
-    owner: bytes
-
-
-def plan(registry: Registry, path: Path, jobs: int) -> Plan | None:
-    """Share the file's members among ``jobs`` workers; None if a unit line follows a member's.
+def plan(registry: Registry, path: Path, jobs: int) -> bytes | None:
+    """Who imports each line (``owner[n]``): a worker by its member, NO_WORKER for a unit
+    line (this process); None if a unit line follows a member's.
 
     A line that cannot be read goes to worker 0, which reports it as one process would.
     """
     if not 1 <= jobs <= MAX_JOBS:
         raise ValueError(f"jobs must be between 1 and {MAX_JOBS}")
     member_id_for = lru_cache(maxsize=65536)(registry.member_id_for)
-    units: set[int] = set()
     owner = bytearray()
     members_seen = False
     for number, text, _ in _keys(path):
@@ -80,12 +72,11 @@ def plan(registry: Registry, path: Path, jobs: int) -> Plan | None:
         if member is _UNIT:
             if members_seen:
                 return None
-            units.add(number)
             owner[number] = NO_WORKER
             continue
         members_seen = True
         owner[number] = member.int % jobs if isinstance(member, UUID) else 0
-    return Plan(frozenset(units), bytes(owner))
+    return bytes(owner)
 
 
 _UNIT = object()
@@ -106,16 +97,8 @@ def _member_of(text: str, member_id_for: Callable[[str], UUID]) -> UUID | object
         return None
     if data.get("action") in UNIT_ACTIONS:
         return _UNIT
-    reference = data.get("id_number") if data.get("action") == "enrol" else data.get("member")
-    if not isinstance(reference, str) or not reference:
-        return None
     try:
-        if data.get("action") != "enrol":
-            try:
-                return UUID(reference)
-            except ValueError:
-                pass
-        return member_id_for(reference)
+        return member_of(data, member_id_for)
     except HarborError:  # not an ID number: the worker that gets the line says so
         return None
 
@@ -129,12 +112,12 @@ def import_in_parallel(
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import ``path`` with ``jobs`` worker processes (one process if the file needs it)."""
-    shared = plan(registry, path, jobs) if jobs > 1 and on_postgres(registry) else None
-    if shared is None:
+    owner = plan(registry, path, jobs) if jobs > 1 and on_postgres(registry) else None
+    if owner is None:
         return import_file(registry, path, batch_events=batch_events, progress=progress)
     report = (
-        import_file(registry, path, batch_events=batch_events, lines=shared.units)
-        if shared.units
+        import_file(registry, path, batch_events=batch_events, lines=Share(owner, NO_WORKER))
+        if NO_WORKER in owner
         else ImportReport()
     )
     done = {"units": report.lines}
@@ -146,7 +129,7 @@ def import_in_parallel(
         SPAWN.Process(
             target=_work,
             args=(
-                dict(registry.env), today, path, Share(shared.owner, k), batch_events, messages
+                dict(registry.env), today, path, Share(owner, k), batch_events, messages
             ),
             name=f"harbor-import-{k}",
         )
