@@ -157,8 +157,11 @@ def _story(number: str, letter_no: str) -> list[dict[str, object]]:
     ]
 
 
-def _slow_commits(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every batch commit takes a while: the next batch is decided meanwhile."""
+@pytest.fixture
+def slow_commits(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> Registry:
+    """The example's units, then every batch commit takes a while: the next batch is
+    decided meanwhile."""
+    import_file(registry, EXAMPLE)
     commit = registry.commit_batch
 
     def slowly(batch: Batch) -> dict[UUID, BaseException]:
@@ -166,15 +169,15 @@ def _slow_commits(registry: Registry, monkeypatch: pytest.MonkeyPatch) -> None:
         return commit(batch)
 
     monkeypatch.setattr(registry, "commit_batch", slowly)
+    return registry
 
 
 def test_a_member_whose_batch_is_still_committing_is_decided_on_what_it_stored(
-    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    slow_commits: Registry, tmp_path: Path
 ) -> None:
     # Batches of two events: while one commits on the committer thread, the next is
     # decided; a member's line right after its batch left waits for that commit.
-    import_file(registry, EXAMPLE)
-    _slow_commits(registry, monkeypatch)
+    registry = slow_commits
     a, b = "310109195001019911", "310109195001019912"
     a_lines, b_lines = _story(a, "2020-801"), _story(b, "2020-802")
     path = _lines(tmp_path / "interleaved.jsonl", [
@@ -194,10 +197,9 @@ def test_a_member_whose_batch_is_still_committing_is_decided_on_what_it_stored(
 
 
 def test_a_letter_number_taken_in_the_batch_still_committing_is_refused_as_taken(
-    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    slow_commits: Registry, tmp_path: Path
 ) -> None:
-    import_file(registry, EXAMPLE)
-    _slow_commits(registry, monkeypatch)
+    registry = slow_commits
     a, b = "310109195001019921", "310109195001019922"
     path = _lines(tmp_path / "same-number.jsonl", [
         *_story(a, "2020-900"), *_story(b, "2020-900"),
