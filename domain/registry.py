@@ -181,6 +181,9 @@ class Registry(MemberCommands, Application[UUID]):
         """Finish queued commits, then close the store."""
         if self.committer is not None:
             self.committer.close()
+        release = getattr(self.recorder, "close", None)  # connections a recorder keeps
+        if release is not None:
+            release()
         super().close()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:

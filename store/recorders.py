@@ -38,6 +38,7 @@ from store.fastpath import (
     read_int8,
     uuid_bytes,
 )
+from store.held import HeldConnections
 
 RECEIPTS_TABLE = "harbor_command_receipts"
 
@@ -56,6 +57,8 @@ class PostgresRecorder(PostgresApplicationRecorder):
                 " unset POSTGRES_ORIGINATOR_ID_TYPE or set it to uuid"
             )
         super().__init__(datastore, events_table_name=events_table_name)
+        # The append and the stream read run on connections kept warm (store/held.py).
+        self.held = HeldConnections(datastore)
         table = Identifier(self.datastore.schema or "public", RECEIPTS_TABLE)
         self.sql_create_statements.append(
             SQL(
@@ -162,6 +165,10 @@ class PostgresRecorder(PostgresApplicationRecorder):
             "SELECT fingerprint, outcome, position FROM {} WHERE unit_id = %s AND key = %s"
         ).format(table)
 
+    def close(self) -> None:
+        """Give the connections it keeps back to the pool (the datastore closes the pool)."""
+        self.held.close()
+
     def create_table(self) -> None:
         """Create the schema, one process at a time (concurrent DDL fails in PostgreSQL)."""
         with self.datastore.get_connection() as conn:
@@ -205,8 +212,7 @@ class PostgresRecorder(PostgresApplicationRecorder):
                 else (None,) * 6
             ),
         ]
-        with self.datastore.get_connection() as conn:
-            result = self._append.run(conn, params)
+        result = self.held.run(self._append, params)
         return [read_int8(result.get_value(i, 0)) for i in range(result.ntuples)]
 
     def select_events(
@@ -231,8 +237,7 @@ class PostgresRecorder(PostgresApplicationRecorder):
     @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def select_streams(self, ids: Sequence[UUID]) -> dict[UUID, list[StoredEvent]]:
         """Whole streams of many aggregates in one read (those without events are left out)."""
-        with self.datastore.get_connection() as conn:
-            result = self._read_streams.run(conn, [array(UUID_OID, [i.bytes for i in ids])])
+        result = self.held.run(self._read_streams, [array(UUID_OID, [i.bytes for i in ids])])
         streams: dict[UUID, list[StoredEvent]] = {}
         for i in range(result.ntuples):
             stream = UUID(bytes=bytes(result.get_value(i, 0) or b""))

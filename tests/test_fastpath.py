@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 
+import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
@@ -94,17 +95,61 @@ def test_a_session_that_lost_its_prepared_statements_prepares_them_again(pg_url:
     registry = open_registry(pg_url, clock=lambda: TODAY, extra_env=two)
     recorder = registry.recorder
     pool = recorder.datastore.pool  # type: ignore[attr-defined]
-    held = pool.getconn()  # so that every call below runs on the other session
+    kept = pool.getconn()  # so that every call below runs on the other session
     try:
         first, second = uuid.uuid4(), uuid.uuid4()
         recorder.insert_events(_events(first, b"a"))  # prepared on the other session
-        other = pool.getconn()
-        other.execute("DEALLOCATE ALL")  # as a pooler's DISCARD ALL would
-        pool.putconn(other)
+        recorder.held.close()  # type: ignore[attr-defined]  # the session back to the pool
+        session = pool.getconn()
+        session.execute("DEALLOCATE ALL")  # as a pooler's DISCARD ALL would
+        session.commit()
+        pool.putconn(session)
 
         recorder.insert_events(_events(second, b"b"))
 
+        assert recorder._append.reprepared == 1  # type: ignore[attr-defined]
         assert [e.state for e in recorder.select_events(second)] == [b"b"]
     finally:
-        pool.putconn(held)
+        pool.putconn(kept)
         registry.close()
+
+
+def test_one_thread_appends_on_the_session_it_used_last(pg_registry: Registry) -> None:
+    recorder = pg_registry.recorder
+    backends = set()
+    for _ in range(6):
+        recorder.insert_events(_events(uuid.uuid4(), b"x"))
+        (held,) = recorder.held._idle  # type: ignore[attr-defined]
+        backends.add(held.info.backend_pid)
+
+    assert len(backends) == 1
+
+
+def test_a_broken_held_session_is_given_up_and_the_append_retried(pg_url: str) -> None:
+    registry = open_registry(pg_url, clock=lambda: TODAY)
+    recorder = registry.recorder
+    try:
+        recorder.insert_events(_events(uuid.uuid4(), b"a"))
+        (held,) = recorder.held._idle  # type: ignore[attr-defined]
+        with psycopg.connect(pg_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (held.info.backend_pid,))
+        stream = uuid.uuid4()
+
+        recorder.insert_events(_events(stream, b"b"))  # fails once, then on a new session
+
+        assert [e.state for e in recorder.select_events(stream)] == [b"b"]
+        assert held.closed and held not in recorder.held._idle  # type: ignore[attr-defined]
+    finally:
+        registry.close()
+
+
+def test_closing_the_registry_gives_the_held_sessions_back(pg_url: str) -> None:
+    registry = open_registry(pg_url, clock=lambda: TODAY)
+    recorder = registry.recorder
+    recorder.insert_events(_events(uuid.uuid4(), b"a"))
+    (held,) = recorder.held._idle  # type: ignore[attr-defined]
+
+    registry.close()
+
+    assert recorder.held._idle == []  # type: ignore[attr-defined]
+    assert held.closed
