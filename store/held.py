@@ -5,21 +5,24 @@ thread's consecutive commands ran on a different server backend each time. Run o
 the connection it used last, one thread's command took a quarter less time and
 cost this process a third less CPU (bench/README.md, "Write path"): the backend,
 its caches and the scheduler's placement of it are still warm. The append and the
-read of whole streams (``store/fastpath.py``) therefore take a connection from a
-short last-in-first-out stack of their own, and fall back to the pool when it is
-empty. Any other statement still uses the pool as before.
+read of whole streams (``store/fastpath.py``) and the read models' single-statement
+queries (``store/sql.Db.query``) therefore take a connection from a short
+last-in-first-out stack kept per datastore, and fall back to the pool when it is
+empty. Transactions (projection batches, tracking records) still use the pool.
 
-Only statements sent through libpq directly use these connections: they run
-outside any transaction block, so a connection goes back on the stack as it came,
-idle. One that is not (broken by a server restart, or left in a transaction) goes
-back to the pool, which discards or resets it.
+Only single statements on these autocommit connections use the stack: each is its
+own transaction, so a connection goes back on the stack as it came, idle. One that
+is not (broken by a server restart, or left in a transaction) goes back to the
+pool, which discards or resets it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import psycopg
 from eventsourcing import persistence
@@ -53,6 +56,19 @@ def translated(error: psycopg.Error) -> persistence.PersistenceError:
     return persistence.PersistenceError(str(error))  # pragma: no cover - psycopg.Error above
 
 
+_HELD: WeakKeyDictionary[PostgresDatastore, HeldConnections] = WeakKeyDictionary()
+_HELD_LOCK = threading.Lock()
+
+
+def held_for(datastore: PostgresDatastore) -> HeldConnections:
+    """The stack of connections kept for this datastore (one, shared by all its users)."""
+    with _HELD_LOCK:
+        held = _HELD.get(datastore)
+        if held is None:
+            held = _HELD[datastore] = HeldConnections(datastore)
+        return held
+
+
 class HeldConnections:
     """A last-in-first-out stack of idle connections taken from the datastore's pool."""
 
@@ -66,10 +82,7 @@ class HeldConnections:
 
     def run(self, statement: PreparedStatement, params: Sequence[bytes | None]) -> pq.abc.PGresult:
         """Run ``statement`` on the connection used last (or one from the pool)."""
-        try:
-            conn = self._idle.pop()
-        except IndexError:
-            conn = self._checkout()
+        conn = self._take()
         try:
             result = statement.run(conn, params)
         except psycopg.Error as e:
@@ -81,12 +94,32 @@ class HeldConnections:
         self._give_back(conn)
         return result
 
+    @contextmanager
+    def connection(self) -> Iterator[Connection[Any]]:
+        """The connection used last, for single statements (it is in autocommit mode)."""
+        conn = self._take()
+        try:
+            yield conn
+        except psycopg.Error as e:
+            self._give_back(conn)
+            raise translated(e) from e
+        except BaseException:
+            self._give_back(conn)
+            raise
+        self._give_back(conn)
+
     def close(self) -> None:
         """Return every idle connection to the pool (before the pool itself closes)."""
         with self._closing:
             self._closed = True
             while self._idle:
                 self._return(self._idle.pop())
+
+    def _take(self) -> Connection[Any]:
+        try:
+            return self._idle.pop()
+        except IndexError:
+            return self._checkout()
 
     def _checkout(self) -> Connection[Any]:
         pool = self.datastore.pool

@@ -38,7 +38,7 @@ from store.fastpath import (
     read_int8,
     uuid_bytes,
 )
-from store.held import HeldConnections
+from store.held import held_for
 
 RECEIPTS_TABLE = "harbor_command_receipts"
 
@@ -58,7 +58,7 @@ class PostgresRecorder(PostgresApplicationRecorder):
             )
         super().__init__(datastore, events_table_name=events_table_name)
         # The append and the stream read run on connections kept warm (store/held.py).
-        self.held = HeldConnections(datastore)
+        self.held = held_for(datastore)
         table = Identifier(self.datastore.schema or "public", RECEIPTS_TABLE)
         self.sql_create_statements.append(
             SQL(

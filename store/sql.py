@@ -19,6 +19,8 @@ from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 from psycopg.rows import tuple_row
 
+from store.held import held_for
+
 
 class Cursor(Protocol):
     """What projection code needs of a cursor."""
@@ -110,7 +112,9 @@ class Db:
         # One statement on an autocommit connection is its own snapshot: one round trip
         # instead of BEGIN, the query and ROLLBACK; prepared, as reads repeat.
         assert isinstance(self.datastore, PostgresDatastore)
-        with self.datastore.get_connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
+        with held_for(self.datastore).connection() as conn, conn.cursor(
+            row_factory=tuple_row
+        ) as cur:
             cur.execute(_pg_sql(sql), tuple(params), prepare=True)
             return cur.fetchall()
 
