@@ -13,7 +13,8 @@ empty. Transactions (projection batches, tracking records) still use the pool.
 Only single statements on these autocommit connections use the stack: each is its
 own transaction, so a connection goes back on the stack as it came, idle. One that
 is not (broken by a server restart, or left in a transaction) goes back to the
-pool, which discards or resets it.
+pool, which discards or resets it; so does any connection while another caller
+waits for the pool, which cannot see the connections parked here.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import psycopg
 from eventsourcing import persistence
 from eventsourcing.postgres import PostgresDatastore
 from psycopg import Connection, pq
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 
 from store.fastpath import PreparedStatement
 
@@ -54,6 +56,11 @@ def translated(error: psycopg.Error) -> persistence.PersistenceError:
         if isinstance(error, theirs):
             return ours(str(error))
     return persistence.PersistenceError(str(error))  # pragma: no cover - psycopg.Error above
+
+
+def wanted(pool: ConnectionPool[Any] | AsyncConnectionPool[Any]) -> bool:
+    """Whether a caller is waiting for one of the pool's connections (give it back, then)."""
+    return bool(pool.get_stats().get("requests_waiting"))
 
 
 _HELD: WeakKeyDictionary[PostgresDatastore, HeldConnections] = WeakKeyDictionary()
@@ -121,13 +128,19 @@ class HeldConnections:
         except IndexError:
             return self._checkout()
 
+    @property
+    def pool(self) -> ConnectionPool[Any]:
+        """The datastore's pool."""
+        return self.datastore.pool
+
     def _checkout(self) -> Connection[Any]:
-        pool = self.datastore.pool
+        pool = self.pool
         try:
             # The datastore opens its pool on first use; this may be the first.
             timeout = self.datastore.pool_open_timeout
             pool.open(timeout is not None, timeout or 30.0)
-            return pool.getconn()
+            conn: Connection[Any] = pool.getconn()
+            return conn
         except psycopg.Error as e:  # PoolTimeout is an OperationalError: retried
             raise translated(e) from e
 
@@ -137,7 +150,7 @@ class HeldConnections:
             pgconn.status == pq.ConnStatus.OK
             and pgconn.transaction_status == pq.TransactionStatus.IDLE
         )
-        if healthy and not self._closed and len(self._idle) < self.keep:
+        if healthy and not self._closed and len(self._idle) < self.keep and not wanted(self.pool):
             self._idle.append(conn)
             if not self._closed:
                 return
@@ -151,6 +164,6 @@ class HeldConnections:
 
     def _return(self, conn: Connection[Any]) -> None:
         try:
-            self.datastore.pool.putconn(conn)
+            self.pool.putconn(conn)
         except Exception:  # a closed pool refuses it: close it ourselves
             conn.close()

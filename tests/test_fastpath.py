@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 
-import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
@@ -112,44 +111,3 @@ def test_a_session_that_lost_its_prepared_statements_prepares_them_again(pg_url:
     finally:
         pool.putconn(kept)
         registry.close()
-
-
-def test_one_thread_appends_on_the_session_it_used_last(pg_registry: Registry) -> None:
-    recorder = pg_registry.recorder
-    backends = set()
-    for _ in range(6):
-        recorder.insert_events(_events(uuid.uuid4(), b"x"))
-        (held,) = recorder.held._idle  # type: ignore[attr-defined]
-        backends.add(held.info.backend_pid)
-
-    assert len(backends) == 1
-
-
-def test_a_broken_held_session_is_given_up_and_the_append_retried(pg_url: str) -> None:
-    registry = open_registry(pg_url, clock=lambda: TODAY)
-    recorder = registry.recorder
-    try:
-        recorder.insert_events(_events(uuid.uuid4(), b"a"))
-        (held,) = recorder.held._idle  # type: ignore[attr-defined]
-        with psycopg.connect(pg_url, autocommit=True) as admin:
-            admin.execute("SELECT pg_terminate_backend(%s)", (held.info.backend_pid,))
-        stream = uuid.uuid4()
-
-        recorder.insert_events(_events(stream, b"b"))  # fails once, then on a new session
-
-        assert [e.state for e in recorder.select_events(stream)] == [b"b"]
-        assert held.closed and held not in recorder.held._idle  # type: ignore[attr-defined]
-    finally:
-        registry.close()
-
-
-def test_closing_the_registry_gives_the_held_sessions_back(pg_url: str) -> None:
-    registry = open_registry(pg_url, clock=lambda: TODAY)
-    recorder = registry.recorder
-    recorder.insert_events(_events(uuid.uuid4(), b"a"))
-    (held,) = recorder.held._idle  # type: ignore[attr-defined]
-
-    registry.close()
-
-    assert recorder.held._idle == []  # type: ignore[attr-defined]
-    assert held.closed
