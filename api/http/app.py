@@ -12,10 +12,12 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI, Response
 from starlette.datastructures import Headers
+from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.http import problems, schemas
 from api.http.deps import check_token, check_token_now
+from api.http.lean import LeanRoute
 from api.http.metrics import METRICS
 from api.http.read_members import ReadMembers
 from api.http.routes import commands, ops, reads
@@ -137,8 +139,19 @@ def create_app(
     # min_position) are already part of each route.
     for module in (commands, reads, ops):
         app.router.routes.extend(module.router.routes)
+    # The router tries routes in order, a few microseconds each: the busiest first. No two
+    # routes take the same method and path, so the order changes nothing else
+    # (tests/test_http_lean.py checks every route is still the one its path reaches).
+    app.router.routes.sort(key=_traffic_rank)
     _document_bearer(app)
     return app
+
+
+def _traffic_rank(route: BaseRoute) -> int:
+    """0 for a member's status, 1 for the other lean routes (commands), 2 for the rest."""
+    if not isinstance(route, LeanRoute):
+        return 2
+    return 0 if "GET" in (route.methods or ()) else 1
 
 
 def _document_bearer(app: FastAPI) -> None:

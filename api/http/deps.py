@@ -132,7 +132,8 @@ def _role(*roles: str):  # type: ignore[no-untyped-def]
 
 UnitCaller = Annotated[Caller, Depends(_role("unit"))]
 AdminCaller = Annotated[Caller, Depends(_role("admin"))]
-ReaderCaller = Annotated[Caller, Depends(_role("unit", "auditor", "admin"))]
+reader = _role("unit", "auditor", "admin")  # the check itself, for the lean status route
+ReaderCaller = Annotated[Caller, Depends(reader)]
 AuditCaller = Annotated[Caller, Depends(_role("auditor", "admin"))]
 
 
@@ -160,8 +161,11 @@ def _command(*roles: str, versioned: bool = True):  # type: ignore[no-untyped-de
     return context
 
 
-UnitCommand = Annotated[CommandContext, Depends(_command("unit"))]
-UnitEnrolment = Annotated[CommandContext, Depends(_command("unit", versioned=False))]
+# The context functions themselves, for the lean routes (api/http/lean.py).
+unit_command = _command("unit")
+unit_enrolment = _command("unit", versioned=False)
+UnitCommand = Annotated[CommandContext, Depends(unit_command)]
+UnitEnrolment = Annotated[CommandContext, Depends(unit_enrolment)]
 AdminCommand = Annotated[CommandContext, Depends(_command("admin", versioned=False))]
 
 

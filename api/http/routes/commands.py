@@ -5,7 +5,7 @@ from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 
 from api.http import schemas as s
 from api.http.deps import (
@@ -19,7 +19,10 @@ from api.http.deps import (
     UnitCommand,
     UnitEnrolment,
     in_thread,
+    unit_command,
+    unit_enrolment,
 )
+from api.http.lean import Errors, LeanRoute, body_as, json_body, path_uuid, raise_if_invalid
 from api.http.metrics import METRICS
 from domain.receipts import Outcome
 
@@ -62,11 +65,28 @@ RENAMED = {"voided": "position"}
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 
-def _post(path: str, tag: str, headers: dict[str, Any]) -> Callable[[Endpoint], Endpoint]:
-    """A command route: 201 with the outcome, the command headers documented."""
-    return router.post(
-        path, response_model=s.CommandResult, status_code=201, tags=[tag], openapi_extra=headers
-    )
+def _post(
+    path: str, tag: str, headers: dict[str, Any], lean: bool = False
+) -> Callable[[Endpoint], Endpoint]:
+    """A command route: 201 with the outcome, the command headers documented.
+
+    ``lean``: run by the endpoint's ``lean`` handler (api/http/lean.py).
+    """
+
+    def add(endpoint: Endpoint) -> Endpoint:
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            response_model=s.CommandResult,
+            status_code=201,
+            tags=[tag],
+            openapi_extra=headers,
+            route_class_override=LeanRoute if lean else None,
+        )
+        return endpoint
+
+    return add
 
 
 def _acting(caller: Caller, body: s.Command) -> None:
@@ -81,6 +101,18 @@ def _result(outcome: Outcome, response: Response, command: str) -> s.CommandResu
     if not outcome.replayed:
         METRICS.command(command)
     return s.CommandResult(**{k: v for k, v in outcome.__dict__.items()})
+
+
+def _response(outcome: Outcome, command: str) -> Response:
+    """``_result`` as the response itself (the lean routes, api/http/lean.py)."""
+    if not outcome.replayed:
+        METRICS.command(command)
+    result = s.CommandResult(**{k: v for k, v in outcome.__dict__.items()})
+    return Response(
+        result.model_dump_json(by_alias=True),
+        status_code=200 if outcome.replayed else 201,
+        media_type="application/json",
+    )
 
 
 async def _command(
@@ -120,7 +152,26 @@ def _case_route(path: str, model: type[s.Command], method: str, summary: str) ->
         )
         return _result(outcome, response, method)
 
+    async def lean(request: Request) -> Response:
+        data = await json_body(request)
+        context = await unit_command(request)
+        errors: Errors = []
+        member_id = path_uuid(request, "member_id", errors)
+        case_id = path_uuid(request, "case_id", errors)
+        body = body_as(model, data, errors)
+        raise_if_invalid(errors, data)
+        outcome = await _command(
+            context,
+            method,
+            body,
+            member_id,
+            case_id=case_id,
+            expected_version=context.expected_version,
+        )
+        return _response(outcome, method)
+
     endpoint.__doc__ = summary
+    endpoint.lean = lean  # type: ignore[attr-defined]
     router.add_api_route(
         f"/members/{{member_id}}/cases/{{case_id}}/{path}",
         endpoint,
@@ -131,6 +182,7 @@ def _case_route(path: str, model: type[s.Command], method: str, summary: str) ->
         name=method,
         tags=["case actions"],
         openapi_extra=VERSIONED_HEADERS,
+        route_class_override=LeanRoute,
     )
 
 
@@ -146,7 +198,20 @@ def _member_route(path: str, model: type[s.Command], method: str, summary: str) 
         )
         return _result(outcome, response, method)
 
+    async def lean(request: Request) -> Response:
+        data = await json_body(request)
+        context = await unit_command(request)
+        errors: Errors = []
+        member_id = path_uuid(request, "member_id", errors)
+        body = body_as(model, data, errors)
+        raise_if_invalid(errors, data)
+        outcome = await _command(
+            context, method, body, member_id, expected_version=context.expected_version
+        )
+        return _response(outcome, method)
+
     endpoint.__doc__ = summary
+    endpoint.lean = lean  # type: ignore[attr-defined]
     router.add_api_route(
         f"/members/{{member_id}}/{path}",
         endpoint,
@@ -157,6 +222,7 @@ def _member_route(path: str, model: type[s.Command], method: str, summary: str) 
         name=method,
         tags=["member actions"],
         openapi_extra=VERSIONED_HEADERS,
+        route_class_override=LeanRoute,
     )
 
 
@@ -192,7 +258,40 @@ async def dissolve_unit(
     return _result(outcome, response, "dissolve_unit")
 
 
-@_post("/members", "members", KEYED_HEADERS)
+async def _enrol_lean(request: Request) -> Response:
+    data = await json_body(request)
+    context = await unit_enrolment(request)
+    errors: Errors = []
+    body = body_as(s.Enrolment, data, errors)
+    raise_if_invalid(errors, data)
+    return _response(await _command(context, "enrol_member", body), "enrol_member")
+
+
+async def _inquiry_lean(request: Request) -> Response:
+    data = await json_body(request)
+    context = await unit_command(request)
+    errors: Errors = []
+    member_id = path_uuid(request, "member_id", errors)
+    body = body_as(s.Inquiry, data, errors)
+    raise_if_invalid(errors, data)
+    outcome = await _command(
+        context, "receive_inquiry", body, member_id, expected_version=context.expected_version
+    )
+    return _response(outcome, "receive_inquiry")
+
+
+def _run_by(lean: Callable[[Request], Any]) -> Callable[[Endpoint], Endpoint]:
+    """Give the endpoint its lean handler (before the route is made from it)."""
+
+    def attach(endpoint: Endpoint) -> Endpoint:
+        endpoint.lean = lean  # type: ignore[attr-defined]
+        return endpoint
+
+    return attach
+
+
+@_post("/members", "members", KEYED_HEADERS, lean=True)
+@_run_by(_enrol_lean)
 async def enrol_member(
     body: s.Enrolment, context: UnitEnrolment, response: Response
 ) -> s.CommandResult:
@@ -201,7 +300,8 @@ async def enrol_member(
     return _result(outcome, response, "enrol_member")
 
 
-@_post("/members/{member_id}/inquiries", "members", VERSIONED_HEADERS)
+@_post("/members/{member_id}/inquiries", "members", VERSIONED_HEADERS, lean=True)
+@_run_by(_inquiry_lean)
 async def receive_inquiry(
     member_id: UUID, body: s.Inquiry, context: UnitCommand, response: Response
 ) -> s.CommandResult:

@@ -9,6 +9,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from pydantic import TypeAdapter
 from starlette.concurrency import run_in_threadpool
 
 from api.http import schemas as s
@@ -20,6 +21,16 @@ from api.http.deps import (
     ModelsDep,
     ReaderCaller,
     RegistryDep,
+    caught_up,
+    reader,
+)
+from api.http.lean import (
+    Errors,
+    LeanRoute,
+    path_uuid,
+    query_date,
+    query_position,
+    raise_if_invalid,
 )
 from api.http.read_members import ReadMembers
 from domain.errors import InvalidInput, NotFound
@@ -119,11 +130,43 @@ def find_members(
     return [s.MemberMatch(member_id=k, name=_mask(v)) for k, v in matches.items()]
 
 
-@router.get("/members/{member_id}", tags=["members"])
+async def _member_status_lean(request: Request) -> Response:
+    """``member_status`` without FastAPI's per-request machinery (api/http/lean.py)."""
+    errors: Errors = []
+    min_position = query_position(request, "min_position", errors)
+    if min_position is not None:  # the router's dependency, which runs first
+        await caught_up(request, min_position)
+    caller = await reader(request)
+    member_id = path_uuid(request, "member_id", errors)
+    on = query_date(request, "on", errors)
+    raise_if_invalid(errors)
+    status = await _member_status_now(request, member_id, caller, on)
+    return Response(_STATUS_JSON.dump_json(status), media_type="application/json")
+
+
+_STATUS_JSON: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
+
+
 async def member_status(
     request: Request, member_id: UUID, caller: ReaderCaller, on: OnQuery = None
 ) -> dict[str, Any]:
     """Holder, status (attached / in_transit / held / orphaned), open case, ledger colour."""
+    return await _member_status_now(request, member_id, caller, on)
+
+
+member_status.lean = _member_status_lean  # type: ignore[attr-defined]
+router.add_api_route(
+    "/members/{member_id}",
+    member_status,
+    methods=["GET"],
+    tags=["members"],
+    route_class_override=LeanRoute,
+)
+
+
+async def _member_status_now(
+    request: Request, member_id: UUID, caller: Caller, on: date | None
+) -> dict[str, Any]:
     # The busiest read takes the registry and read models from the app, not as dependencies
     # (each costs CPU on every request; see api/http/deps.py).
     registry: Registry = request.app.state.registry

@@ -1,0 +1,138 @@
+"""The busiest routes, run without FastAPI's per-request machinery.
+
+FastAPI 0.16x works out, on every request, how to read each parameter and
+dependency of a route from its type annotations: measured in process, a member's
+status spent about a third of the event loop's time per request there, and a
+command about a fifth (bench/README.md, "HTTP"). The event loop is what limits
+the server, so the routes every clerk calls all day — the member and case
+commands, enrolment, inquiries and a member's status — are still declared as
+usual (their signatures make the OpenAPI document, and nothing else reads them),
+but each runs a handler written for it (``LeanRoute``) that does the same work
+directly: the body read as FastAPI reads it, the caller admitted by the same
+dependency function, path, query and body values validated by the same pydantic
+types, and failures raised as the same ``RequestValidationError``, in the same
+order (an undecodable body, then the dependencies, then every invalid value at
+once), so a client sees the same answers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine
+from datetime import date
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from starlette.exceptions import HTTPException
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+Errors = list[dict[str, Any]]
+
+
+class LeanRoute(APIRoute):
+    """A route documented by its endpoint's signature and run by the endpoint's ``lean``."""
+
+    def get_route_handler(self) -> Handler:
+        """The endpoint's own handler, when it has one."""
+        handler: Handler | None = getattr(self.endpoint, "lean", None)
+        return handler if handler is not None else super().get_route_handler()
+
+
+class _Missing:
+    """No body at all (distinct from a JSON null)."""
+
+
+MISSING = _Missing()
+
+_UUID: TypeAdapter[UUID] = TypeAdapter(UUID)
+_DATE: TypeAdapter[date | None] = TypeAdapter(date | None)
+_POSITION: TypeAdapter[int | None] = TypeAdapter(
+    Annotated[int, Field(ge=0, le=2**62)] | None  # type: ignore[arg-type]
+)
+
+
+async def json_body(request: Request) -> Any:
+    """The body as FastAPI reads it for a JSON body parameter (JSON only when declared so)."""
+    raw = await request.body()
+    if not raw:
+        return MISSING
+    content_type = request.headers.get("content-type")
+    if not content_type or not _is_json(content_type):
+        return raw  # validation then says it is not an object, as FastAPI does
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", e.pos),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": e.msg},
+                }
+            ],
+            body=e.doc,
+        ) from e
+    except Exception as e:  # not UTF-8, say
+        raise HTTPException(status_code=400, detail="There was an error parsing the body") from e
+
+
+def _is_json(content_type: str) -> bool:
+    kind = content_type.partition(";")[0].strip().lower()
+    major, _, minor = kind.partition("/")
+    return major == "application" and (minor == "json" or minor.endswith("+json"))
+
+
+def body_as(model: type[BaseModel], data: Any, errors: Errors) -> Any:
+    """The body validated as ``model`` (None, with the errors noted, if it is not one)."""
+    if data is MISSING:
+        errors.append({"type": "missing", "loc": ("body",), "msg": "Field required", "input": None})
+        return None
+    try:
+        return model.model_validate(data, from_attributes=True)  # as FastAPI validates
+    except ValidationError as e:
+        errors.extend(_located(e, ("body",)))
+        return None
+
+
+def path_uuid(request: Request, name: str, errors: Errors) -> Any:
+    """A path parameter as a UUID (None, with the errors noted, if it is not one)."""
+    return _validated(_UUID, request.path_params.get(name), ("path", name), errors)
+
+
+def query_date(request: Request, name: str, errors: Errors) -> Any:
+    """An optional query parameter as a date."""
+    return _validated(_DATE, request.query_params.get(name), ("query", name), errors)
+
+
+def query_position(request: Request, name: str, errors: Errors) -> Any:
+    """An optional query parameter as a log position (0 … 2**62)."""
+    return _validated(_POSITION, request.query_params.get(name), ("query", name), errors)
+
+
+def raise_if_invalid(errors: Errors, body: Any = None) -> None:
+    """Refuse the request with every invalid value at once, as FastAPI does."""
+    if errors:
+        raise RequestValidationError(errors, body=None if body is MISSING else body)
+
+
+def _validated(adapter: TypeAdapter[Any], value: Any, loc: tuple[str, ...], errors: Errors) -> Any:
+    try:
+        return adapter.validate_python(value)
+    except ValidationError as e:
+        errors.extend(_located(e, loc))
+        return None
+
+
+def _located(error: ValidationError, prefix: tuple[Any, ...]) -> Errors:
+    located: Errors = []
+    for found in error.errors(include_url=False):
+        loc = tuple(found.get("loc", ()))
+        # A scalar's own location is the parameter; a model's fields go below the body.
+        located.append({**found, "loc": prefix + loc if prefix == ("body",) else prefix})
+    return located
