@@ -17,8 +17,14 @@ from store.tokens import ROLES, TokenStore
 COMMANDS = {"serve", "tokens"}
 NO = ("no", "off", "0", "false")
 # No access log (the metrics count requests), and no X-Forwarded-* rewriting of the client
-# address, which nothing here reads: each is a layer of work on every request.
-UVICORN: dict[str, Any] = {"log_level": "warning", "access_log": False, "proxy_headers": False}
+# address, which nothing here reads: each is a layer of work on every request. No
+# "server: uvicorn" header either: it tells a client nothing it needs.
+UVICORN: dict[str, Any] = {
+    "log_level": "warning",
+    "access_log": False,
+    "proxy_headers": False,
+    "server_header": False,
+}
 
 
 
