@@ -18,11 +18,13 @@ from uuid import UUID
 import psycopg
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresDatastore
+from psycopg.adapt import Transformer
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 from psycopg_pool import AsyncConnectionPool
 
 from domain.errors import Unavailable
+from store.fastpath import AsyncPreparedStatement
 
 POOL_SIZE = 4  # the loop awaits them one request at a time each; a few suffice
 
@@ -55,7 +57,7 @@ class AsyncReads:
         self._tail = (
             f"SELECT e.v, e.t, e.s, r.* FROM ({tail}) AS e LEFT JOIN LATERAL ({{}}) AS r ON true"
         )
-        self._tails: dict[str, str] = {}
+        self._tails: dict[str, AsyncPreparedStatement] = {}
 
     async def open(self) -> None:
         """Open the pool (at server start)."""
@@ -76,14 +78,16 @@ class AsyncReads:
         """
         statement = self._tails.get(sql)
         if statement is None:
-            statement = self._tails[sql] = self._tail.format(sql)
+            name = f"harbor_tail_{len(self._tails)}_{id(self):x}"
+            statement = self._tails[sql] = AsyncPreparedStatement(name, self._tail.format(sql))
+        texts: list[bytes | None] = [str(aggregate_id).encode(), str(after).encode()]
+        texts += [None if p is None else str(p).encode() for p in params]
         with _unavailable_when_unreachable():
-            async with (
-                self._pool.connection() as conn,
-                conn.cursor(row_factory=tuple_row) as cur,
-            ):
-                await cur.execute(statement, (aggregate_id, after, *params), prepare=True)
-                row = await cur.fetchone()
+            async with self._pool.connection() as conn:
+                result = await statement.run(conn, texts)
+                loader = Transformer(conn)
+                loader.set_pgresult(result)
+                row = loader.load_row(0, tuple)
         assert row is not None  # an aggregate without GROUP BY gives one row
         versions, topics, states, *rest = row
         events = [

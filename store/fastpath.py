@@ -28,7 +28,7 @@ from typing import Any
 from uuid import UUID
 from weakref import WeakKeyDictionary
 
-from psycopg import Connection, errors, pq
+from psycopg import AsyncConnection, Connection, errors, pq
 from psycopg.generators import execute
 
 UUID_OID = 2950
@@ -103,17 +103,17 @@ class PreparedStatement:
         pgconn.send_query_prepared(
             self.name, params, param_formats=self._formats, result_format=pq.Format.BINARY
         )
-        return _checked(conn, conn.wait(execute(pgconn)))
+        return checked(conn, conn.wait(execute(pgconn)))
 
     def _prepare(self, conn: Connection[Any]) -> None:
         pgconn = conn.pgconn
         if conn.info.encoding != "utf-8":
             # Text parameters are sent as UTF-8 bytes.
-            _checked(conn, conn.wait(_simple(pgconn, b"SET client_encoding TO 'UTF8'")))
+            checked(conn, conn.wait(_simple(pgconn, b"SET client_encoding TO 'UTF8'")))
         pgconn.send_prepare(self.name, self.sql, param_types=self.param_types)
         # Already there if an earlier attempt was interrupted before it noted so.
         with contextlib.suppress(errors.DuplicatePreparedStatement):
-            _checked(conn, conn.wait(execute(pgconn)))
+            checked(conn, conn.wait(execute(pgconn)))
         with self._lock:
             self._prepared_on[conn] = True
 
@@ -123,7 +123,10 @@ def _simple(pgconn: Any, sql: bytes) -> Any:
     return execute(pgconn)
 
 
-def _checked(conn: Connection[Any], results: list[pq.abc.PGresult]) -> pq.abc.PGresult:
+def checked(
+    conn: Connection[Any] | AsyncConnection[Any], results: list[pq.abc.PGresult]
+) -> pq.abc.PGresult:
+    """The last result, or the server's error raised as psycopg raises it."""
     if not results:
         raise errors.OperationalError("the server sent no result")
     for result in results:
@@ -131,3 +134,48 @@ def _checked(conn: Connection[Any], results: list[pq.abc.PGresult]) -> pq.abc.PG
             raise errors.error_from_result(result, encoding=conn.info.encoding)
     return results[-1]
 
+
+
+class AsyncPreparedStatement:
+    """``PreparedStatement`` for the event loop's connections: parameters and rows as text.
+
+    The event loop's busiest read (a member's status) spent more of the loop's time in
+    psycopg's cursor — converting the query, looking up its prepared statement,
+    dumping each parameter — than in waiting for the answer (bench/README.md, "HTTP").
+    Only the event loop uses these connections, so no lock is needed.
+    """
+
+    def __init__(self, name: str, sql: str):
+        """``sql`` with psycopg's ``%s`` placeholders; the server infers their types."""
+        pieces = sql.split("%s")
+        self.name = name.encode()
+        self.sql = "".join(
+            piece + (f"${n}" if n < len(pieces) else "") for n, piece in enumerate(pieces, 1)
+        ).encode()
+        self._prepared_on: WeakKeyDictionary[AsyncConnection[Any], bool] = WeakKeyDictionary()
+        self.reprepared = 0
+
+    async def run(
+        self, conn: AsyncConnection[Any], params: Sequence[bytes | None]
+    ) -> pq.abc.PGresult:
+        """Execute on ``conn``; the result, rows in text."""
+        try:
+            return await self._run(conn, params)
+        except errors.InvalidSqlStatementName:
+            self._prepared_on.pop(conn, None)  # the session lost it: prepare again
+            self.reprepared += 1
+            return await self._run(conn, params)
+
+    async def _run(
+        self, conn: AsyncConnection[Any], params: Sequence[bytes | None]
+    ) -> pq.abc.PGresult:
+        pgconn = conn.pgconn
+        if conn not in self._prepared_on:
+            if conn.info.encoding != "utf-8":
+                checked(conn, await conn.wait(_simple(pgconn, b"SET client_encoding TO 'UTF8'")))
+            pgconn.send_prepare(self.name, self.sql)
+            with contextlib.suppress(errors.DuplicatePreparedStatement):
+                checked(conn, await conn.wait(execute(pgconn)))
+            self._prepared_on[conn] = True
+        pgconn.send_query_prepared(self.name, params)
+        return checked(conn, await conn.wait(execute(pgconn)))

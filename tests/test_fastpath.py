@@ -7,15 +7,18 @@ its prepared statements.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
+import psycopg
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
 from domain.receipts import CommandReceipt, ReceiptAt
 from domain.registry import Registry
 from store import open_registry
-from store.fastpath import TEXT_OID, array
+from store.async_reads import AsyncReads
+from store.fastpath import TEXT_OID, AsyncPreparedStatement, array
 from tests.conftest import TODAY
 
 
@@ -111,3 +114,46 @@ def test_a_session_that_lost_its_prepared_statements_prepares_them_again(pg_url:
     finally:
         pool.putconn(kept)
         registry.close()
+
+
+def test_the_loops_statement_numbers_psycopgs_placeholders() -> None:
+    statement = AsyncPreparedStatement("s", "SELECT %s::int, %s FROM t WHERE a = %s")
+
+    assert statement.sql == b"SELECT $1::int, $2 FROM t WHERE a = $3"
+
+
+def test_a_tail_read_on_the_loop_gives_the_stored_bytes(pg_registry: Registry) -> None:
+    recorder = pg_registry.recorder
+    stream = uuid.uuid4()
+    states = [b"\x00\xff\\x", '{"名":"甲"}'.encode(), b""]
+    recorder.insert_events(_events(stream, *states))
+    reads = AsyncReads(recorder.datastore, recorder.events_table_name)  # type: ignore[attr-defined]
+
+    async def read() -> tuple[list[StoredEvent], list[tuple[object, ...]]]:
+        await reads.open()
+        try:
+            return await reads.tail_and_rows(stream, 1, "SELECT %s::text AS t", ("甲",))
+        finally:
+            await reads.close()
+
+    events, rows = asyncio.run(read())
+
+    assert [(e.originator_version, e.topic, e.state) for e in events] == [
+        (2, "tests:党员.事件", states[1]),
+        (3, "tests:党员.事件", b""),
+    ]
+    assert rows == [("甲",)]
+
+
+def test_the_loops_statement_is_prepared_again_when_the_session_lost_it(pg_url: str) -> None:
+    statement = AsyncPreparedStatement("harbor_test_echo", "SELECT %s::int + 1")
+
+    async def run() -> list[bytes | None]:
+        async with await psycopg.AsyncConnection.connect(pg_url, autocommit=True) as conn:
+            first = (await statement.run(conn, [b"41"])).get_value(0, 0)
+            await conn.execute("DEALLOCATE ALL")  # as a pooler's DISCARD ALL would
+            second = (await statement.run(conn, [b"1"])).get_value(0, 0)
+            return [first, second]
+
+    assert asyncio.run(run()) == [b"42", b"2"]
+    assert statement.reprepared == 1
