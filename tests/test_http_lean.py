@@ -224,3 +224,28 @@ def test_the_busiest_routes_are_tried_first(app: FastAPI) -> None:
 
     assert (ranked[0].path, ranked[0].methods) == ("/members/{member_id}", {"GET"})
     assert all(isinstance(r, LeanRoute) for r in ranked[:27])
+
+
+def test_a_lean_route_turns_away_only_paths_it_could_not_match(app: FastAPI) -> None:
+    samples = [
+        re.sub(r"{[^}]+}", "0b7f3c1e-5d2a-4e8b-9c6f-1a2b3c4d5e6f", r.path)
+        for r in app.routes
+        if isinstance(r, APIRoute)
+    ]
+    samples += ["/", "/members/", "/members/x/", "/members/x/cases/y/", "/nowhere", "//members/x"]
+    for route in _lean_routes(app):
+        for path in samples:
+            for method in ("GET", "POST"):
+                for root in ("", "/harbor"):
+                    scope = {
+                        "type": "http",
+                        "method": method,
+                        "root_path": root,
+                        "path": root + path,
+                    }
+
+                    assert route.matches(scope)[0] == APIRoute.matches(route, scope)[0], (
+                        route.path,
+                        method,
+                        root + path,
+                    )
