@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Coroutine
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from fastapi import Request, Response
@@ -33,6 +33,17 @@ from starlette.types import Scope
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 Errors = list[dict[str, Any]]
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+
+def run_by(lean: Handler) -> Callable[[Endpoint], Endpoint]:
+    """Give an endpoint the handler its ``LeanRoute`` runs (before the route is made)."""
+
+    def attach(endpoint: Endpoint) -> Endpoint:
+        endpoint.lean = lean  # type: ignore[attr-defined]
+        return endpoint
+
+    return attach
 
 
 class LeanRoute(APIRoute):

@@ -22,7 +22,15 @@ from api.http.deps import (
     unit_command,
     unit_enrolment,
 )
-from api.http.lean import Errors, LeanRoute, body_as, json_body, path_uuid, raise_if_invalid
+from api.http.lean import (
+    Errors,
+    LeanRoute,
+    body_as,
+    json_body,
+    path_uuid,
+    raise_if_invalid,
+    run_by,
+)
 from api.http.metrics import METRICS
 from domain.receipts import Outcome
 
@@ -171,7 +179,7 @@ def _case_route(path: str, model: type[s.Command], method: str, summary: str) ->
         return _response(outcome, method)
 
     endpoint.__doc__ = summary
-    endpoint.lean = lean  # type: ignore[attr-defined]
+    run_by(lean)(endpoint)
     router.add_api_route(
         f"/members/{{member_id}}/cases/{{case_id}}/{path}",
         endpoint,
@@ -211,7 +219,7 @@ def _member_route(path: str, model: type[s.Command], method: str, summary: str) 
         return _response(outcome, method)
 
     endpoint.__doc__ = summary
-    endpoint.lean = lean  # type: ignore[attr-defined]
+    run_by(lean)(endpoint)
     router.add_api_route(
         f"/members/{{member_id}}/{path}",
         endpoint,
@@ -280,18 +288,8 @@ async def _inquiry_lean(request: Request) -> Response:
     return _response(outcome, "receive_inquiry")
 
 
-def _run_by(lean: Callable[[Request], Any]) -> Callable[[Endpoint], Endpoint]:
-    """Give the endpoint its lean handler (before the route is made from it)."""
-
-    def attach(endpoint: Endpoint) -> Endpoint:
-        endpoint.lean = lean  # type: ignore[attr-defined]
-        return endpoint
-
-    return attach
-
-
 @_post("/members", "members", KEYED_HEADERS, lean=True)
-@_run_by(_enrol_lean)
+@run_by(_enrol_lean)
 async def enrol_member(
     body: s.Enrolment, context: UnitEnrolment, response: Response
 ) -> s.CommandResult:
@@ -301,7 +299,7 @@ async def enrol_member(
 
 
 @_post("/members/{member_id}/inquiries", "members", VERSIONED_HEADERS, lean=True)
-@_run_by(_inquiry_lean)
+@run_by(_inquiry_lean)
 async def receive_inquiry(
     member_id: UUID, body: s.Inquiry, context: UnitCommand, response: Response
 ) -> s.CommandResult:

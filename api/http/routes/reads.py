@@ -31,6 +31,7 @@ from api.http.lean import (
     query_date,
     query_position,
     raise_if_invalid,
+    run_by,
 )
 from api.http.read_members import ReadMembers
 from domain.errors import InvalidInput, NotFound
@@ -147,6 +148,7 @@ async def _member_status_lean(request: Request) -> Response:
 _STATUS_JSON: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 
 
+@run_by(_member_status_lean)
 async def member_status(
     request: Request, member_id: UUID, caller: ReaderCaller, on: OnQuery = None
 ) -> dict[str, Any]:
@@ -154,7 +156,6 @@ async def member_status(
     return await _member_status_now(request, member_id, caller, on)
 
 
-member_status.lean = _member_status_lean  # type: ignore[attr-defined]
 router.add_api_route(
     "/members/{member_id}",
     member_status,
