@@ -249,3 +249,41 @@ def test_a_lean_route_turns_away_only_paths_it_could_not_match(app: FastAPI) -> 
                         method,
                         root + path,
                     )
+
+
+def test_a_client_gone_mid_body_is_refused_alike(app: FastAPI) -> None:
+    from starlette.requests import ClientDisconnect
+
+    async def gone() -> dict[str, Any]:
+        raise ClientDisconnect()
+
+    route = next(r for r in _lean_routes(app) if "POST" in r.methods)
+    outcomes = []
+    for handler in (route.endpoint.lean, APIRoute.get_route_handler(route)):  # type: ignore[attr-defined]
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": route.path,
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/json")],
+            "app": app,
+            "path_params": {n: MEMBER for n in route.param_convertors},
+            "state": {"credential": UNIT},
+        }
+
+        async def run(handler: Any = handler, scope: dict[str, Any] = scope) -> tuple[Any, ...]:
+            async with AsyncExitStack() as stack:
+                scope.update(
+                    fastapi_middleware_astack=stack,
+                    fastapi_inner_astack=stack,
+                    fastapi_function_astack=stack,
+                )
+                try:
+                    await handler(Request(scope, gone))
+                except HTTPException as e:
+                    return ("http", e.status_code)
+            return ("answered",)
+
+        outcomes.append(asyncio.run(run()))
+
+    assert outcomes == [("http", 400), ("http", 400)]

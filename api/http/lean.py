@@ -93,13 +93,13 @@ _POSITION: TypeAdapter[int | None] = TypeAdapter(
 
 async def json_body(request: Request) -> Any:
     """The body as FastAPI reads it for a JSON body parameter (JSON only when declared so)."""
-    raw = await request.body()
-    if not raw:
-        return MISSING
-    content_type = request.headers.get("content-type")
-    if not content_type or not _is_json(content_type):
-        return raw  # validation then says it is not an object, as FastAPI does
     try:
+        raw = await request.body()
+        if not raw:
+            return MISSING
+        content_type = request.headers.get("content-type")
+        if not content_type or not _is_json(content_type):
+            return raw  # validation then says it is not an object, as FastAPI does
         return json.loads(raw)
     except json.JSONDecodeError as e:
         raise RequestValidationError(
@@ -114,7 +114,9 @@ async def json_body(request: Request) -> Any:
             ],
             body=e.doc,
         ) from e
-    except Exception as e:  # not UTF-8, say
+    except HTTPException:
+        raise
+    except Exception as e:  # not UTF-8, or the client went away mid-body
         raise HTTPException(status_code=400, detail="There was an error parsing the body") from e
 
 
