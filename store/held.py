@@ -80,9 +80,13 @@ class HeldConnections:
     """A last-in-first-out stack of idle connections taken from the datastore's pool."""
 
     def __init__(self, datastore: PostgresDatastore, keep: int = KEEP):
-        """Keep at most ``keep`` idle connections out of the pool."""
+        """Keep at most ``keep`` idle connections out of the pool, and a third of it at most.
+
+        The pool cannot see the stack, so the stack never takes so much of a small pool
+        that the pool's other users (transactions) would have to wait for it.
+        """
         self.datastore = datastore
-        self.keep = keep
+        self.keep = min(keep, datastore.pool.max_size // 3)
         self._idle: list[Connection[Any]] = []  # append and pop are atomic: no lock needed
         self._closed = False
         self._closing = threading.Lock()

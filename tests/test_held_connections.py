@@ -71,14 +71,16 @@ def test_closing_the_registry_gives_the_held_sessions_back(pg_url: str) -> None:
 
 
 def test_a_held_session_goes_back_to_the_pool_when_someone_waits_for_one(pg_url: str) -> None:
-    two = {"POSTGRES_POOL_SIZE": "2", "POSTGRES_MAX_OVERFLOW": "0"}
-    registry = open_registry(pg_url, clock=lambda: TODAY, extra_env=two)
+    three = {"POSTGRES_POOL_SIZE": "3", "POSTGRES_MAX_OVERFLOW": "0"}
+    registry = open_registry(pg_url, clock=lambda: TODAY, extra_env=three)
     recorder = registry.recorder
     pool = recorder.datastore.pool  # type: ignore[attr-defined]
-    kept = pool.getconn()
+    assert recorder.held.keep == 1  # type: ignore[attr-defined]
+    kept = [pool.getconn(), pool.getconn()]
     got: list[float] = []
     try:
-        recorder.insert_events(_events(uuid.uuid4(), b"a"))  # the other session is parked
+        recorder.insert_events(_events(uuid.uuid4(), b"a"))  # the third session is parked
+        assert len(recorder.held._idle) == 1  # type: ignore[attr-defined]
         started = time.monotonic()
 
         def wait_for_one() -> None:
@@ -95,8 +97,24 @@ def test_a_held_session_goes_back_to_the_pool_when_someone_waits_for_one(pg_url:
         assert got and got[0] < 2
         assert recorder.held._idle == []  # type: ignore[attr-defined]
     finally:
-        pool.putconn(kept)
+        for conn in kept:
+            pool.putconn(conn)
         registry.close()
+
+
+def test_a_small_pool_keeps_a_small_stack(pg_url: str) -> None:
+    sizes = {("2", "0"): 0, ("3", "3"): 2, ("5", "10"): 4}
+    for (size, overflow), keep in sizes.items():
+        env = {"POSTGRES_POOL_SIZE": size, "POSTGRES_MAX_OVERFLOW": overflow}
+        registry = open_registry(pg_url, clock=lambda: TODAY, extra_env=env)
+        try:
+            recorder = registry.recorder
+            recorder.insert_events(_events(uuid.uuid4(), b"a"))
+
+            assert recorder.held.keep == keep  # type: ignore[attr-defined]
+            assert len(recorder.held._idle) == min(keep, 1)  # type: ignore[attr-defined]
+        finally:
+            registry.close()
 
 
 def test_the_loops_reads_run_more_at_once_than_the_pool_holds(pg_registry: Registry) -> None:
