@@ -77,9 +77,20 @@ WARM_SCAN_FACTOR = 5
 WARM_CHUNK = 500
 
 
+_TODAY: tuple[int, date] = (-1, date.min)  # (the UTC minute it was worked out in, the date)
+
+
 def today_in_shanghai() -> date:
     """Today's date where the registry's units are."""
-    return datetime.now(SHANGHAI).date()
+    global _TODAY
+    # Worked out once a minute: every request asks (token expiry, business dates), and
+    # Shanghai's offset is whole hours, so its days begin and end on a UTC minute.
+    now = time.time()
+    minute = int(now // 60)
+    known = _TODAY
+    if known[0] != minute:
+        known = _TODAY = (minute, datetime.fromtimestamp(now, SHANGHAI).date())
+    return known[1]
 
 
 @dataclass(frozen=True)

@@ -87,9 +87,12 @@ class TokenStore:
             )
         return token
 
-    def is_cached(self, token: str) -> bool:
-        """True when checking this token now would not ask the store."""
-        return self._cached(_hash(token)) is not None
+    def check_cached(self, token: str, today: date) -> tuple[bool, Credential | None]:
+        """(True, ``check``'s answer) when it needs no store read; else (False, None)."""
+        cached = self._cached(_hash(token))
+        if cached is None:
+            return False, None
+        return True, _credential(cached[0], today)
 
     def _cached(self, digest: str) -> tuple[tuple[str, ...] | None] | None:
         """(row,) as checked within ``cache_seconds``, or None when the store must be asked."""
@@ -113,13 +116,7 @@ class TokenStore:
                 if len(self._checked) > 10_000:
                     self._checked.clear()
                 self._checked[digest] = (time.monotonic() + self.cache_seconds, row)
-        if row is None:
-            return None
-        token_id, unit_id, role, holder, expires_on, revoked_at = row
-        expires = date.fromisoformat(expires_on) if expires_on else None
-        if revoked_at is not None or (expires is not None and today > expires):
-            return None
-        return Credential(token_id, unit_id, role, holder, expires)
+        return _credential(row, today)
 
     def list(self) -> list[TokenInfo]:
         """Every token ever issued, newest first."""
@@ -149,3 +146,14 @@ class TokenStore:
             )
         self._checked.clear()  # after the commit: a check meanwhile may have cached the row
         return int(row[0]) if row else 0
+
+
+def _credential(row: tuple[str, ...] | None, today: date) -> Credential | None:
+    """The credential a stored token row gives today, if it is valid."""
+    if row is None:
+        return None
+    token_id, unit_id, role, holder, expires_on, revoked_at = row
+    expires = date.fromisoformat(expires_on) if expires_on else None
+    if revoked_at is not None or (expires is not None and today > expires):
+        return None
+    return Credential(token_id, unit_id, role, holder, expires)

@@ -66,9 +66,11 @@ def check_token(registry: Registry, tokens: TokenStore, token: str | None) -> Cr
 
 def check_token_now(registry: Registry, tokens: TokenStore, token: str | None) -> Credential | None:
     """``check_token`` when all it needs is already in memory (no I/O), else None."""
-    if not token or not tokens.is_cached(token):
+    if not token:
         return None
-    credential = tokens.check(token, registry.clock())
+    known, credential = tokens.check_cached(token, registry.clock())
+    if not known:
+        return None
     if credential is not None and not registry.unit_is_cached(credential.unit_id):
         return None
     return _admit(registry, credential)
