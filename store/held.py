@@ -93,17 +93,8 @@ class HeldConnections:
 
     def run(self, statement: PreparedStatement, params: Sequence[bytes | None]) -> pq.abc.PGresult:
         """Run ``statement`` on the connection used last (or one from the pool)."""
-        conn = self._take()
-        try:
-            result = statement.run(conn, params)
-        except psycopg.Error as e:
-            self._give_back(conn)
-            raise translated(e) from e
-        except BaseException:
-            self._give_back(conn)
-            raise
-        self._give_back(conn)
-        return result
+        with self.connection() as conn:
+            return statement.run(conn, params)
 
     @contextmanager
     def connection(self) -> Iterator[Connection[Any]]:

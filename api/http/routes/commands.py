@@ -1,6 +1,6 @@
 """Commands: each made as the calling unit; the body carries only the event's own fields."""
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 from uuid import UUID
@@ -24,6 +24,7 @@ from api.http.deps import (
 )
 from api.http.lean import (
     Errors,
+    Handler,
     LeanRoute,
     body_as,
     json_body,
@@ -142,6 +143,32 @@ async def _command(
     return outcome
 
 
+def _lean(
+    model: type[s.Command],
+    method: str,
+    context_of: Callable[[Request], Awaitable[CommandContext]],
+    *,
+    member: bool = True,
+    case: bool = False,
+) -> Handler:
+    """A command route's lean handler (api/http/lean.py): the member (and case) from the
+    path, the body as ``model``, then ``method`` as the caller, as its endpoint does."""
+
+    async def lean(request: Request) -> Response:
+        data = await json_body(request)
+        context = await context_of(request)
+        errors: Errors = []
+        args = [path_uuid(request, "member_id", errors)] if member else []
+        kwargs: dict[str, Any] = {"case_id": path_uuid(request, "case_id", errors)} if case else {}
+        body = body_as(model, data, errors)
+        raise_if_invalid(errors, data)
+        if member:
+            kwargs["expected_version"] = context.expected_version
+        return _response(await _command(context, method, body, *args, **kwargs), method)
+
+    return lean
+
+
 def _case_route(path: str, model: type[s.Command], method: str, summary: str) -> None:
     async def endpoint(
         member_id: UUID,
@@ -160,26 +187,8 @@ def _case_route(path: str, model: type[s.Command], method: str, summary: str) ->
         )
         return _result(outcome, response, method)
 
-    async def lean(request: Request) -> Response:
-        data = await json_body(request)
-        context = await unit_command(request)
-        errors: Errors = []
-        member_id = path_uuid(request, "member_id", errors)
-        case_id = path_uuid(request, "case_id", errors)
-        body = body_as(model, data, errors)
-        raise_if_invalid(errors, data)
-        outcome = await _command(
-            context,
-            method,
-            body,
-            member_id,
-            case_id=case_id,
-            expected_version=context.expected_version,
-        )
-        return _response(outcome, method)
-
     endpoint.__doc__ = summary
-    run_by(lean)(endpoint)
+    run_by(_lean(model, method, unit_command, case=True))(endpoint)
     router.add_api_route(
         f"/members/{{member_id}}/cases/{{case_id}}/{path}",
         endpoint,
@@ -206,20 +215,8 @@ def _member_route(path: str, model: type[s.Command], method: str, summary: str) 
         )
         return _result(outcome, response, method)
 
-    async def lean(request: Request) -> Response:
-        data = await json_body(request)
-        context = await unit_command(request)
-        errors: Errors = []
-        member_id = path_uuid(request, "member_id", errors)
-        body = body_as(model, data, errors)
-        raise_if_invalid(errors, data)
-        outcome = await _command(
-            context, method, body, member_id, expected_version=context.expected_version
-        )
-        return _response(outcome, method)
-
     endpoint.__doc__ = summary
-    run_by(lean)(endpoint)
+    run_by(_lean(model, method, unit_command))(endpoint)
     router.add_api_route(
         f"/members/{{member_id}}/{path}",
         endpoint,
@@ -266,30 +263,8 @@ async def dissolve_unit(
     return _result(outcome, response, "dissolve_unit")
 
 
-async def _enrol_lean(request: Request) -> Response:
-    data = await json_body(request)
-    context = await unit_enrolment(request)
-    errors: Errors = []
-    body = body_as(s.Enrolment, data, errors)
-    raise_if_invalid(errors, data)
-    return _response(await _command(context, "enrol_member", body), "enrol_member")
-
-
-async def _inquiry_lean(request: Request) -> Response:
-    data = await json_body(request)
-    context = await unit_command(request)
-    errors: Errors = []
-    member_id = path_uuid(request, "member_id", errors)
-    body = body_as(s.Inquiry, data, errors)
-    raise_if_invalid(errors, data)
-    outcome = await _command(
-        context, "receive_inquiry", body, member_id, expected_version=context.expected_version
-    )
-    return _response(outcome, "receive_inquiry")
-
-
 @_post("/members", "members", KEYED_HEADERS, lean=True)
-@run_by(_enrol_lean)
+@run_by(_lean(s.Enrolment, "enrol_member", unit_enrolment, member=False))
 async def enrol_member(
     body: s.Enrolment, context: UnitEnrolment, response: Response
 ) -> s.CommandResult:
@@ -299,7 +274,7 @@ async def enrol_member(
 
 
 @_post("/members/{member_id}/inquiries", "members", VERSIONED_HEADERS, lean=True)
-@run_by(_inquiry_lean)
+@run_by(_lean(s.Inquiry, "receive_inquiry", unit_command))
 async def receive_inquiry(
     member_id: UUID, body: s.Inquiry, context: UnitCommand, response: Response
 ) -> s.CommandResult:

@@ -131,6 +131,9 @@ def find_members(
     return [s.MemberMatch(member_id=k, name=_mask(v)) for k, v in matches.items()]
 
 
+_STATUS_JSON: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
+
+
 async def _member_status_lean(request: Request) -> Response:
     """``member_status`` without FastAPI's per-request machinery (api/http/lean.py)."""
     errors: Errors = []
@@ -143,9 +146,6 @@ async def _member_status_lean(request: Request) -> Response:
     raise_if_invalid(errors)
     status = await _member_status_now(request, member_id, caller, on)
     return Response(_STATUS_JSON.dump_json(status), media_type="application/json")
-
-
-_STATUS_JSON: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 
 
 @run_by(_member_status_lean)
