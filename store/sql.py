@@ -85,6 +85,8 @@ class Db:
     def __init__(self, datastore: SQLiteDatastore | PostgresDatastore):
         self.datastore = datastore
         self.backend = "postgres" if isinstance(datastore, PostgresDatastore) else "sqlite"
+        # Single statements run on the connection used last (store/held.py).
+        self._held = held_for(datastore) if isinstance(datastore, PostgresDatastore) else None
 
     @contextmanager
     def transaction(self, *, commit: bool = True) -> Iterator[Cursor]:
@@ -111,10 +113,8 @@ class Db:
     def _pg_query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         # One statement on an autocommit connection is its own snapshot: one round trip
         # instead of BEGIN, the query and ROLLBACK; prepared, as reads repeat.
-        assert isinstance(self.datastore, PostgresDatastore)
-        with held_for(self.datastore).connection() as conn, conn.cursor(
-            row_factory=tuple_row
-        ) as cur:
+        assert self._held is not None
+        with self._held.connection() as conn, conn.cursor(row_factory=tuple_row) as cur:
             cur.execute(_pg_sql(sql), tuple(params), prepare=True)
             return cur.fetchall()
 
