@@ -136,6 +136,7 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
     from api.demo import load_article_cases
     from api.http.app import create_app
     from projections.follower_process import FollowerProcess
+    from store.collection import serving_collections
 
     demo = args.demo and os.environ.get("HARBOR_DEMO", "yes").lower() not in ("no", "0", "false")
     if demo and registry.position() == 0:
@@ -174,6 +175,7 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
                 **UVICORN,
             )
             return 0
+        serving_collections()
         if os.environ.get("HARBOR_GROUP_COMMIT", "on").lower() not in NO:
             registry.enable_group_commit()  # many request threads: share transactions
         app = create_app(

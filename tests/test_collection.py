@@ -1,5 +1,6 @@
-"""Fewer garbage collections during bulk work, the thresholds put back after it, and
-long-lived data frozen out of the collector's sight without leaking."""
+"""Fewer garbage collections during bulk work, the thresholds put back after it,
+long-lived data frozen out of the collector's sight without leaking, and a server's
+full collections made rare, with every pause counted."""
 
 from __future__ import annotations
 
@@ -8,8 +9,16 @@ import weakref
 
 import pytest
 
+from api.http.metrics import Metrics
 from domain.registry import Registry
-from store.collection import freeze_long_lived, rare_collections
+from store.collection import (
+    PAUSES,
+    SERVING_FULL_EVERY,
+    Pauses,
+    freeze_long_lived,
+    rare_collections,
+    serving_collections,
+)
 from tests.scenarios import enrol
 from tests.support import register_article_units
 
@@ -57,3 +66,50 @@ def test_a_frozen_warmed_member_is_still_freed_once_the_cache_replaces_it(
                 gc.enable()
     finally:
         gc.unfreeze()
+
+
+def test_serving_makes_full_collections_rarer_and_leaves_the_younger_ones_alone() -> None:
+    before = gc.get_threshold()
+    try:
+        serving_collections()
+        serving_collections()  # a second app in the same process: no second watcher
+        assert gc.get_threshold() == (before[0], before[1], SERVING_FULL_EVERY)
+        assert PAUSES.watching and gc.callbacks.count(PAUSES._observe) == 1
+        with rare_collections():  # a bulk job inside the server keeps the rare full ones
+            assert gc.get_threshold()[2] == SERVING_FULL_EVERY
+        assert gc.get_threshold() == (before[0], before[1], SERVING_FULL_EVERY)
+    finally:
+        gc.set_threshold(*before)
+
+
+def test_every_collection_is_counted_with_its_pause_by_generation() -> None:
+    pauses = Pauses()
+    pauses.watch()
+    try:
+        cycle: list[object] = []
+        cycle.append(cycle)  # garbage only the collector can free
+        del cycle
+        gc.collect(0)
+        gc.collect(2)
+        gc.collect(2)
+    finally:
+        gc.callbacks.remove(pauses._observe)
+    assert pauses.collections[0] >= 1
+    assert pauses.collections[2] >= 2
+    assert pauses.seconds[2] >= pauses.longest[2] > 0
+    assert pauses.longest[2] * pauses.collections[2] >= pauses.seconds[2]
+
+
+def test_metrics_show_the_collector_pauses_once_watched() -> None:
+    PAUSES.watch()
+    gc.collect(2)
+    text = Metrics().render(head=5, projected=5)
+    lines = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+             for line in text.splitlines() if not line.startswith("#")}
+    full = lines['harbor_gc_collections_total{generation="2"}']
+    assert full >= 1
+    assert lines['harbor_gc_seconds_total{generation="2"}'] > 0
+    assert 0 < lines['harbor_gc_longest_pause_seconds{generation="2"}'] <= lines[
+        'harbor_gc_seconds_total{generation="2"}'
+    ]
+    assert "# TYPE harbor_gc_collections_total counter" in text

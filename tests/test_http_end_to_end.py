@@ -297,6 +297,10 @@ def test_make_run_serves_the_article_cases_driven_over_http(server: Server) -> N
         "factory-superior", "daning-center", "factory-superior", "daning-center"
     ]
 
+    # harbor serve counts its collector's pauses (store/collection.py, serving_collections).
+    metrics = httpx.get(f"{server.base}/metrics", timeout=10).text
+    assert 'harbor_gc_collections_total{generation="0"}' in metrics
+
     # --- a clean stop ------------------------------------------------------------------
     os.killpg(server.process.pid, signal.SIGTERM)
     try:

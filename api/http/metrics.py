@@ -1,7 +1,9 @@
-"""Prometheus text metrics: commands, refusals by code, latency, projection lag."""
+"""Prometheus text metrics: commands, refusals by code, latency, projection lag, GC pauses."""
 
 import threading
 from collections import defaultdict
+
+from store.collection import PAUSES, Pauses
 
 
 class Metrics:
@@ -67,7 +69,37 @@ class Metrics:
             "# TYPE harbor_projection_lag gauge",
             f"harbor_projection_lag {max(head - projected, 0)}",
         ]
+        if PAUSES.watching:
+            lines += _pauses(PAUSES)
         return "\n".join(lines) + "\n"
+
+
+def _pauses(pauses: Pauses) -> list[str]:
+    """The collector's stops of this process (harbor serve watches them)."""
+    lines = [
+        "# HELP harbor_gc_collections_total Garbage collections, by generation (2 is full).",
+        "# TYPE harbor_gc_collections_total counter",
+    ]
+    lines += [
+        f'harbor_gc_collections_total{{generation="{g}"}} {n}'
+        for g, n in enumerate(pauses.collections)
+    ]
+    lines += [
+        "# HELP harbor_gc_seconds_total Time the collector stopped the process, by generation.",
+        "# TYPE harbor_gc_seconds_total counter",
+    ]
+    lines += [
+        f'harbor_gc_seconds_total{{generation="{g}"}} {s:.6f}' for g, s in enumerate(pauses.seconds)
+    ]
+    lines += [
+        "# HELP harbor_gc_longest_pause_seconds The longest single collection, by generation.",
+        "# TYPE harbor_gc_longest_pause_seconds gauge",
+    ]
+    lines += [
+        f'harbor_gc_longest_pause_seconds{{generation="{g}"}} {s:.6f}'
+        for g, s in enumerate(pauses.longest)
+    ]
+    return lines
 
 
 METRICS = Metrics()

@@ -6,10 +6,12 @@ from fastapi import FastAPI
 
 from api.http.app import create_app
 from store import open_registry
+from store.collection import serving_collections
 
 
 def app_from_environment() -> FastAPI:
     """An app on HARBOR_DATABASE_URL (each worker opens its own store and follower)."""
+    serving_collections()
     registry = open_registry()
     if os.environ.get("HARBOR_GROUP_COMMIT", "on").lower() not in ("off", "no", "0", "false"):
         registry.enable_group_commit()
