@@ -18,7 +18,8 @@ minutes apart at most on a shared machine whose speed drifts; medians are report
    is a found row, not a 404); only a thread's first story asks for its own member.
 2. The server is stopped; in the same process as this script (a projection follower
    process beside it, as harbor serve runs one), the same 8-thread mix calls the Registry methods
-   (and the read model's member status) directly.
+   (and the read model's member status) directly, on a Registry configured as harbor serve
+   configures its own (group commit on unless HARBOR_GROUP_COMMIT=off).
 
 Writes {"command_per_s", "inprocess_command_per_s", "ratio", "status_p50_ms",
 "status_p99_ms"} (plus "details"): the rates are the medians of the rounds', the ratio the
@@ -343,6 +344,8 @@ def inprocess_phase(url: str, threads: int, duration: float, count: int | None,
 
     meter = CpuMeter(None)  # the server is this process: its CPU is the "client" figure
     registry = open_registry(url)
+    if os.environ.get("HARBOR_GROUP_COMMIT", "on").lower() not in ("no", "off", "0", "false"):
+        registry.enable_group_commit()  # as harbor serve does: the same application service
     models = ReadModels(registry)
     follower = FollowerProcess.of(registry).start()  # as harbor serve runs it on PostgreSQL
     tally = Tally()
