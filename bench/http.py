@@ -494,6 +494,8 @@ def main() -> int:
     parser.add_argument("--server-workers", type=int, default=1,
                         help="harbor serve --workers (default 1)")
     args = parser.parse_args()
+    if not 1 <= args.rounds <= 100:
+        parser.error("--rounds must be between 1 and 100")
 
     name = f"harbor_bench_http_{uuid.uuid4().hex[:8]}"
     server_log = Path(tempfile.mkdtemp(prefix="harbor-bench-http-")) / "serve.log"
