@@ -350,9 +350,11 @@ def inprocess_phase(url: str, threads: int, duration: float, count: int | None,
     from store import open_registry
 
     meter = CpuMeter(None)  # the server is this process: its CPU is the "client" figure
-    registry = open_registry(url)
-    if os.environ.get("HARBOR_GROUP_COMMIT", "on").lower() not in ("no", "off", "0", "false"):
-        registry.enable_group_commit()  # as harbor serve does: the same application service
+    # Group commit as harbor serve has it (on unless HARBOR_GROUP_COMMIT says otherwise):
+    # the same application service on both sides.
+    registry = open_registry(
+        url, extra_env={"HARBOR_GROUP_COMMIT": os.environ.get("HARBOR_GROUP_COMMIT", "on")}
+    )
     models = ReadModels(registry)
     follower = FollowerProcess.of(registry).start()  # as harbor serve runs it on PostgreSQL
     tally = Tally()
@@ -556,37 +558,41 @@ def one_round(url: str, tokens: dict[str, str], args: argparse.Namespace, server
     server = start_server(url, port, args.server_threads, server_log, args.server_workers)
     try:
         meter = CpuMeter(server.pid)
-        gc_before = _gc_figures(port)
+        gc_before, _ = _gc_figures(port)
         over_http, http_s = http_phase(port, tokens, args.threads, args.duration,
                                        args.count, run)
         http_cpu = meter.per(over_http.commands)
-        gc_after = _gc_figures(port)
+        gc_after, longest_full = _gc_figures(port)
     finally:
         stop_server(server)
     inproc_cpu: dict[str, Any] = {}
     in_process, inproc_s = inprocess_phase(url, args.threads, args.duration, args.count,
                                            run, inproc_cpu)
-    gc = {k: round(gc_after.get(k, 0.0) - gc_before.get(k, 0.0), 4) for k in gc_after}
-    gc["longest_full_pause_s"] = gc_after.get("longest_full_pause_s", 0.0)
+    gc = {k: round(v - gc_before.get(k, 0.0), 4) for k, v in gc_after.items()}
+    gc["longest_full_pause_s"] = longest_full
     return Round(over_http, http_s, http_cpu, in_process, inproc_s, inproc_cpu, gc)
 
 
-def _gc_figures(port: int) -> dict[str, float]:
-    """The server's collector pauses so far, from its /metrics (one worker's, with several)."""
+GC_COUNTERS = {"harbor_gc_seconds_total": "gc_seconds_gen",
+               "harbor_gc_collections_total": "gc_collections_gen"}
+
+
+def _gc_figures(port: int) -> tuple[dict[str, float], float]:
+    """The server's collector counters so far, and its longest full collection, from its
+    /metrics (one worker's, with several)."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
-    figures: dict[str, float] = {}
+    counters: dict[str, float] = {}
+    longest_full = 0.0
     for line in text.splitlines():
-        for metric, key in (("harbor_gc_seconds_total", "gc_seconds_gen"),
-                            ("harbor_gc_collections_total", "gc_collections_gen"),
-                            ("harbor_gc_longest_pause_seconds", "longest_pause_s_gen")):
-            if line.startswith(metric + "{"):
-                generation = line.split('"')[1]
-                figures[f"{key}{generation}"] = float(line.rsplit(" ", 1)[1])
-    if "longest_pause_s_gen2" in figures:
-        figures["longest_full_pause_s"] = figures.pop("longest_pause_s_gen2")
-    for generation in "01":
-        figures.pop(f"longest_pause_s_gen{generation}", None)
-    return figures
+        name, _, labels = line.partition("{")
+        if not labels:
+            continue
+        generation, value = labels.split('"')[1], float(line.rsplit(" ", 1)[1])
+        if name in GC_COUNTERS:
+            counters[f"{GC_COUNTERS[name]}{generation}"] = value
+        elif name == "harbor_gc_longest_pause_seconds" and generation == "2":
+            longest_full = value
+    return counters, longest_full
 
 
 def summarise(rounds: list[Round], args: argparse.Namespace, server_log: Path) -> dict[str, Any]:

@@ -75,30 +75,21 @@ class Metrics:
 
 
 def _pauses(pauses: Pauses) -> list[str]:
-    """The collector's stops of this process (harbor serve watches them)."""
-    lines = [
-        "# HELP harbor_gc_collections_total Garbage collections, by generation (2 is full).",
-        "# TYPE harbor_gc_collections_total counter",
-    ]
-    lines += [
-        f'harbor_gc_collections_total{{generation="{g}"}} {n}'
-        for g, n in enumerate(pauses.collections)
-    ]
-    lines += [
-        "# HELP harbor_gc_seconds_total Time the collector stopped the process, by generation.",
-        "# TYPE harbor_gc_seconds_total counter",
-    ]
-    lines += [
-        f'harbor_gc_seconds_total{{generation="{g}"}} {s:.6f}' for g, s in enumerate(pauses.seconds)
-    ]
-    lines += [
-        "# HELP harbor_gc_longest_pause_seconds The longest single collection, by generation.",
-        "# TYPE harbor_gc_longest_pause_seconds gauge",
-    ]
-    lines += [
-        f'harbor_gc_longest_pause_seconds{{generation="{g}"}} {s:.6f}'
-        for g, s in enumerate(pauses.longest)
-    ]
+    """The collector's stops of this process (harbor serve watches them), by generation."""
+    lines: list[str] = []
+    for name, kind, meaning, values in (
+        ("harbor_gc_collections_total", "counter", "Garbage collections", pauses.collections),
+        ("harbor_gc_seconds_total", "counter", "Time the collector stopped the process",
+         pauses.seconds),
+        ("harbor_gc_longest_pause_seconds", "gauge", "The longest single collection",
+         pauses.longest),
+    ):
+        lines += [f"# HELP {name} {meaning}, by generation (2 is full).", f"# TYPE {name} {kind}"]
+        lines += [
+            f'{name}{{generation="{g}"}} {v:.6f}' if isinstance(v, float) else
+            f'{name}{{generation="{g}"}} {v}'
+            for g, v in enumerate(values)
+        ]
     return lines
 
 
