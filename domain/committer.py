@@ -41,8 +41,12 @@ class _Job:
     events: list[Any]
     receipts: list[ReceiptAt]
     done: bool = False
+    leading: bool = False  # its thread holds one of the leader slots
     recordings: list[Recording[Any]] = field(default_factory=list)
     error: BaseException | None = None
+    # Set when the job is done or its thread is given a leader slot: the state, read
+    # under the committer's lock, says which.
+    wake: threading.Event = field(default_factory=threading.Event)
 
 
 class GroupCommitter:
@@ -56,49 +60,74 @@ class GroupCommitter:
         self.max_wait = max(0.0, max_wait)
         self.max_leaders = max(1, max_leaders)
         self._queue: deque[_Job] = deque()
-        self._changed = threading.Condition()
+        self._lock = threading.Lock()
         self._leading = 0
         self._closed = False
         self.batches = 0
         self.commands = 0
 
     def submit(self, events: list[Any], receipts: list[ReceiptAt]) -> list[Recording[Any]]:
-        """Append ``events`` with their receipts; returns once they are committed."""
+        """Append ``events`` with their receipts; returns once they are committed.
+
+        A thread is woken only for its own command (done, or its turn to lead), never
+        for everyone's: in a server, every thread woken for nothing takes the
+        interpreter lock from the event loop.
+        """
         job = _Job(events, receipts)
-        with self._changed:
+        with self._lock:
             if self._closed:
                 raise RuntimeError("the group committer is closed")
             self._queue.append(job)
-            while not job.done:
-                if self._leading >= self.max_leaders or job not in self._queue:
-                    self._changed.wait()
-                    continue
+            if self._leading < self.max_leaders:
                 self._leading += 1
-                self._changed.release()
-                try:
-                    self._lead()
-                finally:
-                    self._changed.acquire()
-                    self._leading -= 1
-                    self._changed.notify_all()
+                job.leading = True
+        while True:
+            if not job.leading:
+                job.wake.wait()
+                with self._lock:
+                    job.wake.clear()
+                    if job.done:
+                        if job.leading:  # given a slot as its batch was committed
+                            self._step_down(job)
+                        break
+                continue
+            self._lead()
+            with self._lock:
+                if not job.done and job in self._queue:
+                    continue  # still waiting for a batch: lead the next one too
+                self._step_down(job)
+                if job.done:
+                    break
+            # In another leader's batch, under way: wait for it.
         if job.error is not None:
             raise job.error
         return job.recordings
 
+    def _step_down(self, job: _Job) -> None:
+        """Give ``job``'s leader slot to the oldest queued job without one (under the lock)."""
+        job.leading = False
+        self._leading -= 1
+        for waiting in self._queue:
+            if not waiting.leading:
+                waiting.leading = True
+                self._leading += 1
+                waiting.wake.set()
+                return
+
     def _lead(self) -> None:
-        """Take a batch from the queue and commit it (the caller is the only leader)."""
+        """Take a batch from the queue and commit it (the caller holds a leader slot)."""
         if self.max_wait > 0:
             deadline = time.monotonic() + self.max_wait
             while len(self._queue) < self.max_batch and time.monotonic() < deadline:
                 time.sleep(min(0.0005, self.max_wait))
-        with self._changed:
+        with self._lock:
             batch = [self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))]
         if batch:
             self._commit(batch)
 
     def close(self) -> None:
         """Refuse new commands (those already queued are committed by their own threads)."""
-        with self._changed:
+        with self._lock:
             self._closed = True
 
     def _commit(self, batch: list[_Job]) -> None:
@@ -126,7 +155,7 @@ class GroupCommitter:
         except BaseException as error:  # the store is down: every command here failed
             for job in batch:
                 job.error = error
-        with self._changed:
+        with self._lock:
             for job in batch:
                 job.done = True
-            self._changed.notify_all()
+                job.wake.set()

@@ -258,3 +258,59 @@ def test_a_taken_letter_number_in_a_shared_batch_fails_alone(grouped: Registry) 
     assert results.pop(1) == "LETTER_NO_TAKEN"
     assert set(results.values()) == {"ok"}
     assert event_count(grouped) == before + THREADS - 1  # the refused letter stored nothing
+
+
+@pytest.mark.parametrize("leaders", [1, 2, 3])
+def test_the_committer_alone_gives_every_job_its_own_recordings_with_bounded_leaders(
+    leaders: int,
+) -> None:
+    """Given many threads submitting at once to a slow store, when they commit, then each
+    gets back exactly its own events, never more than ``leaders`` transactions run at
+    once, batches are shared, and a failing batch is retried job by job."""
+    from eventsourcing.persistence import IntegrityError
+
+    from domain.committer import GroupCommitter
+
+    running, most, batches = 0, 0, []
+    lock = threading.Lock()
+    rng = random.Random(leaders)
+
+    def put(events: list[Any], receipts: list[Any]) -> list[Any]:
+        nonlocal running, most
+        with lock:
+            running += 1
+            most = max(most, running)
+            batches.append(len(events))
+        try:
+            time.sleep(rng.random() / 2000)
+            if len(events) > 1 and any(e == "poison" for e in events):
+                raise IntegrityError("one of these conflicts")
+            if events == ["poison"]:
+                raise IntegrityError("this one conflicts")
+            return [("stored", e) for e in events]
+        finally:
+            with lock:
+                running -= 1
+
+    committer = GroupCommitter(put, max_batch=4, max_leaders=leaders)
+    results: dict[str, Any] = {}
+
+    def submit(name: str) -> None:
+        try:
+            results[name] = committer.submit([name], [])
+        except IntegrityError:
+            results[name] = "refused"
+
+    names = [f"t{t}-{i}" for t in range(12) for i in range(30)] + ["poison"] * 1
+    threads = [threading.Thread(target=lambda ns=names[t::12]: [submit(n) for n in ns],
+                                daemon=True) for t in range(12)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "a submitter never returned"
+    assert results.pop("poison") == "refused"
+    assert results == {n: [("stored", n)] for n in names if n != "poison"}
+    assert most <= leaders
+    assert max(batches) > 1  # commands waiting behind a commit shared the next one
