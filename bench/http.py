@@ -245,12 +245,22 @@ def _stop_condition(duration: float, count: int | None, tally: Tally) -> Callabl
 
 
 def _run_threads(threads: int, work: Callable[[int], None]) -> float:
-    workers = [threading.Thread(target=work, args=(i,), daemon=True) for i in range(threads)]
+    failures: list[BaseException] = []
+
+    def guarded(thread: int) -> None:
+        try:
+            work(thread)
+        except BaseException as e:  # a crashed thread would only look like a slow one
+            failures.append(e)
+
+    workers = [threading.Thread(target=guarded, args=(i,), daemon=True) for i in range(threads)]
     started = time.perf_counter()
     for w in workers:
         w.start()
     for w in workers:
         w.join()
+    if failures:
+        raise RuntimeError(f"{len(failures)} of {threads} threads failed") from failures[0]
     return time.perf_counter() - started
 
 
@@ -352,12 +362,12 @@ CLIENTS: dict[str, type[Client] | type[RawClient]] = {"raw": RawClient, "stdlib"
 
 
 def http_phase(port: int, tokens: dict[str, str], threads: int, duration: float,
-               count: int | None, run: int, client: str = "raw") -> tuple[Tally, float]:
+               count: int | None, run: int, client_kind: str = "raw") -> tuple[Tally, float]:
     tally = Tally()
     done = _stop_condition(duration, count, tally)
 
     def work(thread: int) -> None:
-        clients = {unit: CLIENTS[client](port, token) for unit, token in tokens.items()}
+        clients = {unit: CLIENTS[client_kind](port, token) for unit, token in tokens.items()}
         number = 0
         recent: deque[Any] = deque(maxlen=STATUS_STORIES_BACK)
         while not done():
