@@ -36,6 +36,9 @@ from domain.receipts import ReceiptAt
 Put = Callable[[list[Any], list[ReceiptAt]], Sequence[Recording[Any]]]
 
 
+_NOT_WAITED = threading.Event()  # a called-back job's: nobody waits on it
+
+
 @dataclass
 class _Job:
     events: list[Any]
@@ -44,9 +47,34 @@ class _Job:
     leading: bool = False  # its thread holds one of the leader slots
     recordings: list[Recording[Any]] = field(default_factory=list)
     error: BaseException | None = None
-    # Set when the job is done or its thread is given a leader slot: the state, read
-    # under the committer's lock, says which.
-    wake: threading.Event = field(default_factory=threading.Event)
+    # A job submitted to be called back (no thread waits for it): a pump leads for it.
+    callback: Callable[[_Job], None] | None = None
+    # For a waiting thread: set when the job is done or the thread is given a leader
+    # slot (the state, read under the committer's lock, says which).
+    wake: threading.Event = field(default_factory=lambda: _NOT_WAITED)
+
+    def outcome(self) -> list[Recording[Any]]:
+        """Its recordings, or the error its commit failed with, raised."""
+        if self.error is not None:
+            raise self.error
+        return self.recordings
+
+
+class Commit:
+    """A command's events on their way into a committer: wait for them, or be called back."""
+
+    def __init__(self, committer: GroupCommitter, events: list[Any], receipts: list[ReceiptAt]):
+        self.committer = committer
+        self.events = events
+        self.receipts = receipts
+
+    def __call__(self) -> list[Recording[Any]]:
+        """Wait here until they are committed."""
+        return self.committer.submit(self.events, self.receipts)
+
+    def start(self, done: Callable[[_Job], None]) -> None:
+        """Queue them and return at once; ``done`` is called (on a committing thread) after."""
+        self.committer.submit_later(self.events, self.receipts, done)
 
 
 class GroupCommitter:
@@ -65,6 +93,43 @@ class GroupCommitter:
         self._closed = False
         self.batches = 0
         self.commands = 0
+        # Threads that lead for called-back jobs, started with the first of them.
+        self._pumps: list[threading.Thread] = []
+        self._pump_turns = 0  # leader slots granted to pumps, not yet taken up
+        self._pump_wanted = threading.Condition(self._lock)
+
+    def submit_later(
+        self, events: list[Any], receipts: list[ReceiptAt], done: Callable[[_Job], None]
+    ) -> None:
+        """Queue ``events`` and return; ``done(job)`` is called once they are committed.
+
+        For a caller that must not block (a server's event loop): no thread of its waits,
+        so one of ``max_leaders`` pump threads leads the batch it joins.
+        """
+        job = _Job(events, receipts, callback=done)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the group committer is closed")
+            if not self._pumps:
+                for n in range(self.max_leaders):
+                    pump = threading.Thread(
+                        target=self._pump, daemon=True, name=f"harbor-commit-pump-{n}"
+                    )
+                    pump.start()
+                    self._pumps.append(pump)
+            self._queue.append(job)
+            self._grant()
+
+    def _pump(self) -> None:
+        while True:
+            with self._lock:
+                while not self._pump_turns:
+                    self._pump_wanted.wait()
+                self._pump_turns -= 1  # the slot was counted when granted
+            self._lead()
+            with self._lock:
+                self._leading -= 1
+                self._grant()
 
     def submit(self, events: list[Any], receipts: list[ReceiptAt]) -> list[Recording[Any]]:
         """Append ``events`` with their receipts; returns once they are committed.
@@ -73,7 +138,7 @@ class GroupCommitter:
         for everyone's: in a server, every thread woken for nothing takes the
         interpreter lock from the event loop.
         """
-        job = _Job(events, receipts)
+        job = _Job(events, receipts, wake=threading.Event())
         with self._lock:
             if self._closed:
                 raise RuntimeError("the group committer is closed")
@@ -104,15 +169,29 @@ class GroupCommitter:
         return job.recordings
 
     def _step_down(self, job: _Job) -> None:
-        """Give ``job``'s leader slot to the oldest queued job without one (under the lock)."""
+        """Give up ``job``'s leader slot (under the lock)."""
         job.leading = False
         self._leading -= 1
+        self._grant()
+
+    def _grant(self) -> None:
+        """A free leader slot to the oldest queued job without one (under the lock): to its
+        thread, or to a pump if no thread waits for it."""
+        if self._leading >= self.max_leaders:
+            return
         for waiting in self._queue:
-            if not waiting.leading:
+            if waiting.leading:
+                continue
+            self._leading += 1
+            if waiting.callback is None:
                 waiting.leading = True
-                self._leading += 1
                 waiting.wake.set()
-                return
+            elif self._pump_turns < len(self._pumps):
+                self._pump_turns += 1
+                self._pump_wanted.notify()
+            else:
+                self._leading -= 1  # every pump is already on its way
+            return
 
     def _lead(self) -> None:
         """Take a batch from the queue and commit it (the caller holds a leader slot)."""
@@ -158,4 +237,8 @@ class GroupCommitter:
         with self._lock:
             for job in batch:
                 job.done = True
-                job.wake.set()
+                if job.callback is None:
+                    job.wake.set()
+        for job in batch:
+            if job.callback is not None:
+                job.callback(job)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 from zoneinfo import ZoneInfo
 
@@ -34,7 +34,7 @@ from eventsourcing.persistence import (
 
 from domain import rules
 from domain.batch import Batch
-from domain.committer import GroupCommitter
+from domain.committer import Commit, GroupCommitter
 from domain.errors import (
     Conflict,
     HarborError,
@@ -77,6 +77,14 @@ WARM_SCAN_FACTOR = 5
 WARM_CHUNK = 500
 
 
+T = TypeVar("T")
+
+
+def call_here(blocking: Callable[[], T]) -> T:
+    """The default way a registry makes a blocking store call: on the caller's thread."""
+    return blocking()
+
+
 _TODAY: tuple[int, date] = (-1, date.min)  # (the UTC minute it was worked out in, the date)
 
 
@@ -117,6 +125,10 @@ class Registry(MemberCommands, Application[UUID]):
         key = self.env.get("HARBOR_ID_KEY") or DEV_ID_KEY
         self.identity = MemberIdentity(key.encode("utf-8"))
         self._batch: Batch | None = None
+        # Every blocking store call (reads, and waiting for a commit) goes through this:
+        # a host that runs commands on an event loop replaces it with one that waits
+        # elsewhere (api/http/on_loop.py); the rules themselves never block.
+        self.blocking: Callable[[Callable[[], Any]], Any] = call_here
         self._units: dict[str, tuple[float, Unit]] = {}
         self._unit_seconds = float(self.env.get("HARBOR_UNIT_CACHE_SECONDS") or 2)
         # Checked once: a runtime protocol check costs tens of microseconds per command.
@@ -730,9 +742,9 @@ class Registry(MemberCommands, Application[UUID]):
         receipts = [ReceiptAt(receipt, len(events) - 1)] if receipt else []
         try:
             if self.committer is not None:
-                recordings = self.committer.submit(events, receipts)
+                recordings = self.blocking(Commit(self.committer, events, receipts))
             else:
-                recordings = self._append(events, receipts)
+                recordings = self.blocking(partial(self._append, events, receipts))
         except (OperationalError, InterfaceError) as e:
             raise Unavailable(
                 f"the event store could not be reached ({e.__class__.__name__}); nothing is known"
@@ -818,10 +830,9 @@ class Registry(MemberCommands, Application[UUID]):
             )
         return int(found[0].originator_version)
 
-    @staticmethod
-    def _read(fn: Callable[[], Any]) -> Any:
+    def _read(self, fn: Callable[[], Any]) -> Any:
         try:
-            return fn()
+            return self.blocking(fn)
         except (OperationalError, InterfaceError) as e:
             raise Unavailable(
                 f"the event store could not be reached ({e.__class__.__name__}); retry"

@@ -124,9 +124,11 @@ def refused(
     return body
 
 
-@pytest.fixture
-def registry(store_url: str) -> Iterator[Registry]:
-    """conftest's ``registry``, plus a fresh projection tracking table on PostgreSQL.
+@pytest.fixture(params=["off", "on"], ids=["commit alone", "group commit"])
+def registry(store_url: str, request: pytest.FixtureRequest) -> Iterator[Registry]:
+    """conftest's ``registry``, plus a fresh projection tracking table on PostgreSQL; with
+    group commit off, and on as harbor serve runs it (commands on the event loop then
+    wait for the committer's call back, api/http/on_loop.py).
 
     conftest.reset_postgres truncates ``harbor_tracking`` with the library's
     single-row-tracking marker in it; the next tracking recorder would then "migrate"
@@ -135,7 +137,9 @@ def registry(store_url: str) -> Iterator[Registry]:
     if store_url.startswith("postgres"):
         with psycopg.connect(store_url, autocommit=True) as conn:
             conn.execute("DROP TABLE IF EXISTS harbor_tracking, bkup1_harbor_tracking")
-    opened = open_registry(store_url, clock=lambda: TODAY)
+    opened = open_registry(
+        store_url, clock=lambda: TODAY, extra_env={"HARBOR_GROUP_COMMIT": request.param}
+    )
     try:
         yield opened
     finally:

@@ -21,6 +21,7 @@ from api.http import problems, schemas
 from api.http.deps import check_token, check_token_now
 from api.http.lean import LeanRoute
 from api.http.metrics import METRICS
+from api.http.on_loop import offload
 from api.http.read_members import ReadMembers
 from api.http.routes import commands, ops, reads
 from audit.config import AuditConfig
@@ -125,6 +126,7 @@ def create_app(
         telemetry=None if _otel_wanted() else NO_TELEMETRY,
     )
     app.state.registry = registry
+    registry.blocking = offload  # commands run on the loop (api/http/on_loop.py)
     app.state.cache_warming = "running" if warm else "off"
     # Where projections are kept current: "thread" (here), or a FollowerProcess that
     # harbor serve puts here, or "elsewhere" (another process: see /healthz).

@@ -33,6 +33,7 @@ from api.http.lean import (
     run_by,
 )
 from api.http.metrics import METRICS
+from api.http.on_loop import on_loop
 from domain.receipts import Outcome
 
 router = APIRouter(responses=s.problem_responses())
@@ -127,7 +128,8 @@ def _response(outcome: Outcome, command: str) -> Response:
 async def _command(
     context: CommandContext, method: str, body: s.Command, *args: Any, **kwargs: Any
 ) -> Outcome:
-    """Run a Registry command in a request thread, as the caller, with the body's fields."""
+    """Run a Registry command on the loop (its waits in a thread), as the caller, with the
+    body's fields."""
     _acting(context.caller, body)
     fields = {RENAMED.get(k, k): v for k, v in s.plain(body).items()}
     call = partial(
@@ -139,7 +141,7 @@ async def _command(
         **fields,
         **kwargs,
     )
-    outcome: Outcome = await in_thread(call)
+    outcome: Outcome = await on_loop(call)
     return outcome
 
 
