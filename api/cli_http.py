@@ -52,8 +52,9 @@ def add_commands(sub: Any) -> None:
         "--threads",
         type=int,
         default=8,
-        help="request threads per worker for commands, and as many for other blocking"
-        " queries (default 8: with one interpreter lock, more threads only contend for it)",
+        help="threads per worker for the reads commands wait for, and as many for other"
+        " blocking queries (default 8: with one interpreter lock, more threads only contend"
+        " for it)",
     )
     serve.add_argument(
         "--follower",

@@ -78,8 +78,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Commands run in the loop's executor (deps.in_thread), the other blocking routes
-        # in anyio's threads: both get the same size.
+        # Commands' reads run in the loop's executor (api/http/on_loop.py), the other
+        # blocking routes in anyio's threads: both get the same size.
         size = threads or DEFAULT_THREADS
         anyio.to_thread.current_default_thread_limiter().total_tokens = size
         executor = ThreadPoolExecutor(size, thread_name_prefix="harbor-request")
