@@ -287,3 +287,42 @@ def test_a_client_gone_mid_body_is_refused_alike(app: FastAPI) -> None:
         outcomes.append(asyncio.run(run()))
 
     assert outcomes == [("http", 400), ("http", 400)]
+
+
+def test_the_guard_hands_lean_requests_to_their_route_and_the_rest_to_the_router(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given the app, when a lean route's request comes (answered or refused), then the
+    router never sees it; another route's request, or a lean path with the wrong method,
+    goes down the usual way (and a 405 stays a 405)."""
+    from fastapi.testclient import TestClient
+    from starlette.routing import Router
+
+    register_article_units(registry)
+    app = create_app(registry, follow=False)
+    routed: list[str] = []
+    original = Router.__call__
+
+    async def counting(self: Router, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            routed.append(f"{scope['method']} {scope['path']}")
+        await original(self, scope, receive, send)
+
+    monkeypatch.setattr(Router, "__call__", counting)
+    token = app.state.tokens.issue("sh-residence-center", "unit", "clerk")
+    auth = {"Authorization": f"Bearer {token}"}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        enrolled = client.post("/members", headers=auth, json={
+            "name": "党员甲", "id_number": "310109195001010011", "standing": "full",
+            "household_region": "上海", "occurred_on": "2020-01-01"})
+        assert enrolled.status_code == 201, enrolled.text
+        member = enrolled.json()["member_id"]
+        refused = client.post(f"/members/{member}/inquiries", headers=auth, json={"x": 1})
+        assert refused.status_code == 422
+        assert refused.headers["content-type"].startswith("application/problem+json")
+        unknown = client.get(f"/members/{uuid4()}", headers=auth)
+        assert unknown.status_code == 404 and unknown.json()["code"]
+        assert routed == []
+        assert client.get("/units/sh-residence-center/queue", headers=auth).status_code == 200
+        assert client.put("/members", headers=auth, json={}).status_code == 405
+    assert routed == ["GET /units/sh-residence-center/queue", "PUT /members"]

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.http import problems, schemas
 from api.http.deps import check_token, check_token_now
-from api.http.lean import LeanRoute
+from api.http.lean import LeanDispatch, LeanRoute
 from api.http.metrics import METRICS
 from api.http.on_loop import offload
 from api.http.read_members import ReadMembers
@@ -203,6 +203,7 @@ class Guard:
         self.app = app
         self.registry = registry
         self.tokens = tokens
+        self.lean: LeanDispatch | None = None  # made at the first request: see __call__
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse or admit one request, then time it."""
@@ -243,9 +244,16 @@ class Guard:
                 await response(scope, receive, send)
                 return
             scope.setdefault("state", {})["credential"] = credential
+        if self.lean is None:
+            # The layers below are complete only once the app has built its stack.
+            self.lean = LeanDispatch(self.app)
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, send)
+            route = self.lean.match(scope)
+            if route is not None:
+                await self.lean.run(route, scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
         finally:
             route = scope.get("route")
             METRICS.observe(getattr(route, "path", "unmatched"), time.perf_counter() - started)
