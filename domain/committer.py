@@ -124,6 +124,8 @@ class GroupCommitter:
         while True:
             with self._lock:
                 while not self._pump_turns:
+                    if self._closed and not self._queue:
+                        return  # nothing left to lead, and nothing more will come
                     self._pump_wanted.wait()
                 self._pump_turns -= 1  # the slot was counted when granted
             self._lead()
@@ -205,9 +207,11 @@ class GroupCommitter:
             self._commit(batch)
 
     def close(self) -> None:
-        """Refuse new commands (those already queued are committed by their own threads)."""
+        """Refuse new commands (those already queued are committed by their own threads or
+        the pumps, which then end)."""
         with self._lock:
             self._closed = True
+            self._pump_wanted.notify_all()
 
     def _commit(self, batch: list[_Job]) -> None:
         try:

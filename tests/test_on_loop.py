@@ -127,3 +127,16 @@ def test_a_called_back_job_after_a_quiet_spell_still_finds_a_pump() -> None:
         committer.submit_later([n], [], lambda job, done=done: done.set())
         assert done.wait(timeout=5), f"job {n} was never committed"
         threading.Event().wait(0.05)  # the pumps go back to waiting
+
+
+def test_closing_the_committer_ends_its_pumps_once_the_queue_is_done() -> None:
+    committer = GroupCommitter(_put([]), max_leaders=2)
+    done = threading.Event()
+    committer.submit_later(["last"], [], lambda job: done.set())
+    assert done.wait(timeout=5)
+    pumps = list(committer._pumps)
+    assert pumps and all(p.is_alive() for p in pumps)
+    committer.close()
+    for pump in pumps:
+        pump.join(timeout=5)
+    assert not any(p.is_alive() for p in pumps)
