@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
@@ -9,10 +10,12 @@ import threading
 import time
 from collections import Counter
 from datetime import date
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from api.http.on_loop import offload, on_loop
 from domain.errors import HarborError, Unavailable
 from domain.member_events import ContactMade
 from projections.follower_process import FollowerProcess
@@ -34,10 +37,15 @@ def _restart_command() -> list[str]:
 
 
 @pytest.mark.slow
-def test_writes_survive_a_real_server_restart(pg_url: str) -> None:
+@pytest.mark.parametrize("where", ["threads", "event loop"])
+def test_writes_survive_a_real_server_restart(pg_url: str, where: str) -> None:
+    """Writers as request threads, or as harbor serve runs commands: on an event loop,
+    their reads and commits waited for elsewhere (api/http/on_loop.py)."""
     restart = _restart_command()
     registry = open_registry(pg_url, clock=lambda: TODAY,
                              extra_env={"HARBOR_GROUP_COMMIT": "on"})
+    if where == "event loop":
+        registry.blocking = offload
     register_article_units(registry)
     members = [
         registry.enrol_member(
@@ -52,19 +60,25 @@ def test_writes_survive_a_real_server_restart(pg_url: str) -> None:
     restarted = threading.Event()
     after_restart: list[str] = []
 
-    def write(worker: int) -> None:
+    def contact(worker: int, note: str) -> None:
+        registry.make_contact(as_unit("daning-center"), members[worker],
+                              occurred_on=date(2026, 1, 1), channel="phone",
+                              note=note, idempotency_key=note)
+
+    async def write(worker: int) -> None:
         i = 0
         while not stop.is_set():
             note = f"w{worker}-{i}"
             while not stop.is_set():  # a client retries with the same key until it lands
                 try:
-                    registry.make_contact(as_unit("daning-center"), members[worker],
-                                          occurred_on=date(2026, 1, 1), channel="phone",
-                                          note=note, idempotency_key=note)
+                    if where == "event loop":
+                        await on_loop(partial(contact, worker, note))
+                    else:
+                        contact(worker, note)
                 except Unavailable as e:
                     assert "retry" in e.message
                     outage_errors[e.code] += 1
-                    time.sleep(0.1)
+                    await asyncio.sleep(0.1)
                     continue
                 except HarborError as e:  # anything else is a failure of this test
                     outage_errors[e.code] += 1
@@ -75,10 +89,16 @@ def test_writes_survive_a_real_server_restart(pg_url: str) -> None:
                 break
             i += 1
 
+    async def write_all() -> None:
+        await asyncio.gather(*(write(w) for w in range(4)))
+
     # The projection follower as harbor serve runs it: a process of its own, through
     # the same restart (its batches fail, it stands by, takes the lease again, goes on).
     follower = FollowerProcess.of(registry).start(wait=True)
-    writers = [threading.Thread(target=write, args=(w,)) for w in range(4)]
+    if where == "event loop":  # one loop, four writers interleaved on it
+        writers = [threading.Thread(target=asyncio.run, args=(write_all(),))]
+    else:
+        writers = [threading.Thread(target=asyncio.run, args=(write(w),)) for w in range(4)]
     for t in writers:
         t.start()
     time.sleep(1.0)
