@@ -226,8 +226,9 @@ class GroupCommitter:
             for job in batch:
                 job.recordings = recordings[start : start + len(job.events)]
                 start += len(job.events)
-            self.batches += 1
-            self.commands += len(batch)
+            with self._lock:  # two leaders may count at once
+                self.batches += 1
+                self.commands += len(batch)
         except IntegrityError as error:
             if len(batch) == 1:
                 batch[0].error = error

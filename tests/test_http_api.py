@@ -749,6 +749,12 @@ def test_audit_status_healthz_and_metrics(article: Article) -> None:
     assert sample(after, "harbor_log_position") == registry.position()
     assert "harbor_projection_lag " in after
     assert 'harbor_request_seconds_count{route="/members/{member_id}/inquiries"}' in after
+    shared = ("harbor_group_commit_transactions_total", "harbor_group_commit_commands_total")
+    if registry.committer is None:
+        assert not any(name in after for name in shared)
+    else:  # the inquiry went through the committer (the refused enrolment stored nothing)
+        for name in shared:
+            assert sample(after, name) == sample(before, name) + 1, name
     for kind in ("counter", "gauge", "summary"):
         assert any(line.startswith("# TYPE harbor_") and line.endswith(kind)
                    for line in after.splitlines()), kind

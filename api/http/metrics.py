@@ -1,8 +1,10 @@
-"""Prometheus text metrics: commands, refusals by code, latency, projection lag, GC pauses."""
+"""Prometheus text metrics: commands, refusals by code, latency, projection lag, group
+commit, GC pauses."""
 
 import threading
 from collections import defaultdict
 
+from domain.committer import GroupCommitter
 from store.collection import PAUSES, Pauses
 
 
@@ -32,8 +34,8 @@ class Metrics:
             self.latency_sum[route] += seconds
             self.latency_count[route] += 1
 
-    def render(self, head: int, projected: int) -> str:
-        """The text exposition format."""
+    def render(self, head: int, projected: int, committer: GroupCommitter | None = None) -> str:
+        """The text exposition format (with ``committer``, how well commits are shared)."""
         lines = [
             "# HELP harbor_commands_total Commands recorded, by command.",
             "# TYPE harbor_commands_total counter",
@@ -69,6 +71,16 @@ class Metrics:
             "# TYPE harbor_projection_lag gauge",
             f"harbor_projection_lag {max(head - projected, 0)}",
         ]
+        if committer is not None:
+            lines += [
+                "# HELP harbor_group_commit_transactions_total Shared transactions committed.",
+                "# TYPE harbor_group_commit_transactions_total counter",
+                f"harbor_group_commit_transactions_total {committer.batches}",
+                "# HELP harbor_group_commit_commands_total Commands committed in them"
+                " (divided by the transactions: commands per transaction).",
+                "# TYPE harbor_group_commit_commands_total counter",
+                f"harbor_group_commit_commands_total {committer.commands}",
+            ]
         if PAUSES.watching:
             lines += _pauses(PAUSES)
         return "\n".join(lines) + "\n"

@@ -51,8 +51,8 @@ def _follower(follower: object) -> dict[str, Any]:
 
 @router.get("/metrics", response_class=PlainTextResponse, tags=["operations"])
 def metrics(registry: RegistryDep) -> str:
-    """Prometheus text: commands, refusals by code, latency, projection lag."""
-    return METRICS.render(registry.position(), _projected(registry))
+    """Prometheus text: commands, refusals by code, latency, projection lag, group commit."""
+    return METRICS.render(registry.position(), _projected(registry), registry.committer)
 
 
 @router.get("/audit/status", tags=["audit"])
