@@ -22,6 +22,7 @@ commit to be flushed, instead of after its thread has woken up again.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -32,6 +33,8 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, Recording
 
 from domain.receipts import ReceiptAt
+
+log = logging.getLogger(__name__)
 
 Put = Callable[[list[Any], list[ReceiptAt]], Sequence[Recording[Any]]]
 
@@ -184,15 +187,14 @@ class GroupCommitter:
         for waiting in self._queue:
             if waiting.leading:
                 continue
-            self._leading += 1
             if waiting.callback is None:
+                self._leading += 1
                 waiting.leading = True
                 waiting.wake.set()
-            elif self._pump_turns < len(self._pumps):
+            elif self._pump_turns < len(self._pumps):  # else every pump is on its way
+                self._leading += 1
                 self._pump_turns += 1
                 self._pump_wanted.notify()
-            else:
-                self._leading -= 1  # every pump is already on its way
             return
 
     def _lead(self) -> None:
@@ -246,4 +248,7 @@ class GroupCommitter:
                     job.wake.set()
         for job in batch:
             if job.callback is not None:
-                job.callback(job)
+                try:
+                    job.callback(job)
+                except Exception:  # the caller's code: it must not stop this leader
+                    log.exception("a group commit call-back failed")

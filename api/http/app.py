@@ -203,7 +203,9 @@ class Guard:
         self.app = app
         self.registry = registry
         self.tokens = tokens
-        self.lean: LeanDispatch | None = None  # made at the first request: see __call__
+        # Starlette builds its middleware stack at the first request, innermost first, so
+        # ``app`` (what lies below) and the routes are complete by now.
+        self.lean = LeanDispatch(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Refuse or admit one request, then time it."""
@@ -244,9 +246,6 @@ class Guard:
                 await response(scope, receive, send)
                 return
             scope.setdefault("state", {})["credential"] = credential
-        if self.lean is None:
-            # The layers below are complete only once the app has built its stack.
-            self.lean = LeanDispatch(self.app)
         started = time.perf_counter()
         try:
             route = self.lean.match(scope)

@@ -210,7 +210,8 @@ def if_match(value: str | None) -> int | None:
 
 
 async def in_thread(call: Callable[[], T]) -> T:
-    """Run a blocking call (a command) in a request thread and await its result.
+    """Run a blocking call (a command's read, a token's revocation) in a request thread and
+    await its result.
 
     The loop's own executor (sized by ``harbor serve --threads``), not anyio's worker
     threads: measured per command, anyio's hand-over cost the event loop about twice

@@ -21,6 +21,7 @@ from typing import Any, TypeVar, cast
 
 from greenlet import getcurrent, greenlet
 
+from api.http.deps import in_thread
 from domain.committer import Commit
 
 T = TypeVar("T")
@@ -50,7 +51,7 @@ async def on_loop(command: Callable[[], T]) -> T:
             if isinstance(asked.call, Commit):
                 answer = await _committed(loop, asked.call)
             else:
-                answer = await loop.run_in_executor(None, asked.call)
+                answer = await in_thread(asked.call)
         except BaseException as e:  # raised inside the command, where it made the call
             asked = runner.throw(e)
         else:
