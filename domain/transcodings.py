@@ -5,10 +5,35 @@ from __future__ import annotations
 from datetime import date
 from enum import Enum
 from typing import Any
+from uuid import UUID, SafeUUID
 
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 from domain.values import ALL_ENUMS, PriorContact, YearMonth
+
+_new, _set, _UNKNOWN = object.__new__, object.__setattr__, SafeUUID.unknown
+
+
+class UUIDAsHex(Transcoding):
+    """The library's ``uuid_hex`` transcoding, decoded without ``UUID.__init__``.
+
+    ``UUID(hex)`` parses its argument in Python (about 0.6 µs); every event carries
+    one or two ids, and a follower decodes tens of thousands a second.
+    """
+
+    type = UUID
+    name = "uuid_hex"
+
+    def encode(self, obj: UUID) -> str:
+        return obj.hex
+
+    def decode(self, data: str) -> UUID:
+        if len(data) != 32:
+            return UUID(data)  # whatever else UUID accepts, or its own error
+        uuid = _new(UUID)
+        _set(uuid, "int", int(data, 16))
+        _set(uuid, "is_safe", _UNKNOWN)
+        return uuid
 
 
 class DateAsISO(Transcoding):
@@ -50,17 +75,20 @@ class EnumAsValue(Transcoding):
     def __init__(self, enum_type: type[Enum]):
         self.type = enum_type
         self.name = f"enum.{enum_type.__name__}"
+        self._members: dict[Any, Enum] = dict(enum_type._value2member_map_)
 
     def encode(self, obj: Enum) -> Any:
         return obj.value
 
     def decode(self, data: Any) -> Enum:
-        member: Enum = self.type(data)
-        return member
+        # The value → member map first: calling the enum class goes through EnumMeta.
+        member: Enum | None = self._members.get(data)
+        return member if member is not None else self.type(data)
 
 
 def register_domain_transcodings(transcoder: JSONTranscoder) -> None:
     """Teach ``transcoder`` every value type Harbor's events carry."""
+    transcoder.register(UUIDAsHex())  # the library's name and format, decoded faster
     transcoder.register(DateAsISO())
     transcoder.register(YearMonthAsStr())
     transcoder.register(PriorContactAsDict())

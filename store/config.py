@@ -8,6 +8,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 DEFAULT_DATABASE_URL = "sqlite:///./harbor.db"
+# The library's JSON format, encoded and decoded faster (store/transcoder.py).
+TRANSCODER_TOPIC = "store.transcoder:FastJSONTranscoder"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ def parse_database_url(url: str) -> StoreConfig:
                 "SQLITE_DBNAME": str(Path(path).expanduser()) if path != ":memory:" else path,
                 "SQLITE_LOCK_TIMEOUT": "30",
                 "APPLICATION_RECORDER_TOPIC": "store.recorders:SQLiteRecorder",
+                "TRANSCODER_TOPIC": TRANSCODER_TOPIC,
             },
         )
     if parsed.scheme in ("postgresql", "postgres", "postgresql+psycopg"):
@@ -73,6 +76,7 @@ def parse_database_url(url: str) -> StoreConfig:
                 # its statement, which the library retries on a fresh connection.
                 "POSTGRES_PRE_PING": "n",
                 "APPLICATION_RECORDER_TOPIC": "store.recorders:PostgresRecorder",
+                "TRANSCODER_TOPIC": TRANSCODER_TOPIC,
             },
         )
     raise ValueError(
