@@ -6,10 +6,11 @@ time-dependent findings — those are judged when read, against a date.
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from typing import Any
 from uuid import UUID
+
+import orjson
 
 from domain import rules
 from domain.member_events import MemberEvent
@@ -21,8 +22,11 @@ Row = tuple[Any, ...]
 
 
 _UUID_TEXT: dict[int, str] = {}
-# json.dumps with keyword arguments builds a new encoder per call.
-_as_unicode_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def as_json(value: Any) -> str:
+    """``value`` as compact JSON text (readers parse it; a rebuild writes a lot of it)."""
+    return orjson.dumps(value).decode()
 
 
 def text(u: UUID) -> str:
@@ -64,8 +68,8 @@ def member_row(member_id: UUID, version: int, s: MemberState) -> Row:
         hold[0] if hold else None,
         hold[1] if hold else None,
         version,
-        _as_unicode_json([[h.unit_id, iso(h.since)] for h in s.holdings]),
-        json.dumps(sorted(iso(d) for d in s.signs_of_life)),
+        as_json([[h.unit_id, iso(h.since)] for h in s.holdings]),
+        as_json(sorted(iso(d) for d in s.signs_of_life)),
     )
 
 
@@ -90,8 +94,8 @@ def case_rows(member_id: UUID, s: MemberState) -> list[Row]:
             iso(c.attached_on),
             c.attached_basis.value if c.attached_basis else None,
             iso(c.last_action_on or c.opened_on),
-            json.dumps(c.participants),
-            json.dumps([[a.unit_id, iso(a.occurred_on), a.version] for a in c.actions]),
+            as_json(c.participants),
+            as_json([[a.unit_id, iso(a.occurred_on), a.version] for a in c.actions]),
         )
         for c in s.cases.values()
     ]

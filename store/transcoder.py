@@ -21,6 +21,7 @@ import orjson
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 
 _NONE = type(None)
+_RESTORED_IN_PLACE = object()  # _tag_of's answer for an object that was no tag
 _INT_MIN, _INT_END = -(2**63), 2**64  # what orjson writes as an integer
 _NATIVE = (str, int, float, dict, list, tuple)
 
@@ -105,30 +106,48 @@ class FastJSONTranscoder(JSONTranscoder):
         self._taggers = None
 
     def _restored(self, value: Any) -> Any:
-        decoders = self._decoders
-        if decoders is None:
-            decoders = self._decoders = {n: t.decode for n, t in self.names.items()}
         cls = value.__class__
         if cls is dict:
-            if len(value) == 2 and "_type_" in value and "_data_" in value:
-                # The library's hook runs on the innermost objects first: _data_ is
-                # restored before its own tag is applied, as here.
-                data = value["_data_"]
-                if data.__class__ is dict or data.__class__ is list:
-                    data = self._restored(data)
-                decode = decoders.get(value["_type_"])
-                if decode is None:  # the library's error for an unknown tag
-                    return self._decode_obj({"_type_": value["_type_"], "_data_": data})
-                return decode(data)
-            for key, item in value.items():
-                cls = item.__class__
-                if cls is dict or cls is list:
-                    value[key] = self._restored(item)
-                elif cls is float:
-                    raise _Fallback
-            return value
+            tag = self._tag_of(value)
+            return value if tag is _RESTORED_IN_PLACE else tag
         if cls is list:
             return [self._restored(item) for item in value]
         if cls is float:
             raise _Fallback
         return value
+
+    def _tag_of(self, obj: dict[str, Any]) -> Any:
+        """The value a tagged object stands for, or _RESTORED_IN_PLACE for a plain one."""
+        decoders = self._decoders
+        if decoders is None:
+            decoders = self._decoders = {n: t.decode for n, t in self.names.items()}
+        if len(obj) == 2 and "_type_" in obj and "_data_" in obj:
+            # The library's hook runs on the innermost objects first: _data_ is
+            # restored before its own tag is applied, as here.
+            data = obj["_data_"]
+            kind = data.__class__
+            if kind is dict or kind is list or kind is float:
+                data = self._restored(data)
+            decode = decoders.get(obj["_type_"])
+            if decode is None:  # the library's error for an unknown tag
+                return self._decode_obj({"_type_": obj["_type_"], "_data_": data})
+            return decode(data)
+        # An event's fields, or any plain object: one loop, no call per plain value.
+        for key, item in obj.items():
+            kind = item.__class__
+            if kind is dict:
+                if len(item) == 2 and "_type_" in item and "_data_" in item:
+                    data = item["_data_"]
+                    if data.__class__ is str:
+                        decode = decoders.get(item["_type_"])
+                        if decode is not None:
+                            obj[key] = decode(data)
+                            continue
+                tag = self._tag_of(item)
+                if tag is not _RESTORED_IN_PLACE:
+                    obj[key] = tag
+            elif kind is list:
+                obj[key] = self._restored(item)
+            elif kind is float:
+                raise _Fallback
+        return _RESTORED_IN_PLACE
