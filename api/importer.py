@@ -21,9 +21,12 @@ from datetime import date
 from functools import cache, lru_cache
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
+from pydantic import Field, TypeAdapter, ValidationError
+
+from api.http import schemas
 from domain.batch import Batch
 from domain.errors import HarborError, InvalidInput
 from domain.letter_number import letter_number_id
@@ -67,6 +70,44 @@ UNIT_ACTIONS: dict[str, str] = {
     "unit-dissolve": "dissolve_unit",
 }
 RESERVED = {"action", "unit", "by", "on", "member"}
+# action → the HTTP API's body for it: a line's fields are checked as a request's are.
+BODIES: dict[str, type[schemas.Command]] = {
+    "unit": schemas.UnitRegistration,
+    "unit-rename": schemas.UnitRename,
+    "unit-dissolve": schemas.UnitDissolution,
+    "enrol": schemas.Enrolment,
+    "inquiry": schemas.Inquiry,
+    "requirements": schemas.Requirements,
+    "evidence": schemas.Evidence,
+    "archive-review": schemas.ArchiveReview,
+    "origin-contact": schemas.OriginContact,
+    "consult": schemas.Consultation,
+    "introduce": schemas.Introduction,
+    "hold": schemas.Hold,
+    "report": schemas.PerformanceReport,
+    "letter": schemas.Letter,
+    "letter-decline": schemas.LetterDecline,
+    "letter-void": schemas.LetterVoid,
+    "letter-expire": schemas.LetterRef,
+    "receipt": schemas.LetterRef,
+    "refer": schemas.Referral,
+    "referral-accept": schemas.Command,
+    "referral-decline": schemas.ReferralDecline,
+    "attach": schemas.Attachment,
+    "withdraw": schemas.Withdrawal,
+    "dues": schemas.Dues,
+    "activity": schemas.Activity,
+    "contact": schemas.Contact,
+    "confirm": schemas.Command,
+    "extend-probation": schemas.ProbationExtension,
+}
+# What a line may carry besides its body: where the HTTP API takes them from the path
+# (the case), a header (If-Match) or the URL (the unit renamed or dissolved).
+_EXTRAS: dict[str, TypeAdapter[Any]] = {
+    "case_id": TypeAdapter(UUID),
+    "expected_version": TypeAdapter(Annotated[int, Field(ge=0, le=2**62)]),
+    "code": TypeAdapter(schemas.Code),
+}
 
 
 @dataclass
@@ -99,6 +140,14 @@ class ImportReport:
     def ok(self) -> bool:
         """True when every line is stored (now or by an earlier run)."""
         return not self.problems
+
+
+@dataclass
+class _Unreadable:
+    """A line that could not be parsed, and the member it names (when it names one)."""
+
+    problem: Problem
+    member: UUID | None
 
 
 @dataclass
@@ -137,20 +186,63 @@ def _parse(
     unit = data.get("unit")
     if not isinstance(unit, str) or not unit:
         raise InvalidInput("every line names its acting unit", field="unit")
-    actor = Actor(unit, str(data.get("by") or "import"))
-    kwargs = {k: v for k, v in data.items() if k not in RESERVED}
-    for name in DATE_FIELDS & set(kwargs):
-        kwargs[name] = _date(kwargs[name], name)
+    for own, instead in (("idempotency_key", None), ("occurred_on", "on"), ("unit_id", "unit")):
+        if own in data:
+            raise InvalidInput(
+                f"write the line's {own.split('_')[0]} as {instead!r}"
+                if instead
+                else "the import makes each line's idempotency key from its content; remove it",
+                field=own,
+            )
+    by = data.get("by") or "import"
+    if not isinstance(by, str) or len(by) > 200:
+        raise InvalidInput("by names who recorded it, in at most 200 characters", field="by")
+    actor = Actor(unit, by)
+    fields = {k: v for k, v in data.items() if k not in RESERVED}
+    unknown = sorted(set(fields) - _accepted(action))
+    if unknown:
+        raise InvalidInput(f"unknown field {unknown[0]!r} for {action}", field=unknown[0])
+    for name in DATE_FIELDS & set(fields):
+        fields[name] = _date(fields[name], name)
+    kwargs = _checked(action, fields)
     if "on" in data:
         kwargs["occurred_on"] = _date(data["on"], "on")
     kwargs["idempotency_key"] = key
     member = None if action in UNIT_ACTIONS else member_of(data, member_id_for)
     if member is None and action not in UNIT_ACTIONS:
         raise InvalidInput("name the member by ID number or member id", field="member")
-    unknown = sorted(set(kwargs) - _accepted(action))
-    if unknown:
-        raise InvalidInput(f"unknown field {unknown[0]!r} for {action}", field=unknown[0])
     return _Line(number, action, actor, member, kwargs)
+
+
+def _checked(action: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """The line's fields as the Registry method's arguments, each of the type it takes.
+
+    The action's own fields are validated by the HTTP API's body for it (the same names,
+    types, bounds and choices); a line may also carry a member action's
+    ``expected_version``, a case action's ``case_id`` and a unit change's ``code``.
+    """
+    model = BODIES[action]
+    own = {k: v for k, v in fields.items() if k in model.model_fields}
+    try:
+        kwargs = schemas.plain(model.model_validate(own))
+        for name in fields.keys() - own.keys():
+            kwargs[name] = _EXTRAS[name].validate_python(fields[name])
+    except ValidationError as e:
+        raise _invalid(action, e, next(iter(fields.keys() - own.keys()), None)) from None
+    return kwargs
+
+
+def _invalid(action: str, error: ValidationError, extra: str | None) -> InvalidInput:
+    """The first thing pydantic found wrong, as a refusal that names the field."""
+    found = error.errors(include_url=False)[0]
+    where = [str(part) for part in found.get("loc", ())]
+    field = where[0] if where else extra
+    if found["type"] == "missing":
+        return InvalidInput(f"a {action} line needs {field}", field=field)
+    path = ".".join(where) or field
+    shown = repr(found.get("input"))
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return InvalidInput(f"{path}: {found['msg']} (got {shown})", field=field)
 
 
 def member_of(data: dict[str, Any], member_id_for: Callable[[str], UUID]) -> UUID | None:
@@ -249,6 +341,20 @@ def import_file(
         if wait:
             settle()
 
+    def reject(member: UUID, number: int) -> None:
+        """Drop the member's lines in the open batch, and refuse its later ones."""
+        for earlier in pending.pop(member, []):
+            report.problems.append(
+                Problem(
+                    earlier,
+                    "MEMBER_REJECTED",
+                    "member",
+                    f"not stored: line {number} of the same member was refused",
+                )
+            )
+        batch.discard(member)
+        rejected.setdefault(member, number)
+
     def must_wait(line: _Line) -> bool:
         """A line whose member, letter number or receipt the batch in flight may store."""
         if inflight is None:
@@ -269,8 +375,10 @@ def import_file(
             report.lines += 1
             if progress is not None:
                 progress(report.lines)
-            if isinstance(parsed, Problem):
-                report.problems.append(parsed)
+            if isinstance(parsed, _Unreadable):
+                report.problems.append(parsed.problem)
+                if parsed.member is not None:
+                    reject(parsed.member, parsed.problem.line)
                 continue
             line, number = parsed, parsed.number
             if line.member != last_member and len(batch) >= batch_events:
@@ -298,17 +406,7 @@ def import_file(
                 outcome = _run(registry, line)
             except HarborError as e:
                 report.problems.append(Problem(number, e.code, e.field, e.message))
-                for earlier in pending.pop(line.member, []):
-                    report.problems.append(
-                        Problem(
-                            earlier,
-                            "MEMBER_REJECTED",
-                            "member",
-                            f"not stored: line {number} of the same member was refused",
-                        )
-                    )
-                batch.discard(line.member)
-                rejected[line.member] = number
+                reject(line.member, number)
                 continue
             if outcome.replayed:
                 report.already += 1
@@ -321,7 +419,7 @@ def import_file(
 
 def _prefetched(
     registry: Registry, keyed: Iterator[tuple[int, str, str]]
-) -> Iterator[_Line | Problem]:
+) -> Iterator[_Line | _Unreadable]:
     """Parsed lines, a chunk at a time, with the chunk's store lookups made in bulk first.
 
     Deciding a line needs to know whether its member (and a letter's number) exist
@@ -331,12 +429,13 @@ def _prefetched(
     # A member's lines name it by the same ID number, each a keyed hash to compute.
     member_id_for = lru_cache(maxsize=65536)(registry.member_id_for)
     while True:
-        chunk: list[_Line | Problem] = []
+        chunk: list[_Line | _Unreadable] = []
         for number, text, key in islice(keyed, PREFETCH_LINES):
             try:
                 chunk.append(_parse(registry, number, text, key, member_id_for))
             except HarborError as e:
-                chunk.append(Problem(number, e.code, e.field, e.message))
+                problem = Problem(number, e.code, e.field, e.message)
+                chunk.append(_Unreadable(problem, _named_member(text, member_id_for)))
         if not chunk:
             return
         lines = [line for line in chunk if isinstance(line, _Line)]
@@ -345,6 +444,20 @@ def _prefetched(
         pairs = {(line.actor.unit_id, line.kwargs["idempotency_key"]) for line in lines}
         registry.prefetch(ids, pairs)
         yield from chunk
+
+
+def _named_member(text: str, member_id_for: Callable[[str], UUID]) -> UUID | None:
+    """The member a line that failed to parse names, if it is readable enough to tell."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or data.get("action") in UNIT_ACTIONS:
+        return None
+    try:
+        return member_of(data, member_id_for)
+    except HarborError:  # an ID number Harbor cannot use: no member to reject
+        return None
 
 
 def _letter_claim(registry: Registry, line: _Line) -> UUID | None:

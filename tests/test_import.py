@@ -93,6 +93,113 @@ def test_a_bad_line_rejects_its_member_and_only_its_member(registry: Registry,
         registry.member(registry.member_id_for(bad))
 
 
+def test_a_line_that_cannot_be_read_rejects_the_member_it_names(registry: Registry,
+                                                                 tmp_path: Path) -> None:
+    import_file(registry, EXAMPLE)
+    base = {"unit": "daning-center", "on": "2020-01-02"}
+    good, bad = "310109195001019903", "310109195001019904"
+    path = _lines(tmp_path / "unreadable.jsonl", [
+        {**base, "action": "enrol", "name": "丙", "id_number": bad, "standing": "full",
+         "household_region": "上海·闸北"},
+        {**base, "action": "contact", "member": bad, "channel": "phone", "note": "回访"},
+        {**base, "action": "contact", "member": bad, "channel": "phone", "note": "再访",
+         "on": "2020-13-40"},  # line 3: no such date
+        {**base, "action": "enrol", "name": "丁", "id_number": good, "standing": "full",
+         "household_region": "上海·闸北"},
+        {**base, "action": "contact", "member": bad, "channel": "phone", "note": "三访"},
+        {**base, "action": "enrol", "name": "戊", "id_number": "310109195001019905",
+         "standing": "full", "household_region": "上海·闸北",
+         "idempotency_key": "mine"},  # line 6: the import makes the keys
+    ])
+    count = event_count(registry)
+
+    report = import_file(registry, path)
+
+    by_line = {p.line: p for p in report.problems}
+    assert sorted(by_line) == [1, 2, 3, 5, 6]
+    assert by_line[3].code == "INVALID_INPUT" and by_line[3].field == "on"
+    assert {by_line[n].code for n in (1, 2, 5)} == {"MEMBER_REJECTED"}
+    assert by_line[6].code == "INVALID_INPUT" and by_line[6].field == "idempotency_key"
+    assert "remove" in by_line[6].message
+    assert event_count(registry) == count + 1  # only the good member's enrolment
+    assert registry.member(registry.member_id_for(good)).history
+    for refused in (bad, "310109195001019905"):
+        with pytest.raises(NotFound):
+            registry.member(registry.member_id_for(refused))
+
+
+# A value of the right type for every field a line may carry (not all valid together).
+_FIELDS: dict[str, object] = {
+    "code": "new-unit", "name": "名", "kind": "service_center", "region": "上海",
+    "parent_unit_id": "daning-center", "successor_unit_id": "daning-center",
+    "id_number": "310109195001019999", "standing": "full", "household_region": "上海",
+    "probation_started_on": "2020-01-01", "developing_unit_id": "daning-center",
+    "holder_unit_id": "daning-center", "channel": "phone", "summary": "s",
+    "prior_contacts": [{"who": "a", "answer": "b"}], "documents": ["d"], "reference": "r",
+    "valid_until": "2021-01-01", "finding": "f", "outcome": "reached",
+    "contacted_unit_id": "daning-center", "contacted_name": "n",
+    "consulted_unit_id": "daning-center", "note": "n", "purpose": "p",
+    "to_unit_id": "daning-center", "to_name": "t", "rule": "R3", "until": "2021-01-01",
+    "covering_from": "2019-01-01", "covering_to": "2019-06-01", "letter_no": "L1",
+    "dues_paid_through": "2019-12", "special_circumstances": "x", "reason_code": "other",
+    "reason": "r", "handover": "warm", "basis": "residence", "override_reason": "o",
+    "months_from": "2019-01", "months_to": "2019-02", "amount": "1.00", "months": 2,
+}
+_WRONG: list[object] = [7, ["a"], {"a": 1}, "x" * 3000, None]
+
+
+def _malformed(action: str) -> list[dict[str, object]]:
+    """A line of ``action`` with each field in turn left out or of a wrong type."""
+    from api.importer import UNIT_ACTIONS, _accepted
+
+    names = sorted(_accepted(action) - {"idempotency_key", "occurred_on", "case_id",
+                                        "expected_version"})
+    base: dict[str, object] = {"action": action, "unit": "daning-center", "on": "2020-01-02"}
+    if action not in UNIT_ACTIONS and action != "enrol":
+        base["member"] = "310109195001010022"
+    base |= {n: "lease" if (action, n) == ("evidence", "kind") else _FIELDS[n] for n in names}
+    lines = []
+    for name in [*names, "case_id", "expected_version", "on", "by"]:
+        if name in base:
+            lines.append({k: v for k, v in base.items() if k != name})
+        lines += [{**base, name: wrong} for wrong in _WRONG]
+    return lines
+
+
+def test_no_line_however_malformed_stops_an_import(registry: Registry, tmp_path: Path) -> None:
+    """Every field of every action left out or of the wrong type: reported or stored, never
+    an exception out of the import, and a reported line stores nothing."""
+    from api.importer import ACTIONS, UNIT_ACTIONS
+
+    import_file(registry, EXAMPLE)
+    tried = 0
+    for action in [*UNIT_ACTIONS, *ACTIONS]:
+        for line in _malformed(action):
+            path = _lines(tmp_path / "one.jsonl", [line])
+            count = event_count(registry)
+            report = import_file(registry, path)  # raises on a crash
+            tried += 1
+            assert report.lines == 1
+            if report.problems:
+                (problem,) = report.problems
+                assert problem.code and problem.message, line
+                assert event_count(registry) == count, line
+    assert tried > 500
+
+
+def test_a_line_is_checked_with_the_http_body_of_the_same_command() -> None:
+    from api.http.routes.commands import CASE_ACTIONS, MEMBER_ACTIONS
+    from api.importer import ACTIONS, BODIES, UNIT_ACTIONS
+
+    http = {method: model for model, method, _ in [*CASE_ACTIONS.values(),
+                                                   *MEMBER_ACTIONS.values()]}
+    methods = ACTIONS | UNIT_ACTIONS
+    assert set(BODIES) == set(methods)
+    shared = {a: m for a, m in methods.items() if m in http}
+    assert len(shared) == 23  # all but enrol, inquiry and the unit actions
+    assert {a: BODIES[a] for a in shared} == {a: http[m] for a, m in shared.items()}
+
+
 def _generated(path: Path, members: int) -> Path:
     objects: list[dict[str, object]] = []
     for i in range(members):
