@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from api.cli_args import iso_date, member_ref
+from api.cli_args import HarborParser, add_command, iso_date, member_ref
 from api.demo import load_article_cases
 from api.trail import render_trail
 from domain.errors import HarborError, NotFound, Unavailable
@@ -43,7 +43,6 @@ def _extensions() -> list[Any]:
     import importlib
 
     return [importlib.import_module(name) for name in EXTENSIONS]
-
 
 
 def _choices(enum_type: Any) -> list[str]:
@@ -309,8 +308,11 @@ def _who(args: argparse.Namespace) -> str:
     return args.as_name or os.environ.get("USER") or getpass.getuser()
 
 
-def _add_actor_options(p: argparse.ArgumentParser, *, unit_required: bool = True) -> None:
-    p.add_argument("--unit", required=unit_required, help="the acting unit's code")
+def _add_actor_options(
+    p: argparse.ArgumentParser, *, unit_required: bool = True, unit_default: str = ""
+) -> None:
+    default = f" (default: {unit_default})" if unit_default else ""
+    p.add_argument("--unit", required=unit_required, help=f"the acting unit's code{default}")
     p.add_argument(
         "--as",
         dest="as_name",
@@ -344,13 +346,13 @@ def _add_member_options(p: argparse.ArgumentParser, cmd: MemberCommand) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line."""
-    parser = argparse.ArgumentParser(
+    parser = HarborParser(
         prog="harbor",
         description="Harbor — an event-sourced registry of party members' organisational"
         " relationships (党员组织关系). The store is HARBOR_DATABASE_URL"
         " (default sqlite:///./harbor.db).",
     )
-    parser.add_argument("--json", action="store_true", help="print results as JSON")
+    parser.set_defaults(json=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     db = sub.add_parser("db", help="the database").add_subparsers(dest="db_command", required=True)
@@ -359,39 +361,67 @@ def build_parser() -> argparse.ArgumentParser:
     units = sub.add_parser("units", help="register and list units").add_subparsers(
         dest="units_command", required=True
     )
-    add = units.add_parser("add", help="register a unit")
-    add.add_argument("code", help="stable code, e.g. daning-center")
-    add.add_argument("--name", required=True)
-    add.add_argument("--kind", required=True, choices=_choices(UnitKind))
+    add = add_command(
+        units,
+        "add",
+        summary="register a unit",
+        description="Register a unit (a workplace, school, service centre, organisation"
+        " department...) under the stable code that commands and tokens name it by."
+        " DUPLICATE_UNIT if the code is taken.",
+        example="harbor units add daning-center --name 闸北区大宁社区党员服务中心 \\\n"
+        "    --kind service_center --region 上海·闸北 --parent sh-org-dept --unit sh-org-dept",
+    )
+    add.add_argument("code", help="stable code, e.g. daning-center (letters, digits, - _ .)")
+    add.add_argument("--name", required=True, help="the unit's full name")
+    add.add_argument("--kind", required=True, choices=_choices(UnitKind), help="kind of unit")
     add.add_argument("--region", required=True, help="e.g. 上海·闸北")
-    add.add_argument("--parent", help="parent unit code")
-    add.add_argument("--on", type=iso_date, help="date registered (default: today)")
-    _add_actor_options(add, unit_required=False)
+    add.add_argument("--parent", help="parent unit code (a registered unit)")
+    add.add_argument(
+        "--on", type=iso_date, help="date registered, YYYY-MM-DD (default: today, Asia/Shanghai)"
+    )
+    _add_actor_options(add, unit_required=False, unit_default="the new unit itself")
     units.add_parser("list", help="list every unit")
     rename = units.add_parser("rename", help="record a unit's new name")
-    rename.add_argument("code")
-    rename.add_argument("--name", required=True)
-    rename.add_argument("--on", type=iso_date)
+    rename.add_argument("code", help="the unit's code")
+    rename.add_argument("--name", required=True, help="the new name")
+    rename.add_argument("--on", type=iso_date, help="date renamed (default: today)")
     _add_actor_options(rename)
     dissolve = units.add_parser("dissolve", help="record that a unit no longer exists")
-    dissolve.add_argument("code")
+    dissolve.add_argument("code", help="the unit's code")
     dissolve.add_argument("--successor", help="the unit that takes over")
-    dissolve.add_argument("--on", type=iso_date)
+    dissolve.add_argument("--on", type=iso_date, help="date dissolved (default: today)")
     _add_actor_options(dissolve)
 
-    enrol = sub.add_parser("enrol", help="enrol a member (DUPLICATE_MEMBER if already known)")
-    enrol.add_argument("--name", required=True)
+    enrol = add_command(
+        sub,
+        "enrol",
+        summary="enrol a member (DUPLICATE_MEMBER if already known)",
+        description="Enrol a party member; prints the member id, derived from the ID number"
+        " (which itself is not stored). The acting unit holds the member unless --holder"
+        " names another.",
+        example="harbor enrol --unit daning-center --name 张三 --id-number 310109195001010022 \\\n"
+        "    --standing full --household-region 上海·虹口 --on 2001-01-01",
+    )
+    enrol.add_argument("--name", required=True, help="the member's name")
     enrol.add_argument("--id-number", required=True, help="resident ID number (never stored)")
-    enrol.add_argument("--standing", required=True, choices=_choices(Standing))
-    enrol.add_argument("--household-region", required=True)
-    enrol.add_argument("--probation-started", type=iso_date, help="for probationary members")
+    enrol.add_argument(
+        "--standing", required=True, choices=_choices(Standing), help="full or probationary"
+    )
+    enrol.add_argument(
+        "--household-region", required=True, help="region of the household registration (户籍)"
+    )
+    enrol.add_argument(
+        "--probation-started", type=iso_date, help="for probationary members, YYYY-MM-DD"
+    )
     enrol.add_argument("--developing-unit", help="the unit that developed the member")
     enrol.add_argument("--holder", help="holding unit (default: the acting unit)")
-    enrol.add_argument("--on", type=iso_date)
+    enrol.add_argument(
+        "--on", type=iso_date, help="date enrolled, YYYY-MM-DD (default: today, Asia/Shanghai)"
+    )
     _add_actor_options(enrol)
 
     lookup = sub.add_parser("lookup", help="the member id for an ID number")
-    lookup.add_argument("id_number")
+    lookup.add_argument("id_number", help="resident ID number of an enrolled member")
 
     for cmd in MEMBER_COMMANDS:
         _add_member_options(sub.add_parser(cmd.name, help=cmd.help, description=cmd.help), cmd)
@@ -401,7 +431,6 @@ def build_parser() -> argparse.ArgumentParser:
     for extension in _extensions():
         extension.add_commands(sub)
     return parser
-
 
 
 def _print_outcome(outcome: Outcome, as_json: bool) -> None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import textwrap
 from datetime import date
+from typing import Any, cast
 from uuid import UUID
 
 from domain.registry import Registry
@@ -23,3 +25,34 @@ def member_ref(registry: Registry, text: str) -> UUID:
         return UUID(text)
     except ValueError:
         return registry.member_id_for(text)
+
+
+class HarborParser(argparse.ArgumentParser):
+    """A parser whose every command and subcommand also takes ``--json``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand sets `json` only when given it, so its default cannot undo
+        # a --json typed before the command (`harbor --json verify`).
+        self.add_argument(
+            "--json",
+            action="store_true",
+            default=argparse.SUPPRESS,
+            help="print results (and refusals) as JSON where the command prints any",
+        )
+
+
+def add_command(
+    sub: Any, name: str, *, summary: str, description: str, example: str
+) -> argparse.ArgumentParser:
+    """Add a subcommand whose help page has a description and an example, as written."""
+    return cast(
+        argparse.ArgumentParser,
+        sub.add_parser(
+            name,
+            help=summary,
+            description=textwrap.fill(description, width=78),
+            epilog="example:\n" + textwrap.indent(example.strip("\n"), "  "),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        ),
+    )

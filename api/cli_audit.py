@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from api.cli_args import member_ref
+from api.cli_args import add_command, member_ref
 from audit.bundle import BundleError, load_bundle, make_bundle, trail_lines, verify_bundle
 from audit.config import AuditConfig
 from audit.keyring import export_keys, init_key, rotate_key
@@ -39,13 +39,21 @@ def add_commands(sub: Any) -> None:
     )
     keys.add_parser("rotate", help="start a new key; heads signed by the old one still verify")
     export = keys.add_parser("export", help="write every public key for auditors")
-    export.add_argument("directory", type=Path)
+    export.add_argument(
+        "directory", type=Path, help="folder to write <key id>.pem and keys.json to (created)"
+    )
 
     sub.add_parser("seal", help="catch up the Merkle tree and sign a tree head for the whole log")
 
-    verify = sub.add_parser(
+    verify = add_command(
+        sub,
         "verify",
-        help="recompute every leaf and check every tree head; exit 1 naming the first change",
+        summary="recompute every leaf and check every tree head; exit 1 naming the first change",
+        description="Recompute every Merkle leaf from the stored events and check every signed"
+        " tree head (signature, root, consistency) and witness head against them. Exits 0 if"
+        " all hold, 1 naming the first change, 2 if it cannot start (e.g. unreadable keys).",
+        example="harbor verify --keys auditor-keys/ --witness /mnt/witness/harbor-witness.txt"
+        " --json",
     )
     verify.add_argument(
         "--keys",
@@ -69,7 +77,7 @@ def add_commands(sub: Any) -> None:
     check = sub.add_parser(
         "verify-bundle", help="check a proof bundle offline (no database) and print the trail"
     )
-    check.add_argument("file", type=Path)
+    check.add_argument("file", type=Path, help="the bundle, as `harbor bundle` wrote it")
     check.add_argument(
         "--key", required=True, type=Path, help="trusted public key: a PEM file or a folder"
     )
@@ -208,7 +216,6 @@ def _print_report(report: Report, witnesses: list[Path]) -> None:
             f"note: {report.unsealed} events recorded after the last seal are not covered yet"
             " (run `harbor seal`)"
         )
-
 
 
 def _bundle(registry: Registry, audit: AuditLog, args: argparse.Namespace) -> int:

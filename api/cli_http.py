@@ -9,7 +9,7 @@ import signal
 import sys
 from typing import Any
 
-from api.cli_args import iso_date
+from api.cli_args import add_command, iso_date
 from domain.registry import Registry
 from store.sql import Db
 from store.tokens import ROLES, TokenStore
@@ -27,10 +27,18 @@ UVICORN: dict[str, Any] = {
 }
 
 
-
 def add_commands(sub: Any) -> None:
     """Register `serve` and `tokens`."""
-    serve = sub.add_parser("serve", help="run the HTTP API and the projection follower")
+    serve = add_command(
+        sub,
+        "serve",
+        summary="run the HTTP API and the projection follower",
+        description="Serve the HTTP API (its docs at /docs) until stopped and, unless"
+        " --follower none, keep the projections current. Callers send a token from"
+        " `harbor tokens issue`.",
+        example="HARBOR_DATABASE_URL=postgresql://harbor:secret@db:5432/harbor \\\n"
+        "    harbor serve --host 0.0.0.0 --port 8080 --workers 4",
+    )
     serve.add_argument(
         "--host",
         default=os.environ.get("HARBOR_HOST", "127.0.0.1"),
@@ -46,7 +54,7 @@ def add_commands(sub: Any) -> None:
         "--workers",
         type=int,
         default=1,
-        help="worker processes (PostgreSQL only; SQLite serves from one)",
+        help="worker processes, PostgreSQL only: SQLite serves from one (default %(default)s)",
     )
     serve.add_argument(
         "--threads",
@@ -60,9 +68,9 @@ def add_commands(sub: Any) -> None:
         "--follower",
         choices=("process", "thread", "none"),
         default=os.environ.get("HARBOR_FOLLOWER", "process"),
-        help="where the projection follower runs: its own process (default, PostgreSQL;"
-        " SQLite always uses a thread), a thread of the server, or nowhere (run"
-        " `harbor project` yourself) (default HARBOR_FOLLOWER or process)",
+        help="where the projection follower runs: its own process, a thread of the server,"
+        " or nowhere (run `harbor project` yourself); on SQLite, process means thread"
+        " (default HARBOR_FOLLOWER or process)",
     )
     serve.add_argument(
         "--no-warm-cache",
@@ -73,24 +81,56 @@ def add_commands(sub: Any) -> None:
         " members in the background (default: HARBOR_WARM_CACHE, yes)",
     )
     serve.add_argument(
-        "--demo", action="store_true", help="load the article's two cases first if the log is empty"
+        "--demo",
+        action="store_true",
+        help="load the article's two cases first if the log is empty; HARBOR_DEMO=no (or"
+        " off, 0, false) skips it even with --demo",
     )
     serve.add_argument(
         "--admin-token",
         action="store_true",
-        help="print a fresh admin token for the org department on start",
+        help="print a fresh admin token on start, for the unit HARBOR_ADMIN_UNIT (default"
+        " sh-org-dept)",
     )
 
     tokens = sub.add_parser("tokens", help="issue, list and revoke API credentials")
     tsub = tokens.add_subparsers(dest="tokens_command", required=True)
-    issue = tsub.add_parser("issue", help="print a new token alone on standard output")
+    issue = add_command(
+        tsub,
+        "issue",
+        summary="print a new token alone on standard output",
+        description="Issue an API token and print it alone on standard output; only its hash"
+        " is stored, so it cannot be shown again. A dissolved unit gets none.",
+        example="harbor tokens issue --unit daning-center --role unit --holder 王芳"
+        " --expires 2026-12-31",
+    )
     issue.add_argument("--unit", required=True, help="the unit the token acts for")
-    issue.add_argument("--role", required=True, choices=ROLES)
+    issue.add_argument(
+        "--role",
+        required=True,
+        choices=ROLES,
+        help="unit: records and reads as its unit; auditor: reads everything and fetches"
+        " audit proofs; admin: as auditor, and registers, renames and dissolves units",
+    )
     issue.add_argument("--holder", required=True, help="the person it is issued to")
     issue.add_argument("--expires", type=iso_date, help="last day it is valid (YYYY-MM-DD)")
-    tsub.add_parser("list", help="every token (ids, never the tokens themselves)")
-    revoke = tsub.add_parser("revoke", help="revoke a token by its id")
-    revoke.add_argument("token_id")
+    add_command(
+        tsub,
+        "list",
+        summary="every token (ids, never the tokens themselves)",
+        description="List every token ever issued: its id, unit, role, holder, when issued,"
+        " and its expiry or revocation. The tokens themselves are never shown.",
+        example="harbor tokens list --json",
+    )
+    revoke = add_command(
+        tsub,
+        "revoke",
+        summary="revoke a token by its id",
+        description="Revoke a token by its id (from `harbor tokens list`); a running server"
+        " refuses it within about a second. Exits 1 if no unrevoked token has that id.",
+        example="harbor tokens revoke 9f3c2a1b",
+    )
+    revoke.add_argument("token_id", help="the token's id, as `harbor tokens list` shows it")
 
 
 def run(registry: Registry, args: argparse.Namespace) -> int:
@@ -139,7 +179,7 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
     from projections.follower_process import FollowerProcess
     from store.collection import serving_collections
 
-    demo = args.demo and os.environ.get("HARBOR_DEMO", "yes").lower() not in ("no", "0", "false")
+    demo = args.demo and os.environ.get("HARBOR_DEMO", "yes").lower() not in NO
     if demo and registry.position() == 0:
         load_article_cases(registry, recorded_by="demo")
         print("loaded the article's two cases", flush=True)

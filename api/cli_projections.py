@@ -20,7 +20,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from api.cli_args import iso_date, member_ref
+from api.cli_args import add_command, iso_date, member_ref
 from domain.errors import NotFound
 from domain.registry import Registry
 from projections.history import member_history
@@ -30,7 +30,6 @@ from store.lease import lease_for
 
 COMMANDS = {"status", "history", "queue", "scorecard", "findings", "rebuild", "project", "case"}
 RULES = ["R1", "R2", "R3", "R5", "R6", "R7", "R8"]
-
 
 
 def add_commands(sub: Any) -> None:
@@ -43,7 +42,14 @@ def add_commands(sub: Any) -> None:
             help="judge time-dependent rules on this date (default: today, Asia/Shanghai)",
         )
 
-    status = sub.add_parser("status", help="who holds a member now: holder, status, colour")
+    status = add_command(
+        sub,
+        "status",
+        summary="who holds a member now: holder, status, colour",
+        description="Show one member as the projections have it: holding unit and since when,"
+        " standing, status, letter in transit, open case and ledger colour, judged on a date.",
+        example="harbor status 310109195001010022 --on 2011-09-19 --json",
+    )
     status.add_argument("member", help="member id, or the member's ID number")
     on(status)
 
@@ -57,11 +63,11 @@ def add_commands(sub: Any) -> None:
     when.add_argument("--position", type=int, help="what the registry knew at this log position")
 
     case = sub.add_parser("case", help="one case: first responder, path, outcome, trail")
-    case.add_argument("case_id")
+    case.add_argument("case_id", help="the case id (from inquiry, status or history)")
     on(case)
 
     queue = sub.add_parser("queue", help="a unit's queues: 待办, 未办结, cases it answered first")
-    queue.add_argument("unit")
+    queue.add_argument("unit", help="the unit's code")
     on(queue)
 
     score = sub.add_parser("scorecard", help="answered first, seen through (句号), dropped (逗号)")
@@ -69,23 +75,32 @@ def add_commands(sub: Any) -> None:
     on(score)
 
     findings = sub.add_parser("findings", help="compliance findings, judged on a date")
-    findings.add_argument("--rule", choices=RULES)
+    findings.add_argument("--rule", choices=RULES, help="only findings under this rule")
     findings.add_argument("--unit", help="only findings against this unit")
-    findings.add_argument("--severity", choices=["override", "breach"])
+    findings.add_argument(
+        "--severity",
+        choices=["override", "breach"],
+        help="override: R1-R3 set aside with a stated reason; breach: a rule broken",
+    )
     findings.add_argument("--open", action="store_true", help="only unresolved findings")
     findings.add_argument("--csv", action="store_true", help="print CSV")
     on(findings)
 
-    rebuilding = sub.add_parser(
+    rebuilding = add_command(
+        sub,
         "rebuild",
-        help="rebuild every projection from position zero"
+        summary="rebuild every projection from position zero"
         " beside the live tables, then swap them in",
+        description="Fold the whole log into fresh projection tables beside the live ones,"
+        " then swap them in; readers see the old tables until the swap. A failed rebuild"
+        " leaves the live projections as they were.",
+        example="harbor rebuild --workers 4",
     )
     rebuilding.add_argument(
         "--batch",
         type=int,
         default=REBUILD_BATCH,
-        help=f"events per transaction (default {REBUILD_BATCH})",
+        help="events per transaction (default %(default)s)",
     )
     rebuilding.add_argument(
         "--workers",
@@ -95,14 +110,24 @@ def add_commands(sub: Any) -> None:
         " where the server takes the writes of both; 1 on SQLite, which has one writer)",
     )
 
-    project = sub.add_parser(
-        "project", help="follow the log and keep projections current until stopped (Ctrl-C)"
+    project = add_command(
+        sub,
+        "project",
+        summary="follow the log and keep projections current until stopped (Ctrl-C)",
+        description="Fold new events into the projections as they are recorded, until Ctrl-C"
+        " or SIGTERM; for when no `harbor serve` does it (--follower none). On PostgreSQL,"
+        " while another follower holds the projection lease, it stands by to take over.",
+        example="harbor project --poll 1",
     )
     project.add_argument(
-        "--batch", type=int, default=DEFAULT_BATCH, help=f"events per transaction ({DEFAULT_BATCH})"
+        "--batch",
+        type=int,
+        default=DEFAULT_BATCH,
+        help="events per transaction (default %(default)s)",
     )
-    project.add_argument("--poll", type=float, default=0.2, help="seconds between polls")
-
+    project.add_argument(
+        "--poll", type=float, default=0.2, help="seconds between polls (default %(default)s s)"
+    )
 
 
 def _print(data: Any) -> None:

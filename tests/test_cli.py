@@ -306,6 +306,68 @@ def test_every_subcommand_has_help(command: str) -> None:
     assert done.value.code == 0
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve"],
+        ["import"],
+        ["rebuild"],
+        ["project"],
+        ["status"],
+        ["tokens", "issue"],
+        ["tokens", "list"],
+        ["tokens", "revoke"],
+        ["verify"],
+        ["units", "add"],
+        ["enrol"],
+    ],
+    ids=" ".join,
+)
+def test_help_pages_describe_the_command_and_show_an_example(
+    command: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args([*command, "--help"])
+
+    assert done.value.code == 0
+    page = capsys.readouterr().out
+    description = page.split("\n\n")[1]  # after the usage
+    assert not description.startswith(("options:", "positional arguments:"))
+    assert "\nexample:\n  " in page
+
+
+def test_json_is_accepted_before_and_after_the_command(
+    cli, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARBOR_SIGNING_KEY", str(tmp_path / "keys" / "signing.pem"))
+    monkeypatch.setenv("HARBOR_WITNESS_FILE", str(tmp_path / "witness.txt"))
+    _units(cli)
+    cli(
+        "enrol",
+        "--unit",
+        "daning-center",
+        "--name",
+        "张三",
+        "--id-number",
+        "310109195001010022",
+        "--standing",
+        "full",
+        "--household-region",
+        "上海·虹口",
+        "--on",
+        "2001-01-01",
+    )
+    capsys.readouterr()
+
+    for command in (["units", "list"], ["status", "310109195001010022"], ["verify"]):
+        for argv in (["--json", *command], [*command, "--json"]):
+            assert cli(*argv) == 0, argv
+            out = capsys.readouterr().out
+            assert json.loads(out), argv  # the whole output is one JSON document
+
+    assert build_parser().parse_args(["tokens", "list"]).json is False
+
+
 def test_harbor_help_runs_as_a_console_script() -> None:
     harbor = Path(sys.executable).parent / "harbor"
 
@@ -343,15 +405,18 @@ def test_db_init_creates_every_table_harbor_uses(
     assert {"harbor_events", "stored_events"} & tables
     assert {"harbor_projection_state", "harbor_tokens"} <= tables  # read side, credentials
     assert {
-        "harbor_merkle_leaves", "harbor_merkle_nodes", "harbor_tree_heads",
-        "harbor_signing_keys", "harbor_verifications",
+        "harbor_merkle_leaves",
+        "harbor_merkle_nodes",
+        "harbor_tree_heads",
+        "harbor_signing_keys",
+        "harbor_verifications",
     } <= tables  # the audit log
     assert "harbor_p1_members" in tables, sorted(tables)  # the first generation's tables
 
 
 def _table_names(url: str) -> set[str]:
     if url.startswith("sqlite:///"):
-        with sqlite3.connect(url[len("sqlite:///"):]) as conn:
+        with sqlite3.connect(url[len("sqlite:///") :]) as conn:
             rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             return {r[0] for r in rows}
     with psycopg.connect(url) as conn:
