@@ -49,7 +49,8 @@ def add_commands(sub: Any) -> None:
 def run(registry: Registry, args: argparse.Namespace) -> int:
     """Import the file and print what happened."""
     if not args.file.is_file():
-        print(f"harbor: no such file: {args.file}", file=sys.stderr)
+        what = "not a file" if args.file.exists() else "no such file"
+        print(f"harbor: {what}: {args.file}", file=sys.stderr)
         return 2
     if not 1 <= args.jobs <= MAX_JOBS or args.batch_events < 1:
         print(
@@ -59,7 +60,7 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
         return 2
     if args.jobs > 1 and not on_postgres(registry):
         print("harbor import: --jobs needs PostgreSQL; importing in one process", file=sys.stderr)
-    with args.file.open(encoding="utf-8") as f:
+    with args.file.open("rb") as f:  # bytes: a line that is not UTF-8 is reported, later
         total = sum(1 for line in f if line.strip())
     console = Console(stderr=True)
     with Progress(

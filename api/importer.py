@@ -10,6 +10,7 @@ running the same file again adds nothing and an interrupted run resumes.
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import inspect
 import json
@@ -159,21 +160,42 @@ class _Line:
     kwargs: dict[str, Any]
 
 
-def _keys(path: Path) -> Iterator[tuple[int, str, str]]:
-    """(line number, text, idempotency key) of every non-blank line."""
+def _keys(path: Path) -> Iterator[tuple[int, str | UnicodeDecodeError, str]]:
+    """(line number, text, idempotency key) of every non-blank line.
+
+    A line that is not UTF-8 comes as its decoding error, for the report. A byte-order
+    mark opening the file (as editors on Windows write one) is not part of the first line.
+    """
     seen: Counter[str] = Counter()
-    with path.open(encoding="utf-8") as lines:
-        for number, text in enumerate(lines, start=1):
-            if not text.strip():
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8) :]
+            text: str | UnicodeDecodeError
+            try:
+                text = raw.decode("utf-8")
+                data = text.strip().encode("utf-8")
+            except UnicodeDecodeError as e:
+                text, data = e, raw.strip()
+            if not data:
                 continue
-            digest = hashlib.sha256(text.strip().encode("utf-8")).hexdigest()[:32]
+            digest = hashlib.sha256(data).hexdigest()[:32]
             seen[digest] += 1
             yield number, text, f"import:{digest}:{seen[digest]}"
 
 
 def _parse(
-    registry: Registry, number: int, text: str, key: str, member_id_for: Callable[[str], UUID]
+    registry: Registry,
+    number: int,
+    text: str | UnicodeDecodeError,
+    key: str,
+    member_id_for: Callable[[str], UUID],
 ) -> _Line:
+    if isinstance(text, UnicodeDecodeError):
+        raise InvalidInput(
+            f"not UTF-8 text (byte 0x{text.object[text.start]:02x} at byte {text.start + 1});"
+            " save the file as UTF-8"
+        )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as e:
@@ -418,7 +440,7 @@ def import_file(
 
 
 def _prefetched(
-    registry: Registry, keyed: Iterator[tuple[int, str, str]]
+    registry: Registry, keyed: Iterator[tuple[int, str | UnicodeDecodeError, str]]
 ) -> Iterator[_Line | _Unreadable]:
     """Parsed lines, a chunk at a time, with the chunk's store lookups made in bulk first.
 
@@ -446,8 +468,12 @@ def _prefetched(
         yield from chunk
 
 
-def _named_member(text: str, member_id_for: Callable[[str], UUID]) -> UUID | None:
+def _named_member(
+    text: str | UnicodeDecodeError, member_id_for: Callable[[str], UUID]
+) -> UUID | None:
     """The member a line that failed to parse names, if it is readable enough to tell."""
+    if not isinstance(text, str):
+        return None
     try:
         data = json.loads(text)
     except json.JSONDecodeError:

@@ -87,8 +87,12 @@ def on_postgres(registry: Registry) -> bool:
     return isinstance(getattr(registry.recorder, "datastore", None), PostgresDatastore)
 
 
-def _member_of(text: str, member_id_for: Callable[[str], UUID]) -> UUID | object | None:
+def _member_of(
+    text: str | UnicodeDecodeError, member_id_for: Callable[[str], UUID]
+) -> UUID | object | None:
     """The member a line acts on, _UNIT for a unit line, None if the line cannot tell."""
+    if not isinstance(text, str):  # not UTF-8: the worker that gets it says so
+        return None
     try:
         data = json.loads(text)
     except json.JSONDecodeError:

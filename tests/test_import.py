@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 import os
 import signal
@@ -126,6 +127,36 @@ def test_a_line_that_cannot_be_read_rejects_the_member_it_names(registry: Regist
     for refused in (bad, "310109195001019905"):
         with pytest.raises(NotFound):
             registry.member(registry.member_id_for(refused))
+
+
+def test_a_file_from_a_windows_editor_imports_and_a_line_not_in_utf8_is_reported(
+    registry: Registry, tmp_path: Path
+) -> None:
+    import_file(registry, EXAMPLE)
+    base = {"unit": "daning-center", "on": "2020-01-02"}
+    first, second = "310109195001019906", "310109195001019907"
+    lines = [json.dumps(o, ensure_ascii=False).encode("utf-8") for o in [
+        {**base, "action": "enrol", "name": "己", "id_number": first, "standing": "full",
+         "household_region": "上海·闸北"},
+        {**base, "action": "enrol", "name": "庚", "id_number": second, "standing": "full",
+         "household_region": "上海·闸北"},
+    ]]
+    not_utf8 = json.dumps({**base, "action": "contact", "member": second, "channel": "phone",
+                           "note": "回访"}, ensure_ascii=False).encode("gbk")
+    windows = tmp_path / "windows.jsonl"  # a byte-order mark, CRLF, one line in GBK
+    windows.write_bytes(codecs.BOM_UTF8 + b"\r\n".join([*lines, not_utf8]) + b"\r\n")
+    count = event_count(registry)
+
+    report = import_file(registry, windows)
+
+    assert [(p.line, p.code) for p in report.problems] == [(3, "INVALID_INPUT")]
+    assert "UTF-8" in report.problems[0].message
+    assert report.stored == 2 and event_count(registry) == count + 2
+    # The same lines without the mark and with plain line ends are the same lines.
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes(b"\n".join(lines) + b"\n")
+    again = import_file(registry, plain)
+    assert again.ok and again.already == 2 and event_count(registry) == count + 2
 
 
 # A value of the right type for every field a line may carry (not all valid together).
