@@ -246,6 +246,9 @@ def verify_bundle_command(args: argparse.Namespace) -> int:
     try:
         keys = load_public_keys(args.key)
         data = load_bundle(args.file.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        print(f"harbor: {args.file}: not a proof bundle (not UTF-8 text)", file=sys.stderr)
+        return EXIT_SETUP
     except (KeyProblem, BundleError, OSError) as e:
         print(f"harbor: {e}", file=sys.stderr)
         return EXIT_SETUP

@@ -203,7 +203,9 @@ def append_witness_line(path: Path, head: TreeHead) -> None:
 def read_witness_file(path: Path) -> list[tuple[int, TreeHead | str]]:
     """(line number, head — or why the line is not one) for every non-blank line."""
     out: list[tuple[int, TreeHead | str]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    # Bytes that are not UTF-8 become U+FFFD: that line is then reported as no tree head.
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         try:

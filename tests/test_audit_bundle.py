@@ -197,3 +197,23 @@ def test_events_recorded_after_the_last_seal_are_left_out_and_counted(
 
     assert len(data["events"]) == 11 and data["unsealed_events"] == 1
     assert code == 0 and "1 later events were not sealed" in out
+
+
+def test_a_file_that_is_no_bundle_is_refused_with_a_reason(
+    exported: tuple[DemoMembers, Path],
+    offline: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, folder = exported
+    for content, reason in [
+        (b"\xff\xfe\x00binary", "not UTF-8 text"),
+        (b"garbage", "invalid JSON"),
+        (b"[1, 2]", "expected format"),
+    ]:
+        path = tmp_path / "not-a-bundle.json"
+        path.write_bytes(content)
+        capsys.readouterr()
+        code = main(["verify-bundle", str(path), "--key", str(folder / "public")])
+        err = capsys.readouterr().err
+        assert code == 2 and "not a proof bundle" in err and reason in err, err

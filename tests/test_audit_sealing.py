@@ -176,3 +176,14 @@ def test_a_signing_key_others_can_read_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(KeyProblem, match="chmod 600"):
         Signer.from_file(path)
+
+
+def test_a_witness_line_that_is_not_utf8_is_reported_not_fatal(tmp_path: Path) -> None:
+    from audit.log import read_witness_file
+
+    witness = tmp_path / "witness.txt"
+    witness.write_bytes(b"# copied by hand\n\xff\xfe not a head\n")
+
+    ((number, why),) = read_witness_file(witness)
+
+    assert number == 2 and isinstance(why, str) and why
