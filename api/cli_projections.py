@@ -164,14 +164,19 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
         else:
             print(render_case(data, _unit_names(models)))
     elif command == "queue":
+        registry.unit(args.unit)  # an unknown code is refused (UNKNOWN_UNIT), not an empty queue
         _show_queue(models.unit_queue(args.unit, args.on), args.json)
     elif command == "scorecard":
+        if args.unit is not None:
+            registry.unit(args.unit)
         cards = [c.as_dict() for c in models.scorecards(args.unit, args.on)]
         if args.json:
             _print(cards)
         else:
             print(render_scorecards(cards, _unit_names(models)))
     elif command == "findings":
+        if args.unit is not None:
+            registry.unit(args.unit)
         found = [
             f.as_dict()
             for f in models.findings(

@@ -249,6 +249,22 @@ def test_a_refusal_exits_1_and_names_the_code(cli, capsys: pytest.CaptureFixture
     assert "R9_NO_OPEN_CASE" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [("queue", "no-such-unit"), ("scorecard", "no-such-unit"), ("findings", "--unit", "no-such")],
+)
+def test_a_unit_that_does_not_exist_is_refused_not_shown_empty(
+    cli, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    _units(cli)
+    capsys.readouterr()
+
+    code = cli(*argv)
+
+    assert code == 1
+    assert "UNKNOWN_UNIT" in capsys.readouterr().err
+
+
 def test_the_same_idempotency_key_twice_records_once(
     cli, capsys: pytest.CaptureFixture[str], store_url: str
 ) -> None:
