@@ -55,8 +55,11 @@ class Unavailable(HarborError):
     default_code = "STORE_UNAVAILABLE"
 
 
-# Every code a refusal can carry, with what the clerk should do about it.
-# Kept here so the README, the API docs and tests draw from one list.
+# Every code a command's refusal can carry, with what the clerk should do about it.
+# The rule tests check against it (tests/scenarios.py: a code a test expects must be
+# listed here); the README and the API docs do not read it. The HTTP layer's own codes
+# (UNAUTHORIZED, FORBIDDEN, NOT_CAUGHT_UP, NOT_SEALED, BODY_TOO_LARGE, NOT_FOUND, ...)
+# and the importer's MEMBER_REJECTED are not listed: docs/design-notes.md names them.
 CODES: dict[str, str] = {
     "R1_BASIS_WITHOUT_EVIDENCE": "record valid evidence, or attach on basis other with a reason",
     "R1_LOWER_BASIS_WITHOUT_REASON": "a higher basis has valid evidence: use it or give a reason",

@@ -3,13 +3,14 @@
 ``harbor serve`` on PostgreSQL runs the follower here rather than as a thread of
 the server. Python runs one thread at a time per process: as a thread, the
 follower's folding (a quarter of a millisecond per event) took the interpreter
-from the request threads, and under load every request queued behind it
-(bench/http.py: 528 commands/s with the thread, 843 with this process, status p99
-18.9 → 11.3 ms). A process of its own runs on the other core.
+from the rest of the server, and under load every request queued behind it (the
+measurements: bench/README.md, "HTTP API", session 6's change (1)). A process of
+its own runs on the other core.
 
 It follows with the projection lease (store/lease.py), so a second server on the
 same database, or a ``harbor project`` beside it, stands by instead of folding
-the same events. On SQLite the server keeps the thread: one process there.
+the same events. On SQLite ``harbor serve`` runs a thread instead (``--follower
+process`` becomes ``thread``), without a lease.
 """
 
 from __future__ import annotations

@@ -1,11 +1,17 @@
 """A lease only one process holds at a time: a PostgreSQL session advisory lock.
 
-``harbor serve --workers N`` starts N processes over one database, and each
-would keep the projections current. They would not corrupt them (a follower
-that loses a race to commit a batch rolls it back), but every worker would
-fold every event, and the losers' work is thrown away. With the lease, one
-worker follows and the others stand by; if it stops, or loses its connection,
+Several projection followers can run on one database: ``harbor serve``'s follower
+process, a second server's, a ``harbor project``, or one thread per worker under
+``harbor serve --workers N --follower thread``. They would not corrupt the
+projections (a follower that loses a race to commit a batch rolls it back), but
+each would fold every event, and the losers' work is thrown away. With the lease,
+one follower folds and the others stand by; if it stops, or loses its connection,
 the lock is released by the server and a standby takes over.
+
+Only followers (``Projector.follow``) take it. SQLite has none (``lease_for``
+returns None): there every follower running on the file folds. The command
+line's catch-ups before a read, ``harbor demo`` and ``harbor rebuild`` fold without
+it on either backend.
 """
 
 from __future__ import annotations
@@ -64,6 +70,6 @@ class Lease:
 
 
 def lease_for(registry: Any) -> Lease | None:
-    """The projection lease on a registry's PostgreSQL store (None on SQLite: one process)."""
+    """The projection lease on a registry's PostgreSQL store (None on SQLite: no lease)."""
     datastore = getattr(registry.recorder, "datastore", None)
     return Lease(datastore) if isinstance(datastore, PostgresDatastore) else None

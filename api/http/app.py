@@ -69,10 +69,14 @@ def create_app(
     the background at start (``GET /healthz`` says when that is done), so the first
     command on each of them needs no read.
 
-    ``threads`` sizes the pool that runs the (synchronous) routes, so concurrent
-    commands and queries do not queue behind each other. With ``seal`` (and a
-    signing key, see docs/audit.md) a tree head is signed every
-    HARBOR_SEAL_EVERY_EVENTS events or HARBOR_SEAL_EVERY_MINUTES minutes.
+    Commands are decided on the event loop (api/http/on_loop.py). ``threads`` sizes the
+    two thread pools behind it, each to the same size: the loop's executor, where a
+    command's reads (and, without group commit, its commit) wait, and anyio's worker
+    threads, which run the other blocking work: the queries (all but a member's status
+    on PostgreSQL, awaited on the loop), the ``min_position`` waits and the token checks
+    not answered from memory. With ``seal`` (and a signing key at start, see
+    docs/audit.md) a tree head is signed every HARBOR_SEAL_EVERY_EVENTS events or
+    HARBOR_SEAL_EVERY_MINUTES minutes, and once more when the app stops.
     """
     stop = threading.Event()
 
