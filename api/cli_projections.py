@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
@@ -247,19 +248,39 @@ def _unit_names(models: ReadModels) -> Callable[[str], str]:
 
 def render_scorecards(cards: list[dict[str, Any]], name: Callable[[str], str]) -> str:
     """Scorecards as a table, units that answered first at least once."""
-    lines = [f"{'unit':44} first  句号 seen through  逗号 dropped  open  median days"]
+    rows = [["unit", "first", "句号 seen through", "逗号 dropped", "open", "median days"]]
     for c in cards:
         if not c["answered_first"]:
             continue
-        median = (
-            "" if c["median_days_to_attachment"] is None else f"{c['median_days_to_attachment']:g}"
-        )
-        label = f"{name(c['unit_id'])} ({c['unit_id']})"
-        lines.append(
-            f"{label:44} {c['answered_first']:5}  {c['seen_through']:17}"
-            f"  {c['dropped']:12}  {c['open']:4}  {median}"
-        )
-    return "\n".join(lines)
+        median = c["median_days_to_attachment"]
+        rows.append([
+            f"{name(c['unit_id'])} ({c['unit_id']})",
+            str(c["answered_first"]),
+            str(c["seen_through"]),
+            str(c["dropped"]),
+            str(c["open"]),
+            "" if median is None else f"{median:g}",
+        ])  # fmt: skip
+    return _table(rows)
+
+
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: Chinese characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _table(rows: list[list[str]]) -> str:
+    """Rows in columns that line up on screen: text left, numbers right."""
+    widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]))]
+
+    def cell(text: str, i: int, header: bool) -> str:
+        gap = " " * (widths[i] - _width(text))
+        return text + gap if i == 0 or header else gap + text
+
+    return "\n".join(
+        "  ".join(cell(text, i, n == 0) for i, text in enumerate(row)).rstrip()
+        for n, row in enumerate(rows)
+    )
 
 
 def render_case(data: dict[str, Any], name: Callable[[str], str]) -> str:

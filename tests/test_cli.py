@@ -438,3 +438,15 @@ def _table_names(url: str) -> set[str]:
     with psycopg.connect(url) as conn:
         rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
         return {r[0] for r in rows}
+
+
+def test_tables_line_up_on_screen_with_chinese_unit_names() -> None:
+    from api.cli_projections import _table, _width
+
+    lines = _table([["unit", "first"], ["大宁社区党员服务中心", "12"], ["zb-factory", "3"]]).split(
+        "\n"
+    )
+
+    assert lines[0].startswith("unit ")
+    assert _width(lines[1]) == _width(lines[2]) == _width("大宁社区党员服务中心") + 2 + 5
+    assert lines[2].endswith("    3")
