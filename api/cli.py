@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
         example="harbor units add daning-center --name 闸北区大宁社区党员服务中心 \\\n"
         "    --kind service_center --region 上海·闸北 --parent sh-org-dept --unit sh-org-dept",
     )
-    add.add_argument("code", help="stable code, e.g. daning-center (letters, digits, - _ .)")
+    add.add_argument("code", help="stable code, e.g. daning-center (ASCII letters, digits, - _ .)")
     add.add_argument("--name", required=True, help="the unit's full name")
     add.add_argument("--kind", required=True, choices=_choices(UnitKind), help="kind of unit")
     add.add_argument("--region", required=True, help="e.g. 上海·闸北")

@@ -373,9 +373,13 @@ class Registry(MemberCommands, Application[UUID]):
 
         def decide(on: date) -> Aggregate:
             unit_code = require_text(code, "code", max_length=64)
-            if not all(ch.isalnum() or ch in "-_." for ch in unit_code):
+            # ASCII only, as the HTTP API's unit fields take them: a code with other
+            # letters could be registered here but never named in a request body.
+            if not all(ch.isascii() and (ch.isalnum() or ch in "-_.") for ch in unit_code):
                 raise InvalidInput(
-                    "code may hold letters, digits, '-', '_' and '.' only", field="code"
+                    "code may hold ASCII letters, digits, '-', '_' and '.' only (e.g."
+                    " daning-center); the unit's name holds its Chinese name",
+                    field="code",
                 )
             if self._exists(unit_id_for(unit_code)):
                 raise Conflict(

@@ -68,6 +68,17 @@ def test_an_unknown_acting_unit_is_refused(registry: Registry) -> None:
     assert error.field == "unit_id"
 
 
+@pytest.mark.parametrize("code", ["大宁中心", "daning center", "daning/center", "ｄａｎｉｎｇ"])
+def test_a_unit_code_is_ascii_letters_digits_and_dashes(registry: Registry, code: str) -> None:
+    register_article_units(registry)
+
+    error = refused(registry, "INVALID_INPUT", lambda: registry.register_unit(
+        ADMIN, code=code, name="大宁中心", kind="service_center", region="上海",
+        occurred_on=date(2020, 1, 1)))
+
+    assert error.field == "code"
+
+
 def test_an_unknown_addressee_is_refused(registry: Registry) -> None:
     member = member_in_case(registry)
 
