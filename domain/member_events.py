@@ -87,7 +87,7 @@ class MemberEnrolled(Aggregate.Created, MemberEvent):
         state.holdings.append(
             Holding(self.holder_unit_id, self.occurred_on, self.originator_version)
         )
-        state.signs_of_life.append(self.occurred_on)
+        state.signs_of_life.append((self.occurred_on, self.occurred_on))
 
 
 class MembershipConfirmed(MemberEvent):
@@ -123,7 +123,7 @@ class InquiryReceived(MemberEvent):
         case.opened_on = min(case.opened_on, self.occurred_on)
         case.inquiries.append(Inquiry(self.unit_id, self.occurred_on, self.originator_version))
         case.touch(self.unit_id, self.occurred_on, self.originator_version)
-        state.signs_of_life.append(self.occurred_on)
+        state.signs_of_life.append((self.occurred_on, self.occurred_on))
 
 
 class CaseEvent(MemberEvent):
@@ -412,7 +412,9 @@ class DuesReceived(LooseEvent):
 
     def evolve(self, state: MemberState) -> None:
         super().evolve(state)
-        state.signs_of_life.append(self.months_to.last_day())
+        # Paid for months ahead, the member is in good standing until they end: known
+        # from the day the dues came in (R7 counts from the end of the months covered).
+        state.signs_of_life.append((self.occurred_on, self.months_to.last_day()))
 
 
 class ActivityAttended(LooseEvent):
@@ -421,7 +423,7 @@ class ActivityAttended(LooseEvent):
 
     def evolve(self, state: MemberState) -> None:
         super().evolve(state)
-        state.signs_of_life.append(self.occurred_on)
+        state.signs_of_life.append((self.occurred_on, self.occurred_on))
         case = state.cases.get(self.case_id) if self.case_id else None
         if case is not None:
             case.activities.append(Action(self.unit_id, self.occurred_on, self.originator_version))
@@ -435,7 +437,7 @@ class ContactMade(LooseEvent):
 
     def evolve(self, state: MemberState) -> None:
         super().evolve(state)
-        state.signs_of_life.append(self.occurred_on)
+        state.signs_of_life.append((self.occurred_on, self.occurred_on))
 
 
 class EntryVoided(LooseEvent):

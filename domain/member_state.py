@@ -206,7 +206,8 @@ class MemberState:
     open_case_id: UUID | None = None
     voided: dict[int, str] = field(default_factory=dict)  # version → reason
     holdings: list[Holding] = field(default_factory=list)
-    signs_of_life: list[date] = field(default_factory=list)  # R7: the member was heard from
+    # R7: (heard from on, good through) — the same day, except dues paid for months ahead.
+    signs_of_life: list[tuple[date, date]] = field(default_factory=list)
     overrides: list[Override] = field(default_factory=list)
 
     @property

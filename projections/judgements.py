@@ -7,7 +7,6 @@ tables hold them) and the date to judge on.
 
 from __future__ import annotations
 
-import itertools
 import json
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -56,58 +55,124 @@ class Finding:
         }
 
 
-# --- R5 first-inquiry responsibility ------------------------------------------
-
-
 def _actions(case: Rec) -> list[tuple[str, date, int]]:
     return [(u, date.fromisoformat(on), v) for u, on, v in json.loads(case["actions"])]
 
 
-def referral_state(referral: Rec, case: Rec, on: date) -> tuple[str, date | None]:
-    """What a referral amounts to on ``on``, and since when.
+# --- rows as they stood on a date ---------------------------------------------------------
+# The tables hold each row as it stands now. Judged on an earlier date, what happened
+# after it must not count: a closure, an attachment, an answer or an action recorded
+# for a later day. (Histories "as of" a date fold the log stopped early instead.)
 
-    One of ``accepted``, ``pending`` (warm, within its 14 days), ``cold``
-    (cold, or warm and not accepted within 14 days), ``declined`` (the first
-    responder acted again within 14 days) and ``declined_and_left``.
+
+def case_on(case: Rec, on: date) -> Rec:
+    """The case row as it stood on ``on``: later actions, closure and attachment left out."""
+    closed, attached = d(case["closed_on"]), d(case["attached_on"])
+    actions = _actions(case)
+    if (
+        all(day <= on for _, day, _ in actions)
+        and (closed is None or closed <= on)
+        and (attached is None or attached <= on)
+    ):
+        return case
+    earlier = [(unit, day, version) for unit, day, version in actions if day <= on]
+    past = dict(case)
+    past["actions"] = json.dumps([[unit, day.isoformat(), v] for unit, day, v in earlier])
+    past["last_action_on"] = max([day for _, day, _ in earlier], default=d(case["opened_on"]))
+    past["last_action_on"] = past["last_action_on"].isoformat()  # type: ignore[union-attr]
+    if closed is not None and closed > on:
+        past["closed_on"] = past["closed_by"] = None
+    if attached is not None and attached > on:
+        past["attached_unit_id"] = past["attached_on"] = past["attached_basis"] = None
+    return past
+
+
+def referrals_on(referrals: list[Rec], on: date) -> list[Rec]:
+    """The referrals made by ``on``, with an answer only if it was given by then."""
+    made = []
+    for referral in referrals:
+        if d(referral["referred_on"]) > on:  # type: ignore[operator]
+            continue
+        answered = d(referral["answered_on"])
+        if answered is not None and answered > on:
+            referral = {**referral, "answer": None, "answered_on": None, "answered_version": None}
+        made.append(referral)
+    return made
+
+
+def letter_on(letter: Rec, on: date) -> Rec | None:
+    """The letter as it stood on ``on`` (None if not issued yet)."""
+    if d(letter["issued_on"]) > on:  # type: ignore[operator]
+        return None
+    settled, back = d(letter["settled_on"]), d(letter["receipt_returned_on"])
+    if (settled is None or settled <= on) and (back is None or back <= on):
+        return letter
+    past = dict(letter)
+    if settled is not None and settled > on:
+        past["status"], past["settled_on"] = "outstanding", None
+    if back is not None and back > on:
+        past["receipt_returned_on"] = None
+    return past
+
+
+# --- R5 first-inquiry responsibility ------------------------------------------
+
+
+def accepted_on(referral: Rec, case: Rec) -> date | None:
+    """When the addressee took the referral on: its acceptance or any later action of its
+    in the case (DESIGN.md R5), whatever the handover."""
+    days = [
+        day
+        for unit, day, version in _actions(case)
+        if unit == referral["to_unit_id"] and version > referral["version"]
+    ]
+    return min(days) if days else None
+
+
+def referral_state(referral: Rec, case: Rec, on: date) -> tuple[str, date | None]:
+    """What a referral amounts to for R5 on ``on``, and since when.
+
+    One of ``accepted``, ``pending`` (warm, within its 14 days), ``cold`` (a cold
+    handover, or warm and neither accepted nor declined within 14 days — from the
+    15th), ``declined`` (within the 14 days, and the first responder acted again
+    within 14 days of it) and ``declined_and_left`` (it did not: from the 15th day).
+    A cold handover stays cold whatever the answer: the first responder sent the
+    member off without taking them there.
     """
     referred_on = d(referral["referred_on"])
     assert referred_on is not None
-    actions = _actions(case)
-    if referral["answer"] == "declined":
-        answered_on = d(referral["answered_on"])
-        assert answered_on is not None
-        deadline = answered_on + timedelta(days=DECLINED_LEFT_DAYS)
-        again = [
-            day
-            for unit, day, version in actions
-            if unit == case["first_responder"] and version > referral["answered_version"]
-        ]
-        if (again and min(again) <= deadline) or (not again and on <= deadline):
-            return "declined", answered_on
-        return "declined_and_left", deadline
-    accepted = [
-        day
-        for unit, day, version in actions
-        if unit == referral["to_unit_id"] and version > referral["version"]
-    ]
-    accepted_on = min(accepted) if accepted else None
     if referral["handover"] == "cold":
         return "cold", referred_on
     deadline = referred_on + timedelta(days=WARM_ACCEPT_DAYS)
-    if accepted_on is not None and accepted_on <= deadline:
-        return "accepted", accepted_on
-    if accepted_on is None and on <= deadline:
+    taken = accepted_on(referral, case)
+    if taken is not None and taken <= deadline and referral["answer"] != "declined":
+        return "accepted", taken
+    answered_on = d(referral["answered_on"])
+    if referral["answer"] == "declined" and answered_on is not None and answered_on <= deadline:
+        left = answered_on + timedelta(days=DECLINED_LEFT_DAYS)
+        again = [
+            day
+            for unit, day, version in _actions(case)
+            if unit == case["first_responder"] and version > referral["answered_version"]
+        ]
+        if (again and min(again) <= left) or (not again and on <= left):
+            return "declined", answered_on
+        return "declined_and_left", left + timedelta(days=1)
+    if taken is None and answered_on is None and on <= deadline:
         return "pending", referred_on
-    return "cold", deadline
+    return "cold", deadline + timedelta(days=1)
 
 
 def case_outcome(case: Rec, referrals: list[Rec], on: date) -> tuple[str, date | None]:
-    """The first responder's outcome on ``on``: seen_through, dropped, withdrawn or open."""
+    """The first responder's outcome on ``on``: seen_through, dropped, withdrawn or open.
+
+    ``case`` and ``referrals`` as they stood on ``on`` (``case_on``, ``referrals_on``).
+    """
     for referral in referrals:
         if referral["from_unit_id"] != case["first_responder"]:
             continue
         state, since = referral_state(referral, case, on)
-        if state in ("cold", "declined_and_left"):
+        if state in ("cold", "declined_and_left") and since is not None and since <= on:
             return "dropped", since
     if case["closed_by"] == "withdrawn":
         return "withdrawn", d(case["closed_on"])
@@ -117,13 +182,13 @@ def case_outcome(case: Rec, referrals: list[Rec], on: date) -> tuple[str, date |
 
 
 def stalled_since(case: Rec, on: date) -> date | None:
-    """R5: an open case nobody acted on for 30 days is stalled (since that day)."""
+    """R5: an open case nobody acted on for more than 30 days is stalled, from the 31st."""
     if case["closed_on"] is not None:
         return None
     last = d(case["last_action_on"])
     assert last is not None
-    since = last + timedelta(days=STALLED_DAYS)
-    return since if on > since else None
+    since = last + timedelta(days=STALLED_DAYS + 1)
+    return since if on >= since else None
 
 
 # --- member status ------------------------------------------------------------------
@@ -176,7 +241,9 @@ def r5_findings(cases: list[Rec], referrals: dict[str, list[Rec]], on: date) -> 
     for case in cases:
         if d(case["opened_on"]) > on:  # type: ignore[operator]
             continue
-        outcome, since = case_outcome(case, referrals.get(case["case_id"], []), on)
+        case = case_on(case, on)
+        made = referrals_on(referrals.get(case["case_id"], []), on)
+        outcome, since = case_outcome(case, made, on)
         if outcome == "dropped" and since is not None:
             found.append(
                 Finding(
@@ -210,7 +277,10 @@ def r5_findings(cases: list[Rec], referrals: dict[str, list[Rec]], on: date) -> 
 def r6_findings(letters: list[Rec], on: date) -> list[Finding]:
     """R6: letters past valid-until with no attachment; receipts not back in 30 days."""
     found: list[Finding] = []
-    for letter in letters:
+    for issued in letters:
+        letter = letter_on(issued, on)
+        if letter is None:
+            continue
         valid_until = date.fromisoformat(letter["valid_until"])
         settled = d(letter["settled_on"])
         unused = settled is None or settled > valid_until
@@ -247,29 +317,43 @@ def r6_findings(letters: list[Rec], on: date) -> list[Finding]:
     return found
 
 
-def lost_contact(signs: list[date], on: date) -> tuple[date, date | None] | None:
+def lost_contact(signs: list[tuple[date, date]], on: date) -> tuple[date, date | None] | None:
     """R7: the latest stretch of more than six months without word of the member, by ``on``.
 
+    ``signs`` are (heard from on, good through): dues paid for months ahead keep the
+    member in good standing until those months end, counted from the day they came in.
     Returns (since, resolved) — resolved is None while it lasts — or None.
     """
-    known = sorted(s for s in signs if s <= on)
+    known = sorted((heard, through) for heard, through in signs if heard <= on)
     if not known:
         return None
     latest: tuple[date, date | None] | None = None
-    for earlier, later in itertools.pairwise(known):
-        since = add_months(earlier, LOST_CONTACT_MONTHS) + timedelta(days=1)
-        if later >= since:
-            latest = (since, later)
-    since = add_months(known[-1], LOST_CONTACT_MONTHS) + timedelta(days=1)
+    good_through = known[0][1]
+    for heard, through in known[1:]:
+        since = add_months(good_through, LOST_CONTACT_MONTHS) + timedelta(days=1)
+        if heard >= since:
+            latest = (since, heard)
+        good_through = max(good_through, through)
+    since = add_months(good_through, LOST_CONTACT_MONTHS) + timedelta(days=1)
     if on >= since:
         latest = (since, None)
     return latest
 
 
+def signs_of_life(member: Rec) -> list[tuple[date, date]]:
+    """The member row's signs of life; a bare date (rows written before dues ahead counted)
+    is a sign good only on its day."""
+    return [
+        (date.fromisoformat(s), date.fromisoformat(s))
+        if isinstance(s, str)
+        else (date.fromisoformat(s[0]), date.fromisoformat(s[1]))
+        for s in json.loads(member["signs"])
+    ]
+
+
 def r7_finding(member: Rec, on: date) -> Finding | None:
     """R7 for one member, against its holder."""
-    signs = [date.fromisoformat(s) for s in json.loads(member["signs"])]
-    episode = lost_contact(signs, on)
+    episode = lost_contact(signs_of_life(member), on)
     if episode is None:
         return None
     holder = holder_on(member, episode[0]) or member["holder_unit_id"]

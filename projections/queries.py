@@ -153,7 +153,15 @@ class ReadModels:
             self.db, "referrals", "WHERE case_id = ? ORDER BY version", (case["case_id"],)
         )
         trail = _recs(self.db, "trail", "WHERE case_id = ? ORDER BY position", (case["case_id"],))
-        return summarise_case(case, referrals, trail, day)
+        if date.fromisoformat(case["opened_on"]) > day:
+            raise NotFound(
+                f"case {case_id} was opened on {case['opened_on']}, after {day}",
+                code="UNKNOWN_CASE",
+                field="case_id",
+            )
+        # Judged on an earlier day, the case as it stood then: nothing recorded for later.
+        trail = [t for t in trail if date.fromisoformat(t["occurred_on"]) <= day]
+        return summarise_case(j.case_on(case, day), j.referrals_on(referrals, day), trail, day)
 
     # --- queues ------------------------------------------------------------------------
 
@@ -187,8 +195,8 @@ class ReadModels:
             (unit_id, unit_id),
         ):
             case = open_cases.get(referral["case_id"])
-            if case is None or j.referral_state(referral, case, day)[0] == "accepted":
-                continue
+            if case is None or j.accepted_on(referral, case) is not None:
+                continue  # the addressee took it on (accepted it, or acted in the case since)
             item = {
                 "kind": "referral",
                 "member_id": referral["member_id"],
@@ -238,7 +246,10 @@ class ReadModels:
         units = [unit_id] if unit_id else sorted({u["code"] for u in self.units()} | set(by_unit))
         cards = []
         for unit in units:
-            outcomes = [j.case_outcome(c, referrals[c["case_id"]], day)[0] for c in by_unit[unit]]
+            outcomes = [
+                j.case_outcome(past, j.referrals_on(referrals[past["case_id"]], day), day)[0]
+                for past in (j.case_on(c, day) for c in by_unit[unit])
+            ]
             days = [
                 (date.fromisoformat(c["attached_on"]) - date.fromisoformat(c["opened_on"])).days
                 for c in by_unit[unit]
@@ -339,12 +350,26 @@ def summarise_case(case: Rec, referrals: list[Rec], trail: list[Rec], on: date) 
                 "referred_on": r["referred_on"],
                 "reason": r["reason"],
                 "state": j.referral_state(r, case, on)[0],
+                # The answer, apart from the R5 judgement above (a cold referral stays
+                # "cold" there even once the addressee took the member on).
+                "answer": "declined"
+                if r["answer"] == "declined"
+                else "accepted"
+                if j.accepted_on(r, case) is not None
+                else None,
+                "answered_on": r["answered_on"]
+                if r["answer"] == "declined"
+                else _iso(j.accepted_on(r, case)),
             }
             for r in referrals
         ],
         "trail": trail,
         "on": on.isoformat(),
     }
+
+
+def _iso(day: date | None) -> str | None:
+    return day.isoformat() if day is not None else None
 
 
 def case_path(case: Rec, referrals: list[Rec]) -> list[str]:

@@ -69,7 +69,7 @@ def member_row(member_id: UUID, version: int, s: MemberState) -> Row:
         hold[1] if hold else None,
         version,
         as_json([[h.unit_id, iso(h.since)] for h in s.holdings]),
-        as_json(sorted(iso(d) for d in s.signs_of_life)),
+        as_json(sorted([k.isoformat(), t.isoformat()] for k, t in s.signs_of_life)),
     )
 
 

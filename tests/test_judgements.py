@@ -1,0 +1,222 @@
+"""R5 and R7 judged on a date, as DESIGN.md defines them, through the projections.
+
+Each scenario is a few commands on one member, folded by the projector, then
+judged by the read models on chosen dates: referrals cold or declined, windows
+of 14 and 30 days (a finding's ``since`` is the first day it holds), rows
+judged on a date before later events, and dues paid for months ahead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from domain.registry import Registry
+from projections.queries import ReadModels
+from projections.runner import Projector
+from store import open_registry
+from tests.conftest import TODAY
+from tests.projection_support import is_postgres, reset_postgres_store
+from tests.support import as_unit, register_article_units
+
+DANING, HONGKOU, RESIDENCE = "daning-center", "hongkou-center", "sh-residence-center"
+
+
+@pytest.fixture
+def registry(store_url: str) -> Iterator[Registry]:
+    if is_postgres(store_url):
+        reset_postgres_store(store_url)
+    app = open_registry(store_url, clock=lambda: TODAY)
+    register_article_units(app)
+    try:
+        yield app
+    finally:
+        app.close()
+
+
+def _member(registry: Registry, number: str = "310109198001010011") -> UUID:
+    outcome = registry.enrol_member(
+        as_unit(RESIDENCE), name="王五", id_number=number, standing="full",
+        household_region="上海·闸北", occurred_on=date(2020, 1, 1),
+    )  # fmt: skip
+    assert outcome.member_id is not None
+    return outcome.member_id
+
+
+def _case(registry: Registry, member: UUID, on: date, unit: str = DANING) -> UUID:
+    outcome = registry.receive_inquiry(
+        as_unit(unit), member, occurred_on=on, channel="walk_in", summary="申请转入"
+    )
+    assert outcome.case_id is not None
+    return outcome.case_id
+
+
+def _refer(registry: Registry, member: UUID, on: date, handover: str) -> None:
+    registry.refer_case(
+        as_unit(DANING), member, occurred_on=on, to_unit_id=HONGKOU, handover=handover,
+        reason="建议去虹口",
+    )  # fmt: skip
+
+
+def _decline(registry: Registry, member: UUID, on: date) -> None:
+    registry.decline_referral(as_unit(HONGKOU), member, occurred_on=on, reason_code="not_our_area")
+
+
+def _act(registry: Registry, member: UUID, on: date, unit: str = DANING) -> None:
+    registry.review_archive(as_unit(unit), member, occurred_on=on, finding="档案齐全")
+
+
+def _models(registry: Registry) -> ReadModels:
+    Projector(registry).catch_up()
+    return ReadModels(registry)
+
+
+def _r5(models: ReadModels, on: date) -> set[tuple[str, str, str | None]]:
+    return {
+        (f.detail, f.since.isoformat(), f.resolved and f.resolved.isoformat())
+        for f in models.findings(on=on, rule="R5")
+    }
+
+
+def _outcome(models: ReadModels, case: UUID, on: date) -> tuple[str, Any]:
+    summary = models.case(case, on)
+    return summary["outcome"], summary["outcome_since"]
+
+
+def test_a_cold_referral_stays_dropped_when_the_addressee_declines_it(
+    registry: Registry,
+) -> None:
+    member = _member(registry)
+    case = _case(registry, member, date(2025, 6, 1))
+    _refer(registry, member, date(2025, 6, 1), "cold")
+    _decline(registry, member, date(2025, 6, 3))
+    _act(registry, member, date(2025, 6, 5))  # the first responder acted again at once
+
+    models = _models(registry)
+
+    assert _outcome(models, case, date(2025, 6, 10)) == ("dropped", "2025-06-01")
+    assert ("dropped", "2025-06-01", None) in _r5(models, date(2025, 6, 10))
+
+
+def test_a_warm_referral_not_taken_on_in_14_days_is_cold_from_the_15th_whatever_comes_later(
+    registry: Registry,
+) -> None:
+    member = _member(registry)
+    case = _case(registry, member, date(2025, 6, 1))
+    _refer(registry, member, date(2025, 6, 1), "warm")
+    _decline(registry, member, date(2025, 6, 25))  # too late to be an answer within 14 days
+    _act(registry, member, date(2025, 6, 26))
+
+    models = _models(registry)
+
+    assert _outcome(models, case, date(2025, 6, 15))[0] == "open"  # the 14th day: still pending
+    assert _outcome(models, case, date(2025, 6, 16)) == ("dropped", "2025-06-16")
+    assert _outcome(models, case, date(2025, 6, 30)) == ("dropped", "2025-06-16")
+
+
+def test_a_warm_referral_declined_in_time_drops_the_case_only_if_left_for_14_days(
+    registry: Registry,
+) -> None:
+    kept = _member(registry, "310109198001010011")
+    kept_case = _case(registry, kept, date(2025, 6, 1))
+    _refer(registry, kept, date(2025, 6, 1), "warm")
+    _decline(registry, kept, date(2025, 6, 5))
+    _act(registry, kept, date(2025, 6, 19))  # the 14th day after the decline: in time
+    left = _member(registry, "310109198001010029")
+    left_case = _case(registry, left, date(2025, 6, 1))
+    _refer(registry, left, date(2025, 6, 1), "warm")
+    _decline(registry, left, date(2025, 6, 5))
+
+    models = _models(registry)
+
+    assert _outcome(models, kept_case, date(2025, 7, 30))[0] == "open"
+    assert _outcome(models, left_case, date(2025, 6, 19))[0] == "open"
+    assert _outcome(models, left_case, date(2025, 6, 20)) == ("dropped", "2025-06-20")
+
+
+def test_judged_on_an_earlier_date_later_events_do_not_count(registry: Registry) -> None:
+    member = _member(registry)
+    case = _case(registry, member, date(2025, 6, 1))
+    _refer(registry, member, date(2025, 6, 20), "cold")
+
+    models = _models(registry)
+
+    before = date(2025, 6, 10)
+    assert _outcome(models, case, before)[0] == "open"
+    assert _r5(models, before) == set()
+    (card,) = models.scorecards(DANING, before)
+    assert (card.answered_first, card.dropped, card.open) == (1, 0, 1)
+    assert models.case(case, before)["referrals"] == []
+    assert _outcome(models, case, date(2025, 6, 20)) == ("dropped", "2025-06-20")
+    (card,) = models.scorecards(DANING, date(2025, 6, 20))
+    assert card.dropped == 1
+
+
+def test_judged_before_it_was_withdrawn_a_case_is_still_open(registry: Registry) -> None:
+    member = _member(registry)
+    case = _case(registry, member, date(2025, 6, 1))
+    registry.withdraw_case(as_unit(DANING), member, occurred_on=date(2025, 6, 3), reason="本人撤回")
+
+    models = _models(registry)
+
+    assert models.case(case, date(2025, 6, 2))["closed_on"] is None
+    assert _outcome(models, case, date(2025, 6, 2))[0] == "open"
+    assert _outcome(models, case, date(2025, 6, 3)) == ("withdrawn", "2025-06-03")
+
+
+def test_a_stalled_case_is_stalled_from_the_31st_day_without_action(registry: Registry) -> None:
+    member = _member(registry)
+    _case(registry, member, date(2025, 1, 1))
+
+    models = _models(registry)
+
+    assert _r5(models, date(2025, 1, 31)) == set()
+    assert _r5(models, date(2025, 2, 1)) == {("stalled", "2025-02-01", None)}
+
+
+def test_an_addressee_that_acts_in_a_cold_referred_case_has_taken_it_on(
+    registry: Registry,
+) -> None:
+    member = _member(registry)
+    case = _case(registry, member, date(2025, 6, 1))
+    _refer(registry, member, date(2025, 6, 1), "cold")
+    models = _models(registry)
+    assert [i["case_id"] for i in models.unit_queue(HONGKOU, date(2025, 6, 2))["todo"]] == [
+        str(case)
+    ]
+
+    _act(registry, member, date(2025, 6, 4), unit=HONGKOU)
+    models = _models(registry)
+
+    (referral,) = models.case(case, date(2025, 6, 5))["referrals"]
+    assert (referral["state"], referral["answer"], referral["answered_on"]) == (
+        "cold", "accepted", "2025-06-04",
+    )  # fmt: skip
+    assert models.unit_queue(HONGKOU, date(2025, 6, 5))["todo"] == []
+    assert models.unit_queue(DANING, date(2025, 6, 5))["waiting_on_others"] == []
+
+
+def test_dues_paid_for_months_ahead_keep_the_member_in_contact_until_they_end(
+    registry: Registry,
+) -> None:
+    member = _member(registry)
+    registry.receive_dues(
+        as_unit(RESIDENCE), member, occurred_on=date(2020, 1, 5), months_from="2020-01",
+        months_to="2022-12", amount="36.00",
+    )  # fmt: skip
+
+    models = _models(registry)
+
+    def r7(on: date) -> list[tuple[str, str | None]]:
+        return [
+            (f.since.isoformat(), f.resolved and f.resolved.isoformat())
+            for f in models.findings(on=on, rule="R7", member_id=str(member))
+        ]
+
+    assert r7(date(2021, 6, 1)) == []  # paid through 2022: not lost, though unheard of since
+    assert r7(date(2023, 6, 30)) == []
+    assert r7(date(2023, 7, 1)) == [("2023-07-01", None)]
