@@ -12,7 +12,15 @@ from typing import Any
 from api.cli_args import add_command, iso_date
 from domain.registry import Registry
 from store.sql import Db
-from store.tokens import ROLES, TokenStore
+from store.tokens import (
+    DEFAULT_LIFETIME,
+    MAX_LIFETIME,
+    ROLES,
+    ExpiryRefused,
+    TokenStore,
+    check_expiry,
+    default_expiry,
+)
 
 COMMANDS = {"serve", "tokens"}
 NO = ("no", "off", "0", "false")
@@ -90,7 +98,7 @@ def add_commands(sub: Any) -> None:
         "--admin-token",
         action="store_true",
         help="print a fresh admin token on start, for the unit HARBOR_ADMIN_UNIT (default"
-        " sh-org-dept)",
+        f" sh-org-dept), valid {DEFAULT_LIFETIME['admin'].days} days",
     )
 
     tokens = sub.add_parser("tokens", help="issue, list and revoke API credentials")
@@ -99,10 +107,13 @@ def add_commands(sub: Any) -> None:
         tsub,
         "issue",
         summary="print a new token alone on standard output",
-        description="Issue an API token and print it alone on standard output; only its hash"
-        " is stored, so it cannot be shown again. A dissolved unit gets none.",
-        example="harbor tokens issue --unit daning-center --role unit --holder 王芳"
-        " --expires 2026-12-31",
+        description="Issue an API token and print it alone on standard output (its expiry on"
+        " standard error); only its hash is stored, so it cannot be shown again. Every token"
+        f" expires: by default after {DEFAULT_LIFETIME['unit'].days} days for unit and"
+        f" auditor tokens and {DEFAULT_LIFETIME['admin'].days} days for admin tokens;"
+        f" --expires chooses the day, from today up to {MAX_LIFETIME.days} days ahead."
+        " A dissolved unit gets none.",
+        example="harbor tokens issue --unit daning-center --role unit --holder 王芳",
     )
     issue.add_argument("--unit", required=True, help="the unit the token acts for")
     issue.add_argument(
@@ -113,13 +124,21 @@ def add_commands(sub: Any) -> None:
         " audit proofs; admin: as auditor, and registers, renames and dissolves units",
     )
     issue.add_argument("--holder", required=True, help="the person it is issued to")
-    issue.add_argument("--expires", type=iso_date, help="last day it is valid (YYYY-MM-DD)")
+    issue.add_argument(
+        "--expires",
+        type=iso_date,
+        help="last day it is valid (YYYY-MM-DD), today at the earliest and at most"
+        f" {MAX_LIFETIME.days} days ahead (default: {DEFAULT_LIFETIME['unit'].days} days"
+        f" from today, {DEFAULT_LIFETIME['admin'].days} for an admin token)",
+    )
     add_command(
         tsub,
         "list",
         summary="every token (ids, never the tokens themselves)",
         description="List every token ever issued: its id, unit, role, holder, when issued,"
-        " and its expiry or revocation. The tokens themselves are never shown.",
+        " and its expiry or revocation. The tokens themselves are never shown. A token"
+        " issued before expiry was required shows 'no expiry': it still acts, but revoke"
+        " it and issue a new one.",
         example="harbor tokens list --json",
     )
     revoke = add_command(
@@ -147,21 +166,27 @@ def _tokens(registry: Registry, tokens: TokenStore, args: argparse.Namespace) ->
         if unit.dissolved:
             print(f"harbor: unit {unit.code} is dissolved; it gets no new tokens", file=sys.stderr)
             return 1
-        print(tokens.issue(unit.code, args.role, args.holder, args.expires))
+        today = registry.clock()
+        try:
+            expires = (
+                default_expiry(args.role, today)
+                if args.expires is None
+                else check_expiry(args.expires, today)
+            )
+        except ExpiryRefused as e:
+            print(f"harbor: --expires: {e}", file=sys.stderr)
+            return 2
+        print(tokens.issue(unit.code, args.role, args.holder, expires, today=today))
+        print(f"expires {expires} (valid through that day)", file=sys.stderr)
         return 0
     if args.tokens_command == "list":
         rows = tokens.list()
         if args.json:
-            print(json.dumps([r.__dict__ for r in rows], ensure_ascii=False))
+            print(json.dumps([{**r.__dict__, "state": r.state} for r in rows], ensure_ascii=False))
         for r in rows if not args.json else []:
-            state = (
-                f"revoked {r.revoked_at}"
-                if r.revoked_at
-                else (f"expires {r.expires_on}" if r.expires_on else "no expiry")
-            )
             print(
                 f"{r.token_id}  {r.unit_id:22} {r.role:8} {r.holder:16} issued {r.issued_at}"
-                f"  {state}"
+                f"  {r.state}"
             )
         return 0
     if not tokens.revoke(args.token_id):
@@ -187,7 +212,11 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
     print(f"Harbor is serving at {url}  (API docs: {url}/docs)", flush=True)
     if args.admin_token:
         unit = os.environ.get("HARBOR_ADMIN_UNIT", "sh-org-dept")
-        print(f"admin token ({unit}): {tokens.issue(unit, 'admin', 'harbor serve')}", flush=True)
+        today = registry.clock()
+        expires = default_expiry("admin", today)
+        token = tokens.issue(unit, "admin", "harbor serve", expires, today=today)
+        # The token last on its line: scripts (and tests) take what follows ": ".
+        print(f"admin token ({unit}, valid through {expires}): {token}", flush=True)
     sqlite = registry.factory.__class__.__module__.endswith("sqlite")
     follower = "thread" if sqlite and args.follower == "process" else args.follower
     workers = args.workers

@@ -153,13 +153,8 @@ class ReadModels:
             self.db, "referrals", "WHERE case_id = ? ORDER BY version", (case["case_id"],)
         )
         trail = _recs(self.db, "trail", "WHERE case_id = ? ORDER BY position", (case["case_id"],))
-        if date.fromisoformat(case["opened_on"]) > day:
-            raise NotFound(
-                f"case {case_id} was opened on {case['opened_on']}, after {day}",
-                code="UNKNOWN_CASE",
-                field="case_id",
-            )
-        # Judged on an earlier day, the case as it stood then: nothing recorded for later.
+        # Judged on an earlier day, the case as it stood then: nothing recorded for later
+        # (before it opened, no trail at all).
         trail = [t for t in trail if date.fromisoformat(t["occurred_on"]) <= day]
         return summarise_case(j.case_on(case, day), j.referrals_on(referrals, day), trail, day)
 

@@ -6,13 +6,61 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
+from domain.registry import today_in_shanghai
 from store.recorders import SCHEMA_LOCK_ID
 from store.sql import Db
 
 TABLE = "harbor_tokens"
 ROLES = ("unit", "auditor", "admin")
+
+# Every credential expires (DESIGN.md "Security"): a token that is lost, copied or left
+# with someone who moved on stops acting by itself, even if nobody thinks to revoke it.
+# These are the only lifetimes; the CLI, `harbor serve --admin-token` and any other issuer
+# take them from here.
+# - unit and auditor: a year, so a clerk's token outlives the cases in hand (a transfer
+#   takes weeks to months) and is renewed once a year, not mid-case;
+# - admin: a month — it registers and dissolves units, so a leaked one must not last, and
+#   an admin token is wanted for setting up, not for daily work.
+DEFAULT_LIFETIME: dict[str, timedelta] = {
+    "unit": timedelta(days=365),
+    "auditor": timedelta(days=365),
+    "admin": timedelta(days=30),
+}
+# No token, whatever expiry is asked for, lives longer than this (about two years).
+MAX_LIFETIME = timedelta(days=730)
+LEGACY_NO_EXPIRY = "no expiry (issued before expiry was required; revoke and reissue)"
+
+
+class ExpiryRefused(ValueError):
+    """An expiry a new token may not have: in the past, or too far ahead."""
+
+
+def default_expiry(role: str, today: date) -> date:
+    """The last day a token issued ``today`` for ``role`` is valid, unless one is chosen."""
+    if role not in DEFAULT_LIFETIME:
+        raise ValueError(f"role must be one of {', '.join(ROLES)}")
+    return today + DEFAULT_LIFETIME[role]
+
+
+def check_expiry(expires_on: date, today: date, *, allow_past: bool = False) -> date:
+    """``expires_on`` if a token issued ``today`` may have it; else ExpiryRefused.
+
+    A day before ``today`` would issue a token that never acts (``allow_past`` lets
+    tests make such tokens); one beyond ``MAX_LIFETIME`` a token that hardly expires.
+    """
+    latest = today + MAX_LIFETIME
+    if expires_on < today and not allow_past:
+        raise ExpiryRefused(
+            f"expiry {expires_on} is in the past (today is {today}); give today or a later day"
+        )
+    if expires_on > latest:
+        raise ExpiryRefused(
+            f"expiry {expires_on} is more than {MAX_LIFETIME.days} days ahead; give"
+            f" {latest} or earlier (issue a new token when this one runs out)"
+        )
+    return expires_on
 
 
 @dataclass(frozen=True)
@@ -35,8 +83,15 @@ class TokenInfo:
     role: str
     holder: str
     issued_at: str
-    expires_on: str | None
+    expires_on: str | None  # None only for tokens issued before expiry was required
     revoked_at: str | None
+
+    @property
+    def state(self) -> str:
+        """Revoked, its expiry, or the warning a token from before expiry was required gets."""
+        if self.revoked_at:
+            return f"revoked {self.revoked_at}"
+        return f"expires {self.expires_on}" if self.expires_on else LEGACY_NO_EXPIRY
 
 
 def _hash(token: str) -> str:
@@ -65,10 +120,29 @@ class TokenStore:
                 " revoked_at TEXT)"
             )
 
-    def issue(self, unit_id: str, role: str, holder: str, expires_on: date | None = None) -> str:
-        """A new token (returned once, never stored in clear)."""
+    def issue(
+        self,
+        unit_id: str,
+        role: str,
+        holder: str,
+        expires_on: date | None = None,
+        *,
+        today: date | None = None,
+    ) -> str:
+        """A new token (returned once, never stored in clear).
+
+        It is valid up to and including ``expires_on``: by default ``DEFAULT_LIFETIME``
+        from ``today`` (the registry's today; Shanghai's by default), and never more
+        than ``MAX_LIFETIME`` ahead (ExpiryRefused). A day already past is stored as
+        given — the token never acts; callers taking the day from a person refuse it
+        first with ``check_expiry``.
+        """
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        day = today or today_in_shanghai()
+        if expires_on is None:
+            expires_on = default_expiry(role, day)
+        check_expiry(expires_on, day, allow_past=True)
         token = "hbr_" + secrets.token_urlsafe(32)
         token_id = secrets.token_hex(4)
         with self.db.transaction() as cur:
@@ -82,7 +156,7 @@ class TokenStore:
                     role,
                     holder,
                     datetime.now(UTC).isoformat(timespec="seconds"),
-                    expires_on.isoformat() if expires_on else None,
+                    expires_on.isoformat(),
                 ),
             )
         return token
@@ -153,6 +227,8 @@ def _credential(row: tuple[str, ...] | None, today: date) -> Credential | None:
     if row is None:
         return None
     token_id, unit_id, role, holder, expires_on, revoked_at = row
+    # A token issued before expiry was required has none: it still acts (existing
+    # databases keep working) and `harbor tokens list` asks for it to be reissued.
     expires = date.fromisoformat(expires_on) if expires_on else None
     if revoked_at is not None or (expires is not None and today > expires):
         return None

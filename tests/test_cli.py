@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 
 import httpx
@@ -20,7 +21,8 @@ import psycopg
 import pytest
 
 from api.cli import MEMBER_COMMANDS, build_parser, main
-from domain.registry import Registry
+from domain.registry import Registry, today_in_shanghai
+from store.tokens import DEFAULT_LIFETIME
 from tests.conftest import PG_ADMIN_URL, require_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +59,9 @@ def test_make_run_serves_the_article_cases_on_a_fresh_embedded_store(tmp_path: P
             assert line, "make run ended early:\n" + "".join(lines)
             lines.append(line)
         token = lines[-1].split(": ", 1)[1].strip()
+        # The printed admin token expires, after the admin default (store/tokens.py).
+        expires = today_in_shanghai() + DEFAULT_LIFETIME["admin"]
+        assert f"admin token (sh-org-dept, valid through {expires}): hbr_" in lines[-1]
         assert f"Harbor is serving at http://127.0.0.1:{port}" in "".join(lines)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -450,3 +455,101 @@ def test_tables_line_up_on_screen_with_chinese_unit_names() -> None:
     assert lines[0].startswith("unit ")
     assert _width(lines[1]) == _width(lines[2]) == _width("大宁社区党员服务中心") + 2 + 5
     assert lines[2].endswith("    3")
+
+
+# --- tokens: every new token expires ----------------------------------------------------
+
+
+def _issue(cli, capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]
+    code = cli("tokens", "issue", "--unit", "daning-center", "--holder", "王芳", *argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _listed(cli, capsys: pytest.CaptureFixture[str]) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    assert cli("tokens", "list", "--json") == 0
+    rows: list[dict[str, str]] = json.loads(capsys.readouterr().out)
+    return rows
+
+
+def test_tokens_issue_gives_every_token_its_roles_default_expiry(
+    cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _units(cli)
+    capsys.readouterr()
+    today = today_in_shanghai()
+    for role, days in (("unit", 365), ("auditor", 365), ("admin", 30)):
+        assert DEFAULT_LIFETIME[role] == timedelta(days=days)
+        code, out, err = _issue(cli, capsys, "--role", role)
+        assert code == 0, err
+        assert out.startswith("hbr_") and len(out.splitlines()) == 1  # the token alone
+        assert f"expires {today + timedelta(days=days)}" in err
+    listed = {(r["role"], r["expires_on"]) for r in _listed(cli, capsys)}
+    assert listed == {
+        (role, (today + timedelta(days=days)).isoformat())
+        for role, days in (("unit", 365), ("auditor", 365), ("admin", 30))
+    }
+    assert cli("tokens", "list") == 0
+    text = capsys.readouterr().out
+    assert "no expiry" not in text and text.count("expires ") == 3
+
+
+def test_tokens_issue_expires_on_a_chosen_day_within_two_years(
+    cli, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _units(cli)
+    capsys.readouterr()
+    today = today_in_shanghai()
+    chosen = [today, today + timedelta(days=730)]  # today itself; two years ahead
+    for day in chosen:
+        code, out, err = _issue(cli, capsys, "--role", "unit", "--expires", day.isoformat())
+        assert code == 0, err
+    assert sorted(r["expires_on"] for r in _listed(cli, capsys)) == [d.isoformat() for d in chosen]
+
+    yesterday = (today - timedelta(days=1)).isoformat()
+    code, out, err = _issue(cli, capsys, "--role", "unit", "--expires", yesterday)
+    assert (code, out) == (2, "")
+    assert f"expiry {yesterday} is in the past" in err
+    too_far = (today + timedelta(days=731)).isoformat()
+    code, out, err = _issue(cli, capsys, "--role", "admin", "--expires", too_far)
+    assert (code, out) == (2, "")
+    assert f"expiry {too_far} is more than 730 days ahead" in err
+    assert (today + timedelta(days=730)).isoformat() in err  # the latest day it would take
+    assert len(_listed(cli, capsys)) == 2  # nothing issued by the refusals
+
+
+def test_tokens_list_flags_a_token_issued_before_expiry_was_required(
+    cli, capsys: pytest.CaptureFixture[str], store_url: str
+) -> None:
+    from store import open_registry
+    from store.sql import Db
+    from store.tokens import TABLE, TokenStore
+
+    _units(cli)
+    code, token, _ = _issue(cli, capsys, "--role", "unit")
+    assert code == 0
+    app: Registry = open_registry(store_url)
+    try:  # as an older Harbor stored it: no expiry at all
+        store = TokenStore(Db(app.recorder.datastore), cache_seconds=0)  # type: ignore[attr-defined]
+        with store.db.transaction() as cur:
+            cur.execute(
+                f"INSERT INTO {TABLE} (token_hash, token_id, unit_id, role, holder, issued_at,"
+                " expires_on) VALUES ('old-hash', 'old00001', 'daning-center', 'unit', '老张',"
+                " '2024-01-01T00:00:00+00:00', NULL)"
+            )
+        # ... and it still acts: existing databases keep working.
+        (old,) = [t for t in store.list() if t.token_id == "old00001"]
+        assert old.expires_on is None
+        assert store.check(token.strip(), date(3000, 1, 1)) is None  # a new one does expire
+    finally:
+        app.close()
+
+    assert cli("tokens", "list") == 0
+    lines = capsys.readouterr().out.splitlines()
+    (flagged,) = [line for line in lines if line.startswith("old00001")]
+    assert flagged.endswith("no expiry (issued before expiry was required; revoke and reissue)")
+    (new,) = [line for line in lines if not line.startswith("old00001")]
+    assert "  expires " in new
+    rows = {r["token_id"]: r for r in _listed(cli, capsys)}
+    assert rows["old00001"]["expires_on"] is None
+    assert rows["old00001"]["state"].startswith("no expiry (issued before expiry was required")

@@ -12,8 +12,11 @@ Expected per DESIGN.md "Security" and issue 4: no token 401; wrong role 403 (the
 writes nothing, the admin does units only, member commands need role unit); acting for
 another unit 403 (also for one's own sub-unit); a unit reads members it holds, members in
 transit to it, and cases it took part in (a referral's addressee included), and its own and
-its sub-units' queues and scorecards — never a sub-unit's members. Any unit may look a
-member up and record an inquiry, after which it may read that member. Findings and audit
+its sub-units' queues and scorecards — never a sub-unit's members. A unit that only took
+part in cases reads the member's status, those cases, and a history cut down to them;
+the holder and the unit receiving the member read every case and the whole history. Any
+unit may look a member up and record an inquiry, after which it may read that member and
+that case. Findings and audit
 status are for auditors and admins. Nothing is stored in any refused case (the Api helper
 checks the event count after every 4xx).
 """
@@ -201,12 +204,12 @@ RELATIONS: list[tuple[str, str, str, int]] = [
     ("child", "GET /units/{unit}/scorecard", "parent", 403),
     ("grandchild", "GET /units/{unit}/queue", "child", 403),
     ("sibling", "GET /members/{member}", "transit", 200),           # a letter is out to it
-    ("sibling", "GET /members/{member}/history", "transit", 200),
+    ("sibling", "GET /members/{member}/history", "transit", 200),   # (all of it)
     ("sibling", "GET /cases/{case}", "transit", 200),
     ("parent", "GET /members/{member}", "transit", 403),            # not to its sub-unit's
     ("child", "GET /members/{member}", "referred", 200),            # referred to it
     ("child", "GET /cases/{case}", "referred", 200),
-    ("child", "GET /members/{member}/history", "referred", 200),
+    ("child", "GET /members/{member}/history", "referred", 200),    # (that case only)
     ("parent", "GET /cases/{case}", "referred", 403),
     ("other", "GET /members/{member}", "own", 403),                 # until it records an inquiry
     ("child", "GET /members/{member}", "own", 403),                 # the parent's member
@@ -275,6 +278,103 @@ def test_any_unit_may_look_up_and_inquire_then_read_that_member(world: World) ->
               params={"min_position": inquiry.json()["position"]})
     # Only that member: the others stay closed to it.
     check(world, "other", "GET", "/members/{m_sub}", 403)
+
+
+def test_the_receiving_unit_reads_the_whole_history_a_referral_addressee_its_case(
+    world: World,
+) -> None:
+    whole = check(world, "sibling", "GET", "/members/{m_transit}/history", 200).json()
+    assert whole["limited_to_cases"] is None
+    assert [t["event_type"] for t in whole["trail"]] == [
+        "MemberEnrolled", "InquiryReceived", "LetterIssued"
+    ]
+    referred = check(world, "child", "GET", "/members/{m_referred}/history", 200).json()
+    assert referred["limited_to_cases"] == [world.cases["referred"]]
+    assert [t["event_type"] for t in referred["trail"]] == ["InquiryReceived", "Referred"]
+    assert all(t["case_id"] == world.cases["referred"] for t in referred["trail"])
+
+
+def _two_cases(world: World) -> tuple[str, str, str, int]:
+    """A member `other` holds: enrolled and paying dues outside any case; a first case
+    `child` answered and withdrew, a second (open) case `sibling` answered."""
+    registry = world.api.registry
+    holder, first, second = Actor("other", "clerk"), Actor("child", "clerk"), Actor(
+        "sibling", "clerk")
+    member = registry.enrol_member(
+        holder, name="党员两案", id_number="110101198001010077", standing="full",
+        household_region="上海", occurred_on=date(2020, 1, 1),
+    ).member_id
+    assert member is not None
+    registry.receive_dues(holder, member, occurred_on=date(2020, 1, 15), months_from="2020-01",
+                          months_to="2020-01", amount="1.00")
+    case_a = registry.receive_inquiry(first, member, occurred_on=date(2020, 2, 1),
+                                      channel="walk_in", summary="来访").case_id
+    registry.notify_requirements(first, member, occurred_on=date(2020, 2, 2),
+                                 documents=["介绍信"])
+    registry.withdraw_case(first, member, occurred_on=date(2020, 2, 10), reason="本人撤回")
+    registry.make_contact(holder, member, occurred_on=date(2020, 2, 20), channel="phone",
+                          note="电话联系")
+    case_b = registry.receive_inquiry(second, member, occurred_on=date(2020, 3, 1),
+                                      channel="phone", summary="电话问询").case_id
+    assert case_a is not None and case_b is not None and case_a != case_b
+    return str(member), str(case_a), str(case_b), registry.position()
+
+
+def test_a_unit_that_only_took_part_reads_only_its_cases(world: World) -> None:
+    member, case_a, case_b, head = _two_cases(world)
+    caught_up = {"min_position": head}
+    full = check(world, "auditor", "GET", f"/members/{member}/history", 200,
+                 params=caught_up).json()
+    assert full["limited_to_cases"] is None
+    assert [c["case_id"] for c in full["cases"]] == [case_a, case_b]
+    outside = [t for t in full["trail"] if t["case_id"] is None]
+    assert {t["event_type"] for t in outside} >= {"MemberEnrolled", "DuesReceived"}
+
+    # The holder reads all of it, as the auditor does.
+    held = check(world, "other", "GET", f"/members/{member}/history", 200).json()
+    assert held["limited_to_cases"] is None
+    assert held["trail"] == full["trail"] and held["cases"] == full["cases"]
+    for case in (case_a, case_b):
+        check(world, "other", "GET", f"/cases/{case}", 200)
+
+    # A unit that took part in one case: the status, that case, and only that case's trail.
+    for unit, its, not_its in (("child", case_a, case_b), ("sibling", case_b, case_a)):
+        status = check(world, unit, "GET", f"/members/{member}", 200).json()
+        assert status["holder_unit_id"] == "other" and status["open_case_id"] == case_b
+        seen = check(world, unit, "GET", f"/members/{member}/history", 200).json()
+        assert seen["limited_to_cases"] == [its]
+        assert [c["case_id"] for c in seen["cases"]] == [its]
+        assert seen["trail"] == [t for t in full["trail"] if t["case_id"] == its]
+        assert seen["trail"] and all(t["case_id"] == its for t in seen["trail"])
+        assert all(f["case_id"] == its for f in seen["findings"])
+        assert seen["holder_unit_id"] == "other"
+        check(world, unit, "GET", f"/cases/{its}", 200)
+        problem = check(world, unit, "GET", f"/cases/{not_its}", 403).json()
+        assert "took no part in case" in problem["detail"]
+        assert "reads only the cases it took part in" in problem["detail"]
+        # As of a date and at a position: still only its case.
+        for params in ({"as_of": "2020-02-25"}, {"position": head}):
+            then = check(world, unit, "GET", f"/members/{member}/history", 200,
+                         params=params).json()
+            assert all(t["case_id"] == its for t in then["trail"]), params
+            assert [c["case_id"] for c in then["cases"]] in ([its], []), params
+    # Its parent took part in nothing: nothing of the member, not even its sub-unit's case.
+    for path in (f"/members/{member}", f"/members/{member}/history", f"/cases/{case_a}"):
+        check(world, "parent", "GET", path, 403)
+
+
+def test_receiving_the_member_opens_every_case_to_the_addressee(world: World) -> None:
+    member, case_a, case_b, head = _two_cases(world)
+    check(world, "child", "GET", f"/cases/{case_b}", 403, params={"min_position": head})
+    world.api.registry.issue_letter(Actor("other", "clerk"), member, occurred_on=date(2020, 3, 5),
+                                    letter_no="2020-9", to_unit_id="child",
+                                    dues_paid_through="2020-01")
+    caught_up = {"min_position": world.api.registry.position()}
+    check(world, "child", "GET", f"/cases/{case_b}", 200, params=caught_up)
+    whole = check(world, "child", "GET", f"/members/{member}/history", 200).json()
+    assert whole["limited_to_cases"] is None
+    assert [c["case_id"] for c in whole["cases"]] == [case_a, case_b]
+    assert any(t["event_type"] == "MemberEnrolled" for t in whole["trail"])
 
 
 # --- commands -------------------------------------------------------------------------

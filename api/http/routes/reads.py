@@ -35,7 +35,7 @@ from api.http.lean import (
 )
 from api.http.read_members import ReadMembers
 from domain.errors import InvalidInput, NotFound
-from domain.member_state import MemberState
+from domain.member_state import Case, MemberState
 from domain.registry import Registry
 from projections.history import member_history
 from projections.queries import MEMBER_STATUS_SQL, ReadModels
@@ -58,19 +58,59 @@ def may_read_member(registry: Registry, caller: Caller, member_id: UUID) -> None
 
 
 def may_read_state(caller: Caller, state: MemberState) -> None:
-    """``may_read_member`` for a member already loaded."""
+    """``may_read_member`` for a member already loaded: the status (holder, status, open
+    case) is for every unit that may read anything of the member — a unit that took part
+    in one of its cases included, so that it can see where the member went."""
+    member_scope(caller, state)
+
+
+def member_scope(caller: Caller, state: MemberState) -> tuple[UUID, ...] | None:
+    """What of a member the caller reads: None for all of it, else only these cases.
+
+    A unit reads the whole member (every case, every trail entry) while it holds the
+    member or the member is in transit to it (the outstanding letter's addressee); a
+    unit that only took part in cases reads those cases and nothing else of the member
+    (DESIGN.md "Security"). Auditors and admins read everything. Forbidden when the
+    unit may read nothing of the member.
+    """
     if caller.role != "unit":
-        return
+        return None
     unit = caller.credential.unit_id
-    involved = {state.holder_unit_id, state.in_transit_to}
-    for case in state.cases.values():
-        involved.update(case.participants)
-        involved.update(r.to_unit_id for r in case.referrals)
-    if unit not in involved:
+    if unit in (state.holder_unit_id, state.in_transit_to):
+        return None
+    cases = tuple(case_id for case_id, case in state.cases.items() if took_part(unit, case))
+    if not cases:
         raise Forbidden(
             f"{unit} neither holds this member, nor receives them, nor took part"
             " in their cases; record an inquiry first if they came to you"
         )
+    return cases
+
+
+def took_part(unit_id: str, case: Case) -> bool:
+    """A unit took part in a case when it acted in it or a referral was addressed to it."""
+    return unit_id in case.participants or any(r.to_unit_id == unit_id for r in case.referrals)
+
+
+def limit_history(found: dict[str, Any], cases: tuple[UUID, ...] | None) -> dict[str, Any]:
+    """A member's history cut down to ``cases`` (None: left whole).
+
+    Only those cases, their trail entries and their findings are kept: entries outside
+    any case (enrolment, dues, contacts, activities not in a case) and other cases are
+    left out. ``limited_to_cases`` says which cases the answer was limited to (null when
+    it is the whole history).
+    """
+    if cases is None:
+        return {**found, "limited_to_cases": None}
+    kept = [str(c) for c in cases]
+    keep = set(kept)
+    return {
+        **found,
+        "cases": [c for c in found["cases"] if c["case_id"] in keep],
+        "trail": [t for t in found["trail"] if t["case_id"] in keep],
+        "findings": [f for f in found["findings"] if f["case_id"] in keep],
+        "limited_to_cases": kept,
+    }
 
 
 def may_read_unit(registry: Registry, caller: Caller, unit_id: str) -> None:
@@ -206,11 +246,20 @@ def history(
         int | None, Query(ge=0, le=2**62, description="what the registry knew at this log position")
     ] = None,
 ) -> dict[str, Any]:
-    """The member's trail, cases and findings — now, as of a date, or as recorded."""
-    may_read_member(registry, caller, member_id)
-    return member_history(
+    """The member's trail, cases and findings — now, as of a date, or as recorded.
+
+    A unit that holds the member, or to which the member is in transit, reads all of it;
+    a unit that only took part in some of the member's cases reads those cases, their
+    trail entries and findings only, and ``limited_to_cases`` lists them (null for a
+    whole history).
+    """
+    cases = (
+        member_scope(caller, registry.member(member_id).state) if caller.role == "unit" else None
+    )
+    found = member_history(
         registry, member_id, as_of=as_of, as_recorded=as_recorded, position=position
     )
+    return limit_history(found, cases)
 
 
 @router.get("/cases/{case_id}", tags=["cases"])
@@ -224,9 +273,17 @@ def case(
     """The audit trail of one case: first responder, path, referrals, outcome."""
     data = models.case(case_id, on)
     if caller.role == "unit":
+        unit = caller.credential.unit_id
         involved = set(data["participants"]) | {r["to"] for r in data["referrals"]}
-        if caller.credential.unit_id not in involved:
-            may_read_member(registry, caller, UUID(data["member_id"]))
+        if unit not in involved:
+            cases = member_scope(caller, registry.member(UUID(data["member_id"])).state)
+            if cases is not None and case_id not in cases:
+                raise Forbidden(
+                    f"{unit} took no part in case {case_id}, and neither holds its member"
+                    " nor receives them: a unit reads only the cases it took part in, and"
+                    " every case of the members it holds or receives; ask the holding unit"
+                    " or an auditor"
+                )
     return data
 
 

@@ -1,0 +1,112 @@
+"""Credentials expire (DESIGN.md "Security"): every token issued gets a last day.
+
+A role's default lifetime when none is given, never more than two years ahead; tokens
+an older Harbor stored without an expiry keep acting, flagged for reissue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import date, timedelta
+
+import pytest
+
+from domain.registry import Registry
+from store.sql import Db
+from store.tokens import (
+    DEFAULT_LIFETIME,
+    LEGACY_NO_EXPIRY,
+    MAX_LIFETIME,
+    TABLE,
+    ExpiryRefused,
+    TokenStore,
+    check_expiry,
+    default_expiry,
+)
+
+DAY = date(2026, 3, 1)
+
+
+@pytest.fixture
+def tokens(registry: Registry) -> TokenStore:
+    return TokenStore(Db(registry.recorder.datastore), cache_seconds=0)  # type: ignore[attr-defined]
+
+
+def _expiry(tokens: TokenStore, token: str) -> date | None:
+    credential = tokens.check(token, DAY)
+    assert credential is not None
+    return credential.expires_on
+
+
+def test_a_token_issued_without_an_expiry_gets_its_roles_default(tokens: TokenStore) -> None:
+    assert {
+        "unit": timedelta(days=365),
+        "auditor": timedelta(days=365),
+        "admin": timedelta(days=30),
+    } == DEFAULT_LIFETIME
+    for role in ("unit", "auditor", "admin"):
+        token = tokens.issue("daning-center", role, "clerk", today=DAY)
+        assert _expiry(tokens, token) == DAY + DEFAULT_LIFETIME[role] == default_expiry(role, DAY)
+        assert tokens.check(token, DAY + DEFAULT_LIFETIME[role]) is not None  # its last day
+        assert tokens.check(token, DAY + DEFAULT_LIFETIME[role] + timedelta(1)) is None
+    assert all(t.expires_on is not None for t in tokens.list())
+
+
+def test_without_a_today_the_default_counts_from_today_in_shanghai(tokens: TokenStore) -> None:
+    from domain.registry import today_in_shanghai
+
+    token = tokens.issue("daning-center", "admin", "clerk")
+    credential = tokens.check(token, today_in_shanghai())
+    assert credential is not None
+    assert credential.expires_on == today_in_shanghai() + timedelta(days=30)
+
+
+def test_no_token_lives_more_than_two_years(tokens: TokenStore) -> None:
+    latest = DAY + MAX_LIFETIME
+    assert timedelta(days=730) == MAX_LIFETIME
+    assert _expiry(tokens, tokens.issue("u", "unit", "c", latest, today=DAY)) == latest
+    with pytest.raises(ExpiryRefused, match="more than 730 days ahead"):
+        tokens.issue("u", "unit", "c", latest + timedelta(1), today=DAY)
+    with pytest.raises(ExpiryRefused):
+        tokens.issue("u", "admin", "c", date(9999, 12, 31), today=DAY)
+    assert len(tokens.list()) == 1  # nothing stored for the refusals
+
+
+def test_a_day_in_the_past_is_refused_to_people_and_never_acts(tokens: TokenStore) -> None:
+    yesterday = DAY - timedelta(1)
+    assert check_expiry(DAY, DAY) == DAY  # today itself: valid through today
+    with pytest.raises(ExpiryRefused, match="is in the past"):
+        check_expiry(yesterday, DAY)
+    # The store keeps such a token as asked (tests use them), and it never acts.
+    token = tokens.issue("u", "unit", "c", yesterday, today=DAY)
+    assert tokens.check(token, DAY) is None
+
+
+def test_a_token_stored_without_an_expiry_still_acts_and_is_flagged(tokens: TokenStore) -> None:
+    with tokens.db.transaction() as cur:
+        cur.execute(
+            f"INSERT INTO {TABLE} (token_hash, token_id, unit_id, role, holder, issued_at,"
+            " expires_on) VALUES (?, ?, ?, ?, ?, ?, NULL)",
+            (
+                hashlib.sha256(b"hbr_from-an-older-harbor").hexdigest(),
+                "legacy01",
+                "daning-center",
+                "unit",
+                "老张",
+                "2024-01-01T00:00:00+00:00",
+            ),
+        )
+    old = tokens.check("hbr_from-an-older-harbor", date(2999, 12, 31))
+    assert old is not None and old.expires_on is None  # existing databases keep working
+    (legacy,) = tokens.list()
+    assert legacy.expires_on is None
+    assert legacy.state == LEGACY_NO_EXPIRY
+    assert "revoke and reissue" in legacy.state
+    # A new token lists its expiry, a revoked one its revocation.
+    tokens.issue("daning-center", "unit", "clerk", today=DAY)
+    fresh = next(t for t in tokens.list() if t.token_id != "legacy01")
+    assert fresh.state == f"expires {DAY + timedelta(days=365)}"
+    assert tokens.revoke(fresh.token_id)
+    assert next(t for t in tokens.list() if t.token_id == fresh.token_id).state.startswith(
+        "revoked "
+    )
