@@ -97,8 +97,9 @@ def add_commands(sub: Any) -> None:
     serve.add_argument(
         "--admin-token",
         action="store_true",
-        help="print a fresh admin token on start, for the unit HARBOR_ADMIN_UNIT (default"
-        f" sh-org-dept), valid {DEFAULT_LIFETIME['admin'].days} days",
+        help="print a fresh admin token (units and credentials) and an auditor token (reads"
+        " everything) on start, for the unit HARBOR_ADMIN_UNIT (default sh-org-dept), valid"
+        f" {DEFAULT_LIFETIME['admin'].days} days",
     )
 
     tokens = sub.add_parser("tokens", help="issue, list and revoke API credentials")
@@ -214,9 +215,11 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
         unit = os.environ.get("HARBOR_ADMIN_UNIT", "sh-org-dept")
         today = registry.clock()
         expires = default_expiry("admin", today)
-        token = tokens.issue(unit, "admin", "harbor serve", expires, today=today)
-        # The token last on its line: scripts (and tests) take what follows ": ".
-        print(f"admin token ({unit}, valid through {expires}): {token}", flush=True)
+        # The token last on its line: scripts (and tests) take what follows ": ". The admin
+        # reads no member's records (DESIGN.md "Security"): the auditor token is for looking.
+        for role in ("admin", "auditor"):
+            token = tokens.issue(unit, role, "harbor serve", expires, today=today)
+            print(f"{role} token ({unit}, valid through {expires}): {token}", flush=True)
     sqlite = registry.factory.__class__.__module__.endswith("sqlite")
     follower = "thread" if sqlite and args.follower == "process" else args.follower
     workers = args.workers

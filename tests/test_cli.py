@@ -54,14 +54,16 @@ def test_make_run_serves_the_article_cases_on_a_fresh_embedded_store(tmp_path: P
     try:
         lines = []
         assert server.stdout is not None
-        while not any(line.startswith("admin token") for line in lines):
+        while not any(line.startswith("auditor token") for line in lines):
             line = server.stdout.readline()
             assert line, "make run ended early:\n" + "".join(lines)
             lines.append(line)
-        token = lines[-1].split(": ", 1)[1].strip()
-        # The printed admin token expires, after the admin default (store/tokens.py).
+        # An admin token (units, credentials) and an auditor token (reads) are printed, each
+        # expiring after the admin default (store/tokens.py); the auditor's reads below.
         expires = today_in_shanghai() + DEFAULT_LIFETIME["admin"]
-        assert f"admin token (sh-org-dept, valid through {expires}): hbr_" in lines[-1]
+        assert f"admin token (sh-org-dept, valid through {expires}): hbr_" in lines[-2]
+        assert f"auditor token (sh-org-dept, valid through {expires}): hbr_" in lines[-1]
+        token = lines[-1].split(": ", 1)[1].strip()
         assert f"Harbor is serving at http://127.0.0.1:{port}" in "".join(lines)
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60

@@ -16,9 +16,9 @@ its sub-units' queues and scorecards — never a sub-unit's members. A unit that
 part in cases reads the member's status, those cases, and a history cut down to them;
 the holder and the unit receiving the member read every case and the whole history. Any
 unit may look a member up and record an inquiry, after which it may read that member and
-that case. Findings and audit
-status are for auditors and admins. Nothing is stored in any refused case (the Api helper
-checks the event count after every 4xx).
+that case. The admin registers and dissolves units and reads no member's records: only the
+audit status, which auditors read too; findings and bundles are for auditors. Nothing is
+stored in any refused case (the Api helper checks the event count after every 4xx).
 """
 
 from __future__ import annotations
@@ -165,29 +165,29 @@ def check(world: World, caller: str, method: str, path: str, expected: int | str
 #   endpoint                                target   none  unit  auditor admin
 # (OK for the bundles: authorised, then 409 NOT_SEALED here, since nothing is sealed)
 READS: list[tuple[str, str, int, int, int | str, int | str]] = [
-    ("GET /members?q={id_number}",           "own",   401,  200,  200,    200),
-    ("GET /members?q={id_number}",           "sub",   401,  200,  200,    200),
-    ("GET /members?q={id_number}",           "other", 401,  200,  200,    200),
-    ("GET /members/{member}",                "own",   401,  200,  200,    200),
-    ("GET /members/{member}",                "sub",   401,  403,  200,    200),
-    ("GET /members/{member}",                "other", 401,  403,  200,    200),
-    ("GET /members/{member}/history",        "own",   401,  200,  200,    200),
-    ("GET /members/{member}/history",        "sub",   401,  403,  200,    200),
-    ("GET /members/{member}/history",        "other", 401,  403,  200,    200),
-    ("GET /cases/{case}",                    "own",   401,  200,  200,    200),
-    ("GET /cases/{case}",                    "sub",   401,  403,  200,    200),
-    ("GET /cases/{case}",                    "other", 401,  403,  200,    200),
-    ("GET /units/{unit}/queue",              "own",   401,  200,  200,    200),
-    ("GET /units/{unit}/queue",              "sub",   401,  200,  200,    200),
-    ("GET /units/{unit}/queue",              "other", 401,  403,  200,    200),
-    ("GET /units/{unit}/scorecard",          "own",   401,  200,  200,    200),
-    ("GET /units/{unit}/scorecard",          "sub",   401,  200,  200,    200),
-    ("GET /units/{unit}/scorecard",          "other", 401,  403,  200,    200),
-    ("GET /scorecards",                      "-",     401,  200,  200,    200),
-    ("GET /compliance/findings",             "-",     401,  403,  200,    200),
+    ("GET /members?q={id_number}",           "own",   401,  200,  200,    403),
+    ("GET /members?q={id_number}",           "sub",   401,  200,  200,    403),
+    ("GET /members?q={id_number}",           "other", 401,  200,  200,    403),
+    ("GET /members/{member}",                "own",   401,  200,  200,    403),
+    ("GET /members/{member}",                "sub",   401,  403,  200,    403),
+    ("GET /members/{member}",                "other", 401,  403,  200,    403),
+    ("GET /members/{member}/history",        "own",   401,  200,  200,    403),
+    ("GET /members/{member}/history",        "sub",   401,  403,  200,    403),
+    ("GET /members/{member}/history",        "other", 401,  403,  200,    403),
+    ("GET /cases/{case}",                    "own",   401,  200,  200,    403),
+    ("GET /cases/{case}",                    "sub",   401,  403,  200,    403),
+    ("GET /cases/{case}",                    "other", 401,  403,  200,    403),
+    ("GET /units/{unit}/queue",              "own",   401,  200,  200,    403),
+    ("GET /units/{unit}/queue",              "sub",   401,  200,  200,    403),
+    ("GET /units/{unit}/queue",              "other", 401,  403,  200,    403),
+    ("GET /units/{unit}/scorecard",          "own",   401,  200,  200,    403),
+    ("GET /units/{unit}/scorecard",          "sub",   401,  200,  200,    403),
+    ("GET /units/{unit}/scorecard",          "other", 401,  403,  200,    403),
+    ("GET /scorecards",                      "-",     401,  200,  200,    403),
+    ("GET /compliance/findings",             "-",     401,  403,  200,    403),
     ("GET /audit/status",                    "-",     401,  403,  200,    200),
-    ("GET /audit/members/{member}/bundle",   "own",   401,  403,  OK,     OK),
-    ("GET /audit/members/{member}/bundle",   "other", 401,  403,  OK,     OK),
+    ("GET /audit/members/{member}/bundle",   "own",   401,  403,  OK,     403),
+    ("GET /audit/members/{member}/bundle",   "other", 401,  403,  OK,     403),
     ("GET /healthz",                         "-",     200,  200,  200,    200),
     ("GET /metrics",                         "-",     200,  200,  200,    200),
 ]
@@ -252,14 +252,15 @@ def test_read_relations_sub_units_letters_and_referrals(world: World) -> None:
 def test_a_unit_sees_the_scorecards_of_itself_and_its_sub_units_only(world: World) -> None:
     seen = {
         caller: {c["unit_id"] for c in check(world, caller, "GET", "/scorecards", 200).json()}
-        for caller in ("parent", "child", "sibling", "grandchild", "other", "auditor", "admin")
+        for caller in ("parent", "child", "sibling", "grandchild", "other", "auditor")
     }
     assert seen["parent"] == {"parent", "child", "sibling", "grandchild"}
     assert seen["child"] == {"child", "grandchild"}
     assert seen["sibling"] == {"sibling"}
     assert seen["grandchild"] == {"grandchild"}
     assert seen["other"] == {"other"}
-    assert seen["auditor"] == seen["admin"] == {code for code, _ in UNITS}
+    assert seen["auditor"] == {code for code, _ in UNITS}
+    check(world, "admin", "GET", "/scorecards", 403)  # the admin reads no records
 
 
 def test_any_unit_may_look_up_and_inquire_then_read_that_member(world: World) -> None:

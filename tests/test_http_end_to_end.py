@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -28,7 +29,8 @@ import pytest
 from api.demo import ARTICLE_UNITS, LIU_YANG_ID_NUMBER, OLD_COMRADE_ID_NUMBER
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_PREFIX = "admin token (sh-org-dept): "
+# "admin token (sh-org-dept, valid through 2026-12-26): TOKEN", and the auditor's likewise
+TOKEN_LINE = re.compile(r"^(admin|auditor) token \(sh-org-dept, valid through [\d-]+\): (\S+)$")
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
 
@@ -47,6 +49,7 @@ class Server:
     base: str
     env: dict[str, str]
     admin_token: str
+    auditor_token: str
     output: list[str]
     lines: queue.Queue[str | None]
 
@@ -106,13 +109,14 @@ def server(tmp_path: Path) -> Iterator[Server]:
     threading.Thread(target=_reader, args=(process.stdout, lines), daemon=True).start()
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        token = None
-        while token is None:
+        tokens: dict[str, str] = {}
+        while len(tokens) < 2:
             line = lines.get(timeout=max(deadline - time.monotonic(), 0.1))
             assert line is not None, "make run ended early:\n" + "".join(output)
             output.append(line)
-            if line.startswith(ADMIN_PREFIX):
-                token = line[len(ADMIN_PREFIX):].strip()
+            printed = TOKEN_LINE.match(line.strip())
+            if printed:
+                tokens[printed.group(1)] = printed.group(2)
         text = "".join(output)
         assert f"Harbor is serving at http://127.0.0.1:{port}" in text
         assert "loaded the article's two cases" not in text  # HARBOR_DEMO=no
@@ -125,7 +129,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
                 pass
             assert time.monotonic() < deadline, "the server never answered:\n" + text
             time.sleep(0.1)
-        yield Server(process, base, env, token, output, lines)
+        yield Server(process, base, env, tokens["admin"], tokens["auditor"], output, lines)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
@@ -162,14 +166,14 @@ def test_make_run_serves_the_article_cases_driven_over_http(server: Server) -> N
             body["parent_unit_id"] = parent
         registered = admin.post("/units", body)
         assert registered["unit_id"] == code
-    unit_codes = [u["unit_id"] for u in admin.get("/scorecards",
-                                                  min_position=registered["position"])]
+    auditor = Client(server.base, server.auditor_token)  # make run prints both
+    unit_codes = [u["unit_id"] for u in auditor.get("/scorecards",
+                                                    min_position=registered["position"])]
     assert sorted(unit_codes) == sorted(code for code, *_ in ARTICLE_UNITS)
 
     acting = ["sh-univ", "sh-residence-center", "sh-org-dept", "zb-factory", "daning-center",
               "factory-superior"]
     clerk = {unit: Client(server.base, server.issue(unit)) for unit in acting}
-    auditor = Client(server.base, server.issue("sh-org-dept", "auditor", "审计"))
 
     # --- case 1: 刘洋 -------------------------------------------------------------------
     liu = clerk["sh-univ"].post("/members", {

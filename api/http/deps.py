@@ -134,9 +134,13 @@ def _role(*roles: str):  # type: ignore[no-untyped-def]
 
 UnitCaller = Annotated[Caller, Depends(_role("unit"))]
 AdminCaller = Annotated[Caller, Depends(_role("admin"))]
-reader = _role("unit", "auditor", "admin")  # the check itself, for the lean status route
+# DESIGN.md "Security": units read what they hold, receive or took part in, auditors read
+# everything; the admin manages units and credentials and reads no member's records.
+reader = _role("unit", "auditor")  # the check itself, for the lean status route
 ReaderCaller = Annotated[Caller, Depends(reader)]
-AuditCaller = Annotated[Caller, Depends(_role("auditor", "admin"))]
+AuditCaller = Annotated[Caller, Depends(_role("auditor"))]
+# The log's size and seals (no member's records): for the admin who runs the server too.
+OpsCaller = Annotated[Caller, Depends(_role("auditor", "admin"))]
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from api.http.deps import AuditCaller, RegistryDep
+from api.http.deps import AuditCaller, OpsCaller, RegistryDep
 from api.http.metrics import METRICS
 from api.http.schemas import problem_responses
 from audit.bundle import BundleError, make_bundle
@@ -56,7 +56,7 @@ def metrics(registry: RegistryDep) -> str:
 
 
 @router.get("/audit/status", tags=["audit"])
-def audit_status(caller: AuditCaller, registry: RegistryDep) -> dict[str, Any]:
+def audit_status(caller: OpsCaller, registry: RegistryDep) -> dict[str, Any]:
     """Log size, leaves in the Merkle tree, unsealed events, last signed head, last check."""
     return {"log_size": registry.position(), **sealed_status(registry)}
 

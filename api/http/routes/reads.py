@@ -70,7 +70,7 @@ def member_scope(caller: Caller, state: MemberState) -> tuple[UUID, ...] | None:
     A unit reads the whole member (every case, every trail entry) while it holds the
     member or the member is in transit to it (the outstanding letter's addressee); a
     unit that only took part in cases reads those cases and nothing else of the member
-    (DESIGN.md "Security"). Auditors and admins read everything. Forbidden when the
+    (DESIGN.md "Security"). Auditors read everything. Forbidden when the
     unit may read nothing of the member.
     """
     if caller.role != "unit":
