@@ -4,6 +4,10 @@
 to it, as the registry knows them now); ``as_recorded`` and ``position`` ask
 what the registry *knew* then (events recorded up to that time or log
 position). A back-dated entry shows in one and not the other.
+
+The same split holds for what the history takes from outside the member's stream
+(unit dissolutions) and for corrections (voids): ``as_of`` applies everything the
+registry knows now, ``as_recorded`` and ``position`` only what was recorded by then.
 """
 
 from __future__ import annotations
@@ -15,15 +19,21 @@ from uuid import UUID
 
 from domain import rules
 from domain.errors import InvalidInput, NotFound
-from domain.member_events import MemberEvent
+from domain.member_events import EntryVoided, MemberEvent
 from domain.member_state import fold
 from domain.registry import SHANGHAI, Registry
+from domain.unit import Unit
 from projections import rows
 from projections.queries import judge_findings, summarise_case
 from projections.schema import COLUMNS
 from store.sql import Db
 
 Rec = dict[str, Any]
+
+_UNIT_TOPICS = [
+    f"{cls.__module__}:{cls.__qualname__}" for cls in (Unit.UnitRegistered, Unit.UnitDissolved)
+]
+_PAGE = 500
 
 
 def _rec(name: str, row: rows.Row) -> Rec:
@@ -52,6 +62,56 @@ def member_events_with_positions(
     return [(positions[e.originator_version], e) for e in events if isinstance(e, MemberEvent)]
 
 
+def unit_dissolutions(
+    registry: Registry, *, position: int | None = None, recorded_before: datetime | None = None
+) -> dict[str, date]:
+    """The dissolved units (code → the business date of the dissolution), read from the log.
+
+    With ``position`` only the dissolutions at or before that log position count, with
+    ``recorded_before`` only those recorded before that moment; with neither, every one
+    the registry knows now (however far back it is dated).
+    """
+    codes: dict[UUID, str] = {}
+    gone: dict[str, date] = {}
+    start = 1
+    while True:
+        page = registry.recorder.select_notifications(
+            start, _PAGE, stop=position, topics=_UNIT_TOPICS
+        )
+        for n in page:
+            e = registry.mapper.to_domain_event(n)
+            if isinstance(e, Unit.UnitRegistered):
+                codes[e.originator_id] = e.code
+            elif isinstance(e, Unit.UnitDissolved) and (
+                recorded_before is None or e.timestamp < recorded_before
+            ):
+                # A unit's registration always comes before its dissolution in the log.
+                gone[codes[e.originator_id]] = e.occurred_on
+        if len(page) < _PAGE:
+            return gone
+        start = page[-1].id + 1
+
+
+def recorded_at(registry: Registry, position: int) -> datetime | None:
+    """When the latest event at or before log ``position`` was recorded (None: no such event).
+
+    Positions may have gaps (PostgreSQL's sequence skips numbers of rolled-back inserts),
+    so this is the latest event at or before ``position``, not necessarily one at it.
+    """
+    db = Db(registry.recorder.datastore)  # type: ignore[attr-defined]
+    table = registry.recorder.events_table_name  # type: ignore[attr-defined]
+    column = "notification_id" if db.backend == "postgres" else "rowid"
+    found = db.query(f"SELECT MAX({column}) FROM {table} WHERE {column} <= ?", (position,))
+    last = found[0][0] if found else None
+    if last is None:
+        return None
+    page = registry.recorder.select_notifications(int(last), 1, stop=int(last))
+    if not page:
+        return None
+    moment = getattr(registry.mapper.to_domain_event(page[0]), "timestamp", None)
+    return moment if isinstance(moment, datetime) else None
+
+
 def member_history(
     registry: Registry,
     member_id: UUID | str,
@@ -60,24 +120,55 @@ def member_history(
     as_recorded: date | None = None,
     position: int | None = None,
 ) -> Rec:
-    """The member's trail, holder, cases and findings, as of a date or as recorded."""
+    """The member's trail, holder, cases and findings, as of a date or as recorded.
+
+    - ``as_of=DATE``: the entries that had *happened* by DATE (``occurred_on ≤ DATE``), as
+      the registry knows them now. Every void recorded so far applies: an entry voided
+      later is shown marked voided, with the void's reason, and does not count towards
+      the holder, cases or findings. A void whose own date is after DATE is no line of
+      the trail (it had not happened yet); a void dated on or before DATE is. Units
+      count as dissolved from their dissolution dates, as known now. Findings are
+      judged on DATE.
+    - ``as_recorded=DATE``: what the registry *knew* at the end of DATE (Asia/Shanghai):
+      only the entries, voids and unit dissolutions recorded by then count; a later void
+      leaves its entry unmarked and counting. Findings are judged on DATE.
+    - ``position=N``: what the registry knew at log position N: only the entries, voids
+      and unit dissolutions at or before N count. Findings are judged on the day
+      (Asia/Shanghai) the latest event at or before N was recorded — when the registry
+      knew that much — but never after today; today when nothing is at or before N.
+      So a history at N is judged as a reader right after N would have judged it.
+    - none of them: everything, judged today.
+
+    The only unit facts a history uses are dissolutions (R8 and nothing else: renames,
+    successors and parents do not enter a member's history).
+    """
     if sum(x is not None for x in (as_of, as_recorded, position)) > 1:
         raise InvalidInput("give at most one of as_of, as_recorded and position", field="as_of")
     for day, name in ((as_of, "as_of"), (as_recorded, "as_recorded")):
         rules.date_in_calendar(day, name)
     mid = member_id if isinstance(member_id, UUID) else UUID(str(member_id))
-    events = member_events_with_positions(registry, mid)
-    if not events:
+    stream = member_events_with_positions(registry, mid)
+    if not stream:
         raise NotFound(f"no member {mid}", code="UNKNOWN_MEMBER", field="member_id")
+    events = stream
+    # Voids that are no line of the trail but still apply (as_of: recorded, dated later).
+    later_voids: list[MemberEvent] = []
+    recorded_before: datetime | None = None
+    today = registry.clock()
+    on = today
     if as_of is not None:
-        events = [(p, e) for p, e in events if e.occurred_on <= as_of]
+        events = [(p, e) for p, e in stream if e.occurred_on <= as_of]
+        later_voids = [e for _, e in stream if isinstance(e, EntryVoided) and e.occurred_on > as_of]
+        on = as_of
     elif as_recorded is not None:
-        cutoff = datetime.combine(as_recorded + timedelta(days=1), time(), SHANGHAI)
-        events = [(p, e) for p, e in events if e.timestamp < cutoff]
+        recorded_before = datetime.combine(as_recorded + timedelta(days=1), time(), SHANGHAI)
+        events = [(p, e) for p, e in stream if e.timestamp < recorded_before]
+        on = as_recorded
     elif position is not None:
-        events = [(p, e) for p, e in events if p <= position]
-    on = as_of or as_recorded or registry.clock()
-    state = fold((e for _, e in events), by_date=as_of is not None)
+        events = [(p, e) for p, e in stream if p <= position]
+        moment = recorded_at(registry, position)
+        if moment is not None:
+            on = min(moment.astimezone(SHANGHAI).date(), today)
     if not events:
         return {
             "member_id": str(mid),
@@ -87,6 +178,7 @@ def member_history(
             "cases": [],
             "findings": [],
         }
+    state = fold([*(e for _, e in events), *later_voids], by_date=as_of is not None)
     version = events[-1][1].originator_version
     member = _rec("members", rows.member_row(mid, version, state))
     cases = [_rec("cases", r) for r in rows.case_rows(mid, state)]
@@ -101,9 +193,11 @@ def member_history(
         row["void_reason"] = state.voided.get(e.originator_version)
         trail.append(row)
     dissolved = {
-        u.code: u.dissolved_on
-        for u in registry.units()
-        if u.dissolved_on is not None and u.dissolved_on <= on
+        code: gone
+        for code, gone in unit_dissolutions(
+            registry, position=position, recorded_before=recorded_before
+        ).items()
+        if gone <= on
     }
     findings = judge_findings(
         [member],

@@ -146,7 +146,7 @@ class RefMember:
 def reference_fold(
     registry: Registry, up_to: int | None = None, as_of: date | None = None
 ) -> tuple[dict[UUID, RefMember], dict[str, date]]:
-    """Members and dissolved units, folded plainly from the log; voids skipped.
+    """Members and dissolved units, folded plainly from the log; voided entries skipped.
 
     ``up_to``: only what was recorded up to that position. ``as_of``: only member events
     that happened by that day — and a case entry met (in log order) before an inquiry
@@ -160,11 +160,13 @@ def reference_fold(
         if len(page) < 500:
             break
         start = page[-1].id + 1
+    # Every void recorded (up to ``up_to``) applies, whatever its own date: "as of" is what
+    # had happened by then as the registry knows it now (DESIGN.md).
+    voided = {(e.originator_id, e.voided_version) for _, e in events if isinstance(e, EntryVoided)}
     if as_of is not None:
         events = [
             (p, e) for p, e in events if not isinstance(e, MemberEvent) or e.occurred_on <= as_of
         ]
-    voided = {(e.originator_id, e.voided_version) for _, e in events if isinstance(e, EntryVoided)}
     unit_codes: dict[UUID, str] = {}
     dissolved: dict[str, date] = {}
     members: dict[UUID, RefMember] = {}
