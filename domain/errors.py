@@ -85,6 +85,7 @@ CODES: dict[str, str] = {
     "UNKNOWN_LETTER": "check the letter number",
     "UNKNOWN_ENTRY": "check the log position of the entry to void",
     "UNIT_DISSOLVED": "a dissolved unit cannot act or receive members; use its successor",
+    "SELF_DISSOLUTION": "a unit cannot dissolve itself; the unit above it records it",
     "DUPLICATE_UNIT": "a unit with this code is already registered",
     "DUPLICATE_MEMBER": "this ID number is already enrolled; look the member up instead",
     "LETTER_NO_TAKEN": "this unit already used that letter number this year; take the next",

@@ -40,6 +40,7 @@ from domain.errors import (
     HarborError,
     InvalidInput,
     NotFound,
+    RuleRefused,
     StaleVersion,
     Unavailable,
 )
@@ -374,11 +375,17 @@ class Registry(MemberCommands, Application[UUID]):
         def decide(on: date) -> Aggregate:
             unit_code = require_text(code, "code", max_length=64)
             # ASCII only, as the HTTP API's unit fields take them: a code with other
-            # letters could be registered here but never named in a request body.
-            if not all(ch.isascii() and (ch.isalnum() or ch in "-_.") for ch in unit_code):
+            # letters could be registered here but never named in a request body. It
+            # starts with a letter or digit: "." and ".." cannot be named in a URL path.
+            if not (
+                unit_code[0].isascii()
+                and unit_code[0].isalnum()
+                and all(ch.isascii() and (ch.isalnum() or ch in "-_.") for ch in unit_code)
+            ):
                 raise InvalidInput(
-                    "code may hold ASCII letters, digits, '-', '_' and '.' only (e.g."
-                    " daning-center); the unit's name holds its Chinese name",
+                    "code may hold ASCII letters, digits, '-', '_' and '.' only, and starts"
+                    " with a letter or digit (e.g. daning-center); the unit's name holds its"
+                    " Chinese name",
                     field="code",
                 )
             if self._exists(unit_id_for(unit_code)):
@@ -456,6 +463,15 @@ class Registry(MemberCommands, Application[UUID]):
 
         def decide(on: date) -> Aggregate:
             self._acting_unit(actor, on)
+            if unit_code == actor.unit_id:
+                # It would end the acting unit's own credentials with it (dissolution
+                # revokes a unit's tokens), leaving nobody to record what follows.
+                raise RuleRefused(
+                    f"{unit_code} cannot dissolve itself; the unit above it (or another"
+                    " organisation department) records the dissolution",
+                    code="SELF_DISSOLUTION",
+                    field="unit_id",
+                )
             unit = self._load_unit(unit_code)
             self._units.pop(unit.code, None)
             successor = optional_text(successor_unit_id, "successor_unit_id", max_length=64)

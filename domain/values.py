@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
@@ -160,12 +161,16 @@ def add_months(day: date, months: int) -> date:
     return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
 
 
-_ID_NUMBER = re.compile(r"^\d{17}[\dX]$")
+_ID_NUMBER = re.compile(r"^[0-9]{17}[0-9X]$")  # ASCII: \d would take any script's digits
 
 
 def normalise_id_number(raw: str) -> str:
-    """A resident ID number in canonical form (18 characters, capital X) or a refusal."""
-    text = (raw or "").strip().upper()
+    """A resident ID number in canonical form (18 characters, capital X) or a refusal.
+
+    Full-width digits and Ｘ, as Chinese input methods type them, are the same number
+    (NFKC folds them to ASCII); digits of other scripts are refused.
+    """
+    text = unicodedata.normalize("NFKC", raw or "").strip().upper()
     if not _ID_NUMBER.match(text):
         raise InvalidInput(
             "id_number must be an 18-character resident ID number: 17 digits then a digit or X",

@@ -68,7 +68,9 @@ def test_an_unknown_acting_unit_is_refused(registry: Registry) -> None:
     assert error.field == "unit_id"
 
 
-@pytest.mark.parametrize("code", ["大宁中心", "daning center", "daning/center", "ｄａｎｉｎｇ"])
+@pytest.mark.parametrize(
+    "code", ["大宁中心", "daning center", "daning/center", "ｄａｎｉｎｇ", ".", "..", "-x"]
+)
 def test_a_unit_code_is_ascii_letters_digits_and_dashes(registry: Registry, code: str) -> None:
     register_article_units(registry)
 
@@ -77,6 +79,19 @@ def test_a_unit_code_is_ascii_letters_digits_and_dashes(registry: Registry, code
         occurred_on=date(2020, 1, 1)))
 
     assert error.field == "code"
+
+
+def test_a_unit_cannot_dissolve_itself(registry: Registry) -> None:
+    # Dissolving revokes the unit's tokens: an admin unit dissolving itself would lock out
+    # the people who record what follows.
+    register_article_units(registry)
+
+    error = refused(registry, "SELF_DISSOLUTION",
+                    lambda: registry.dissolve_unit(ADMIN, ADMIN.unit_id,
+                                                   occurred_on=date(2020, 1, 1)))
+
+    assert error.field == "unit_id"
+    assert registry.unit(ADMIN.unit_id).dissolved_on is None
 
 
 def test_an_unknown_addressee_is_refused(registry: Registry) -> None:
@@ -165,6 +180,34 @@ def test_a_lower_case_x_is_the_same_id_number(registry: Registry) -> None:
             lambda: registry.enrol_member(daning, name="甲", id_number="11010119800101001x",
                                           standing="full", household_region="上海",
                                           occurred_on=ENROLLED_ON))
+
+
+def test_full_width_digits_are_the_same_id_number(registry: Registry) -> None:
+    # What a Chinese input method types: the same person, not a new one (nor a crash).
+    register_article_units(registry)
+    registry.enrol_member(factory, name="乙", id_number="110101198001010028", standing="full",
+                          household_region="上海", occurred_on=ENROLLED_ON)
+
+    full_width = "１１０１０１１９８００１０１００２８"
+    refused(registry, "DUPLICATE_MEMBER",
+            lambda: registry.enrol_member(daning, name="乙", id_number=full_width,
+                                          standing="full", household_region="上海",
+                                          occurred_on=ENROLLED_ON))
+    assert registry.member_id_for(full_width) == registry.member_id_for("110101198001010028")
+
+
+@pytest.mark.parametrize("id_number", ["١١٠١٠١١٩٨٠٠١٠١٠٠٢٨", "1101011980010100"])
+def test_an_id_number_in_other_digits_is_refused_not_a_crash(
+    registry: Registry, id_number: str
+) -> None:
+    register_article_units(registry)
+
+    error = refused(registry, "INVALID_INPUT",
+                    lambda: registry.enrol_member(daning, name="丙", id_number=id_number,
+                                                  standing="full", household_region="上海",
+                                                  occurred_on=ENROLLED_ON))
+
+    assert error.field == "id_number"
 
 
 def test_an_unknown_member_is_refused(registry: Registry) -> None:
