@@ -1,8 +1,9 @@
 """`harbor keys | seal | verify | bundle | verify-bundle`: the tamper-evident audit log.
 
-Exit codes: 0 everything holds; 1 verification found a change (the first one is
-printed with its position and kind); 2 something to do first (no key, nothing
-sealed, a bad file).
+Exit codes: 0 everything holds (``verify`` with nothing sealed too, saying so);
+1 verification found a change (the first one is printed with its position and
+kind); 2 something to do first (no key, ``bundle`` with nothing sealed, a key or
+witness file that cannot be read or written, a file that is no well-formed bundle).
 """
 
 from __future__ import annotations
@@ -16,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from api.cli_args import add_command, member_ref
-from audit.bundle import BundleError, load_bundle, make_bundle, trail_lines, verify_bundle
+from audit.bundle import (
+    BundleError,
+    BundleResult,
+    load_bundle,
+    make_bundle,
+    trail_lines,
+    verify_bundle,
+)
 from audit.config import AuditConfig
 from audit.keyring import export_keys, init_key, rotate_key
 from audit.keys import KeyProblem, Signer, load_public_keys
@@ -100,6 +108,9 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
     except (AuditError, KeyProblem, BundleError) as e:
         print(f"harbor: {e}", file=sys.stderr)
         return EXIT_SETUP
+    except OSError as e:  # a key, witness or output file that cannot be read or written
+        print(f"harbor: {e.filename or 'file'}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_SETUP
 
 
 def _keys(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> int:
@@ -166,12 +177,20 @@ def _progress(enabled: bool, total: int, label: str) -> Iterator[Any]:
 def _verify(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> int:
     trusted = load_public_keys(args.keys) if args.keys else None
     witnesses = list(args.witness)
-    if not witnesses and config.witness_file.exists():
-        witnesses.append(config.witness_file)
+    # The configured file is the sealers' own: every stored head must be in it.
+    sealers = None if witnesses or not config.witness_file.exists() else config.witness_file
+    if sealers is not None:
+        witnesses.append(sealers)
     leaves = audit.size()
     show = (args.progress or sys.stderr.isatty()) and leaves > 0
     with _progress(show, 2 * leaves, "verifying") as advance:
-        report = verify_log(audit, trusted_keys=trusted, witness_files=witnesses, advance=advance)
+        report = verify_log(
+            audit,
+            trusted_keys=trusted,
+            witness_files=witnesses,
+            sealer_witness=sealers,
+            advance=advance,
+        )
     first = report.first
     audit.store.add_verification(
         report.ok,
@@ -211,6 +230,8 @@ def _print_report(report: Report, witnesses: list[Path]) -> None:
         print(f"CHANGED: {report.first.message}")
         for finding in report.findings[1:]:
             print(f"  also: {finding.message}")
+    if report.ok and not report.heads and not report.witness_heads:
+        print("note: nothing is sealed yet, so nothing is proved (run `harbor seal`)")
     if report.unsealed:
         print(
             f"note: {report.unsealed} events recorded after the last seal are not covered yet"
@@ -265,12 +286,12 @@ def verify_bundle_command(args: argparse.Namespace) -> int:
                 ensure_ascii=False,
             )
         )
-        return 0 if result.ok else EXIT_CHANGED
+        return _bundle_exit(result)
     if not result.ok:
         print(f"NOT VERIFIED: {args.file}")
         for problem in result.problems:
             print(f"  {problem}")
-        return EXIT_CHANGED
+        return _bundle_exit(result)
     assert result.head is not None
     print(
         f"verified: member {result.member_id}, {len(result.events)} events, each proved in the"
@@ -282,3 +303,10 @@ def verify_bundle_command(args: argparse.Namespace) -> int:
     if result.unsealed:
         print(f"note: {result.unsealed} later events were not sealed when this was exported")
     return 0
+
+
+def _bundle_exit(result: BundleResult) -> int:
+    """0 verified; 2 not a well-formed bundle (nothing could be checked); 1 it fails."""
+    if result.ok:
+        return 0
+    return EXIT_SETUP if result.malformed else EXIT_CHANGED

@@ -108,6 +108,11 @@ class BundleResult:
     unsealed: int = 0
 
     @property
+    def malformed(self) -> bool:
+        """True when the file is no well-formed bundle (a field missing or garbled)."""
+        return any(p.startswith(("MALFORMED", "UNSUPPORTED")) for p in self.problems)
+
+    @property
     def ok(self) -> bool:
         """True when the signature and every event's proof hold."""
         return not self.problems and self.head is not None

@@ -201,8 +201,12 @@ def signed_message(tree_size: int, root_hash: bytes, signed_at: str, kid: str) -
     return f"{HEAD_TAG} {tree_size} {root_hash.hex()} {signed_at} {kid}\n".encode()
 
 
-def head_signature_problem(head: TreeHead, keys: Mapping[str, Ed25519PublicKey]) -> str | None:
-    """None when ``head`` is signed by one of ``keys``; otherwise what is wrong."""
+def head_signature_problem(
+    head: TreeHead,
+    keys: Mapping[str, Ed25519PublicKey],
+    retired: Mapping[str, Retirement] | None = None,
+) -> str | None:
+    """None when ``head`` is signed by one of ``keys`` while that key was current; else why not."""
     key = keys.get(head.key_id)
     if key is None:
         return f"signed by key {head.key_id}, which is not among the trusted public keys"
@@ -210,7 +214,33 @@ def head_signature_problem(head: TreeHead, keys: Mapping[str, Ed25519PublicKey])
         key.verify(head.signature, head.message())
     except InvalidSignature:
         return f"its signature does not verify with key {head.key_id} (forged or altered)"
+    retirement = (retired or {}).get(head.key_id)
+    if retirement is not None:
+        signed, ended = parse_time(head.signed_at), parse_time(retirement.at)
+        if signed is None or ended is None or signed >= ended:
+            return (
+                f"signed by key {head.key_id} at {head.signed_at}, after key"
+                f" {retirement.successor} replaced it at {retirement.at}: a retired key"
+                " signs nothing (a leaked old key, or a sealer that missed the rotation)"
+            )
     return None
+
+
+@dataclass(frozen=True)
+class Retirement:
+    """When a key stopped being current: its successor's creation time (and id)."""
+
+    at: str
+    successor: str
+
+
+def parse_time(text: str) -> datetime | None:
+    """An ISO 8601 time as an aware datetime (UTC when no zone); None when it is not one."""
+    try:
+        value = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 def endorsement_message(new_key_id: str, new_public_pem: str, created_at: str) -> bytes:

@@ -79,22 +79,57 @@ def event_leaf_hash(
     return _sha256(b"\x00" + leaf_bytes(originator_id, version, topic, state)).digest()
 
 
-def leaf_hashes(rows: Iterable[tuple[Any, UUID | str | bytes, int, str, bytes]]) -> Iterator[bytes]:
-    """``event_leaf_hash`` of each ``(_, originator_id, version, topic, state)`` row, fast."""
+def leaf_hashes(rows: Iterable[tuple[Any, Any, Any, Any, Any]]) -> Iterator[bytes]:
+    """``event_leaf_hash`` of each ``(_, originator_id, version, topic, state)`` row, fast.
+
+    A row whose columns no longer have the stored types (edited in SQL) gets
+    ``unhashable_leaf_hash``, which no sealed leaf can equal, so verification names it."""
     topics: dict[str, bytes] = {}
     pack_head, pack_length, sha256 = _HEAD_UUID.pack, _LENGTH.pack, _sha256
     for _, oid, version, topic, state in rows:
-        raw = oid if type(oid) is bytes else id_bytes(oid)
-        if type(raw) is not bytes or len(raw) != 16:
-            yield event_leaf_hash(oid, version, topic, state)
-            continue
-        t = topics.get(topic)
-        if t is None:
-            t = topics[topic] = topic.encode("utf-8")
-        yield sha256(
-            b"\x00"
-            + pack_head(FORMAT, ID_UUID, raw, version, len(t))
-            + t
-            + pack_length(len(state))
-            + state
-        ).digest()
+        try:
+            raw = oid if type(oid) is bytes else id_bytes(oid)
+            if type(raw) is not bytes or len(raw) != 16:
+                yield event_leaf_hash(oid, version, topic, state)
+                continue
+            t = topics.get(topic)
+            if t is None:
+                t = topics[topic] = topic.encode("utf-8")
+            yield sha256(
+                b"\x00"
+                + pack_head(FORMAT, ID_UUID, raw, version, len(t))
+                + t
+                + pack_length(len(state))
+                + state
+            ).digest()
+        except _BAD_ROW:
+            yield unhashable_leaf_hash(oid, version, topic, state)
+
+
+_BAD_ROW = (TypeError, ValueError, AttributeError, OverflowError, struct.error)
+
+
+def unhashable_leaf_hash(originator_id: Any, version: Any, topic: Any, state: Any) -> bytes:
+    """A hash for a row that has no leaf encoding: outside RFC 9162's leaf domain (0xff)."""
+    return _sha256(b"\xff" + repr((originator_id, version, topic, state)).encode()).digest()
+
+
+def row_problem(originator_id: Any, version: Any, topic: Any, state: Any) -> str | None:
+    """Why a stored row has no leaf encoding (a column of the wrong type), or None."""
+    if not isinstance(originator_id, UUID | str | bytes):
+        return f"originator_id is {type(originator_id).__name__}"
+    if isinstance(originator_id, bytes) and len(originator_id) != 16:
+        return f"originator_id is {len(originator_id)} bytes, not a 16-byte UUID"
+    if type(version) is not int:
+        return f"originator_version is {version!r}"
+    if not -(2**63) <= version < 2**63:
+        return f"originator_version {version} does not fit 64 bits"
+    if not isinstance(topic, str):
+        return f"topic is {type(topic).__name__}"
+    if not isinstance(state, bytes):
+        return f"state is {type(state).__name__}"
+    try:
+        leaf_bytes(originator_id, version, topic, state)
+    except _BAD_ROW as e:
+        return str(e)
+    return None

@@ -9,6 +9,7 @@ them write: the other reads the new tail and carries on.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -20,16 +21,13 @@ from eventsourcing.persistence import IntegrityError
 from audit import merkle
 from audit.keys import Signer, TreeHead
 from audit.leaf import leaf_hashes
+from audit.storage import AuditError as AuditError  # raised here; imported from here
 from audit.storage import AuditStore, KeyRecord, Node
 
 CATCH_UP_BATCH = 10_000
 MAX_CONFLICTS = 20
 
 Progress = Callable[[int], None]
-
-
-class AuditError(Exception):
-    """The audit log cannot do what was asked (and says what to do instead)."""
 
 
 class AuditLog:
@@ -150,37 +148,88 @@ class AuditLog:
         self, signer: Signer, witness_file: Path | None = None, progress: Progress | None = None
     ) -> TreeHead:
         """Catch up, then sign and store a tree head for the whole log (and append it to
-        ``witness_file``). Refuses when the log no longer extends the largest stored head."""
+        ``witness_file``). Refuses when the log no longer extends the largest stored head,
+        or the largest head in ``witness_file``."""
         self.catch_up(progress=progress)
+        if witness_file is None:
+            return self._sign(signer, None)
+        try:
+            witness_file.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(witness_file, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        except OSError as e:
+            raise AuditError(
+                f"cannot open the witness file {witness_file}: {e}; nothing was signed —"
+                " fix the file (space, permissions) and seal again"
+            ) from e
+        try:
+            # Sealers sharing a witness file take turns, or one could read another's witness
+            # line before that head is stored and take it for deleted heads.
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return self._sign(signer, witness_file)
+        finally:
+            os.close(fd)  # releases the lock
+
+    def _sign(self, signer: Signer, witness_file: Path | None) -> TreeHead:
+        # Read in the order heads are written (leaves, witness line, stored head), so a
+        # racing sealer's head is never larger than the size read last.
+        witnessed = last_witness_head(witness_file) if witness_file is not None else None
         previous = self.store.latest_head()
-        size = self.size()  # read after the head: a racing sealer wrote its leaves before it
-        consistencies = (
-            [(previous.tree_size, size)] if previous and previous.tree_size <= size else []
-        )
+        size = self.size()  # read after the heads: a racing sealer wrote its leaves before them
+        if witnessed is not None and previous is None:
+            raise AuditError(
+                f"the database has no tree head, but the witness file {witness_file} has one of"
+                f" size {witnessed.tree_size} signed at {witnessed.signed_at}: the heads were"
+                " deleted or this is another log; not signing — run `harbor verify`"
+            )
+        earlier = [h for h in (previous, witnessed) if h is not None]
+        consistencies = [(h.tree_size, size) for h in earlier if h.tree_size <= size]
         get = self.node_getter(roots=[size], consistencies=consistencies)
         root = merkle.root_from(size, get)
-        if previous is not None:
-            proof = merkle.consistency_proof(previous.tree_size, size, get) if consistencies else []
-            if not consistencies or not merkle.verify_consistency(
-                previous.tree_size, size, previous.root_hash, root, proof
-            ):
+        checks = ((previous, "stored"), (witnessed, f"in the witness file {witness_file}"))
+        for head, where in checks:
+            if head is None:
+                continue
+            extends = head.tree_size <= size and merkle.verify_consistency(
+                head.tree_size,
+                size,
+                head.root_hash,
+                root,
+                merkle.consistency_proof(head.tree_size, size, get),
+            )
+            if not extends:
                 raise AuditError(
-                    f"the log of {size} events is not an extension of the tree head signed at"
-                    f" {previous.signed_at} (size {previous.tree_size}); not signing —"
+                    f"the log of {size} events is not an extension of the tree head {where},"
+                    f" signed at {head.signed_at} (size {head.tree_size}); not signing —"
                     " run `harbor verify`"
                 )
-        self._ensure_key_kept(signer)
+        self._ensure_key_usable(signer)
         head = signer.sign_head(size, root)
-        self.store.add_head(head)
         if witness_file is not None:
-            append_witness_line(witness_file, head)
+            # The witness line goes first: if it cannot be written, no head is stored, so a
+            # failing witness file cannot make heads pile up that no witness ever saw.
+            try:
+                append_witness_line(witness_file, head)
+            except OSError as e:
+                raise AuditError(
+                    f"cannot append the tree head to the witness file {witness_file}: {e};"
+                    " no head was stored — fix the file (space, permissions) and seal again"
+                ) from e
+        self.store.add_head(head)
         return head
 
-    def _ensure_key_kept(self, signer: Signer) -> None:
-        if not any(k.key_id == signer.key_id for k in self.store.public_keys()):
+    def _ensure_key_usable(self, signer: Signer) -> None:
+        records = self.store.public_keys()
+        if not any(k.key_id == signer.key_id for k in records):
             raise AuditError(
                 f"the signing key {signer.key_id} is not registered in this database:"
                 " run `harbor keys init` (or `harbor keys rotate`) against it"
+            )
+        successor = next((k for k in records if k.endorsed_by == signer.key_id), None)
+        if successor is not None:
+            raise AuditError(
+                f"the signing key {signer.key_id} was retired at {successor.created_at} by key"
+                f" {successor.key_id}; not signing with it — put the new key at the configured"
+                " HARBOR_SIGNING_KEY path"
             )
 
     def keep_key(self, record: KeyRecord) -> None:
@@ -192,12 +241,29 @@ class AuditLog:
 def append_witness_line(path: Path, head: TreeHead) -> None:
     """Append one head to a plain-text witness file (one write, flushed to disk)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        os.write(fd, (head.witness_line() + "\n").encode("ascii"))
+        line = (head.witness_line() + "\n").encode("ascii")
+        end = os.fstat(fd).st_size
+        # A line cut short by an earlier failed write must not swallow this one.
+        if end and os.pread(fd, 1, end - 1) != b"\n":
+            line = b"\n" + line
+        written = os.write(fd, line)
+        if written != len(line):
+            raise OSError(f"only {written} of {len(line)} bytes were written")
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def last_witness_head(path: Path) -> TreeHead | None:
+    """The largest head in a witness file (None when the file is missing or has none)."""
+    try:
+        entries = read_witness_file(path)
+    except FileNotFoundError:
+        return None
+    heads = [e for _, e in entries if isinstance(e, TreeHead)]
+    return max(heads, key=lambda h: h.tree_size, default=None)
 
 
 def read_witness_file(path: Path) -> list[tuple[int, TreeHead | str]]:

@@ -25,6 +25,8 @@ from audit.log import AuditLog
 
 log = logging.getLogger(__name__)
 
+MAX_BACKOFF = 300.0
+
 
 class Sealer:
     """Decides when a new tree head is due and signs it."""
@@ -37,10 +39,13 @@ class Sealer:
         every_events: int = 1000,
         every_minutes: float = 10.0,
         witness_file: Path | None = None,
+        key_file: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.audit = audit
         self.signer = signer
+        self.key_file = key_file
+        self._key_stamp = _stamp(key_file)
         self.every_events = every_events
         self.every_minutes = every_minutes
         self.witness_file = witness_file
@@ -48,6 +53,8 @@ class Sealer:
         self._lock = threading.Lock()
         self._sealed_position = audit.store.tail()[1] or 0
         self._sealed_at = clock()
+        self._failures = 0
+        self._retry_at = 0.0
 
     @classmethod
     def from_config(cls, recorder: Any, config: AuditConfig | None = None) -> Sealer:
@@ -59,6 +66,7 @@ class Sealer:
             every_events=config.seal_every_events,
             every_minutes=config.seal_every_minutes,
             witness_file=config.witness_file,
+            key_file=config.signing_key,
         )
 
     def due(self, position: int) -> bool:
@@ -76,9 +84,16 @@ class Sealer:
         """Seal when due; returns the new head, or None when nothing was due."""
         with self._lock:
             position = int(self.audit.recorder.max_notification_id() or 0)
-            if not self.due(position):
+            if not self.due(position) or self.clock() < self._retry_at:
                 return None
-            return self._seal()
+            try:
+                return self._seal()
+            except Exception:
+                # Back off (1 s doubling to 5 min) so a broken witness file or a retired key
+                # costs a log line now and then, not a failed seal on every poll.
+                self._failures += 1
+                self._retry_at = self.clock() + min(2.0 ** (self._failures - 1), MAX_BACKOFF)
+                raise
 
     def seal(self) -> TreeHead:
         """Seal now, due or not."""
@@ -86,10 +101,31 @@ class Sealer:
             return self._seal()
 
     def _seal(self) -> TreeHead:
+        self._reload_key()
         head = self.audit.seal(self.signer, self.witness_file)
         self._sealed_position = self.audit.store.tail()[1] or 0
         self._sealed_at = self.clock()
+        self._failures, self._retry_at = 0, 0.0
         return head
+
+    def _reload_key(self) -> None:
+        """Pick up a rotated key: `harbor keys rotate` replaces the file, so its stamp changes."""
+        stamp = _stamp(self.key_file)
+        if self.key_file is None or stamp == self._key_stamp:
+            return
+        self.signer = Signer.from_file(self.key_file)
+        self._key_stamp = stamp
+        log.info("signing key changed: now signing with key %s", self.signer.key_id)
+
+
+def _stamp(path: Path | None) -> tuple[int, int, int] | None:
+    if path is None:
+        return None
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 class BackgroundSealer:

@@ -38,6 +38,11 @@ T = TypeVar("T")
 
 Leaf = tuple[int, int, bytes]  # ordinal, notification id, leaf hash
 Node = tuple[int, int, bytes]  # level, index, hash
+
+
+class AuditError(Exception):
+    """The audit log cannot do what was asked (and says what to do instead)."""
+
 EventRow = tuple[int, UUID | str | bytes, int, str, bytes]  # id, originator, version, topic, state
 
 
@@ -275,25 +280,31 @@ class AuditStore(ABC):
         )
 
     def heads(self) -> list[TreeHead]:
-        """Every stored tree head, in the order they were stored."""
+        """Every well-formed stored tree head, in the order they were stored."""
+        return [h for h in self.head_rows() if isinstance(h, TreeHead)]
+
+    def head_rows(self) -> list[TreeHead | str]:
+        """Every stored tree head in stored order — or, for a malformed row, what is wrong."""
         return [
-            TreeHead(int(s), bytes(r), str(at), str(k), bytes(sig))
-            for s, r, at, k, sig in self._rows(
-                f"SELECT tree_size, root_hash, signed_at, key_id, signature FROM {self.heads_table}"
-                " ORDER BY seq"
+            _head(row)
+            for row in self._rows(
+                f"SELECT seq, tree_size, root_hash, signed_at, key_id, signature"
+                f" FROM {self.heads_table} ORDER BY seq"
             )
         ]
 
     def latest_head(self) -> TreeHead | None:
         """The head covering the most events (the latest stored among equals)."""
         rows = self._rows(
-            f"SELECT tree_size, root_hash, signed_at, key_id, signature FROM {self.heads_table}"
-            " ORDER BY tree_size DESC, seq DESC LIMIT 1"
+            "SELECT seq, tree_size, root_hash, signed_at, key_id, signature"
+            f" FROM {self.heads_table} ORDER BY tree_size DESC, seq DESC LIMIT 1"
         )
         if not rows:
             return None
-        s, r, at, k, sig = rows[0]
-        return TreeHead(int(s), bytes(r), str(at), str(k), bytes(sig))
+        head = _head(rows[0])
+        if isinstance(head, str):
+            raise AuditError(f"{head}: run `harbor verify`")
+        return head
 
     def add_key(self, record: KeyRecord) -> None:
         """Keep a public key (IntegrityError if its id is already kept)."""
@@ -342,6 +353,30 @@ class AuditStore(ABC):
                 f" FROM {self.keys_table} ORDER BY created_at, key_id"
             )
         ]
+
+
+def _head(row: tuple[Any, ...]) -> TreeHead | str:
+    """A stored head row as a TreeHead, or what is wrong with it (edited column types)."""
+    seq, size, root, at, kid, sig = row
+    if (
+        type(size) is not int
+        or size < 0
+        or not isinstance(root, bytes)
+        or len(root) != 32
+        or not isinstance(at, str)
+        or not isinstance(kid, str)
+        or not isinstance(sig, bytes)
+    ):
+        return (
+            f"tree head row {seq} is malformed (tree size {size!r}, root {_short(root)},"
+            f" signed at {_short(at)}, key {_short(kid)}): it was not stored by a sealer"
+        )
+    return TreeHead(size, root, at, kid, sig)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _chunks(items: Sequence[T], size: int) -> Iterator[list[T]]:

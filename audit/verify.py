@@ -38,17 +38,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from audit import merkle
 from audit.keys import (
     KeyProblem,
+    Retirement,
     TreeHead,
     endorsement_message,
     head_signature_problem,
     key_id,
     parse_public_pem,
 )
-from audit.leaf import leaf_hashes
+from audit.leaf import leaf_hashes, row_problem
 from audit.log import AuditLog, read_witness_file
-from audit.storage import EventRow
+from audit.storage import EventRow, KeyRecord, Leaf
 
 H = merkle.HASH_SIZE
+_NO_HASH = b"\xff" * H  # stands for a stored leaf hash that is not one
 T = TypeVar("T")
 
 # Kinds of finding, most specific first.
@@ -141,13 +143,25 @@ def verify_log(
     *,
     trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
     witness_files: Sequence[Path] = (),
+    sealer_witness: Path | None = None,
     check_nodes: bool = True,
     advance: Advance | None = None,
 ) -> Report:
-    """Check the whole log; see the module docstring for what is checked."""
+    """Check the whole log; see the module docstring for what is checked.
+
+    ``sealer_witness`` is the witness file the sealers append to: every stored head must be
+    in it (a third party's copy may lag behind, so other witness files need not hold all)."""
     report = Report()
     store = audit.store
     step: Advance = advance or (lambda n: None)
+
+    # Heads and witness lines first: a head is stored (and witnessed) only after its leaves,
+    # so none read now can cover more than the leaves read next, even if a seal runs meanwhile.
+    head_rows = store.head_rows()
+    witness_paths = list(witness_files)
+    if sealer_witness is not None and sealer_witness not in witness_paths:
+        witness_paths.append(sealer_witness)
+    witnessed = {path: _read_witness(path, report) for path in witness_paths}
 
     # 1. stored leaves, then the events they should hash (read ahead on another thread)
     stored = bytearray()
@@ -161,8 +175,7 @@ def verify_log(
             report.findings.append(
                 Finding(LEAF_TABLE, f"leaf {gap}: missing from the leaf table", gap)
             )
-        stored += b"".join([row[2] for row in page])
-        stored_ids.extend([row[1] for row in page])
+        _extend_leaves(stored, stored_ids, page)
         step(len(page))
     report.leaves = len(stored_ids)
     last_id = stored_ids[-1] if stored_ids else None
@@ -178,29 +191,135 @@ def verify_log(
     report.unsealed = store.count_events_after(last_id)
 
     tree = merkle.MemoryTree(bytes(current))
-    heads = sorted(store.heads(), key=lambda h: (h.tree_size, h.signed_at))
+    for problem in (h for h in head_rows if isinstance(h, str)):
+        report.findings.append(Finding(TREE_HEAD, problem))
+    heads = sorted(
+        (h for h in head_rows if isinstance(h, TreeHead)), key=lambda h: (h.tree_size, h.signed_at)
+    )
     report.heads = len(heads)
     keys = (
         dict(trusted_keys) if trusted_keys is not None else trusted_keys_from_store(audit, report)
     )
+    retired = retirements(store.public_keys(), keys)
 
     # the first change, or else 2. the stored interior nodes
     if current != stored:
         report.findings.insert(
-            0, _leaf_finding(audit, stored, stored_ids, current, current_ids, heads, keys, tree)
+            0,
+            _leaf_finding(
+                audit, stored, stored_ids, current, current_ids, heads, keys, retired, tree
+            ),
         )
-    elif check_nodes:
-        node_finding = _node_finding(audit, tree)
-        if node_finding is not None:
-            report.findings.append(node_finding)
+    else:
+        if stored_ids != current_ids:
+            pairs = enumerate(zip(stored_ids, current_ids, strict=True))
+            k = next(i for i, (s, c) in pairs if s != c)
+            report.findings.insert(
+                0,
+                Finding(
+                    LEAF_TABLE,
+                    f"leaf {k}: the leaf table was altered — it names notification id"
+                    f" {stored_ids[k]}, but the event sealed at this position has id"
+                    f" {current_ids[k]}",
+                    k,
+                ),
+            )
+        if check_nodes:
+            node_finding = _node_finding(audit, tree)
+            if node_finding is not None:
+                report.findings.append(node_finding)
 
     # 3. tree heads
-    _check_heads(heads, keys, tree, report)
+    _check_heads(heads, keys, retired, tree, report)
 
-    # 4. witness files
-    for path in witness_files:
-        _check_witness(path, keys, tree, report)
+    # 4. witness files, and whether they and the stored heads still agree
+    stored_heads = set(heads)
+    for path, lines in witnessed.items():
+        if lines is not None:
+            _check_witness(path, lines, keys, retired, tree, report)
+            _compare_heads(path, lines, stored_heads, path == sealer_witness, report)
     return report
+
+
+def retirements(
+    records: Sequence[KeyRecord], keys: Mapping[str, Ed25519PublicKey]
+) -> dict[str, Retirement]:
+    """When each key was replaced, from rotation records whose endorsement verifies."""
+    out: dict[str, Retirement] = {}
+    for record in records:
+        endorser = keys.get(record.endorsed_by or "")
+        if endorser is None or record.endorsement is None:
+            continue
+        message = endorsement_message(record.key_id, record.public_pem, record.created_at)
+        try:
+            endorser.verify(record.endorsement, message)
+        except InvalidSignature:
+            continue
+        assert record.endorsed_by is not None
+        earlier = out.get(record.endorsed_by)
+        if earlier is None or record.created_at < earlier.at:
+            out[record.endorsed_by] = Retirement(record.created_at, record.key_id)
+    return out
+
+
+def _extend_leaves(stored: bytearray, stored_ids: array[int], page: list[Leaf]) -> None:
+    try:
+        joined = b"".join([row[2] for row in page])
+        if len(joined) == H * len(page):
+            stored += joined
+            stored_ids.extend([row[1] for row in page])
+            return
+    except TypeError:
+        pass
+    # An edited leaf row (a hash of the wrong type or length, an id that is no integer)
+    # becomes a hash and an id nothing can match, so it is reported at its position.
+    for _, nid, h in page:
+        stored += h if isinstance(h, bytes) and len(h) == H else _NO_HASH
+        stored_ids.append(nid if type(nid) is int else -1)
+
+
+def _read_witness(path: Path, report: Report) -> list[tuple[int, TreeHead | str]] | None:
+    try:
+        return read_witness_file(path)
+    except OSError as e:
+        report.findings.append(Finding(WITNESS, f"cannot read the witness file {path}: {e}"))
+        return None
+
+
+def _compare_heads(
+    path: Path,
+    lines: list[tuple[int, TreeHead | str]],
+    stored_heads: set[TreeHead],
+    sealers_file: bool,
+    report: Report,
+) -> None:
+    seen = set()
+    for number, entry in lines:
+        if not isinstance(entry, TreeHead):
+            continue
+        seen.add(entry)
+        if entry not in stored_heads:
+            report.findings.append(
+                Finding(
+                    TREE_HEAD,
+                    f"witness {path}, line {number}: the tree head of size {entry.tree_size}"
+                    f" signed at {entry.signed_at} is not among the database's tree heads:"
+                    " stored heads were deleted or replaced",
+                )
+            )
+    if not sealers_file:
+        return
+    # The sealer writes the witness line before it stores the head, so every stored head
+    # must be in its witness file.
+    for head in sorted(stored_heads - seen, key=lambda h: (h.tree_size, h.signed_at)):
+        report.findings.append(
+            Finding(
+                WITNESS,
+                f"witness {path}: the stored tree head of size {head.tree_size} signed at"
+                f" {head.signed_at} is not in the sealers' witness file: lines were removed"
+                " (or the file emptied or replaced)",
+            )
+        )
 
 
 def _read_ahead(pages: Iterator[list[T]], depth: int = 2) -> Iterator[list[T]]:
@@ -263,9 +382,12 @@ def _describe(audit: AuditLog, nid: int) -> str:
 
 
 def _describe_row(row: EventRow) -> str:
-    nid, oid, version, topic, _ = row
+    nid, oid, version, topic, state = row
     ident = oid.hex() if isinstance(oid, bytes) else str(oid)
-    return f"notification id {nid}: {topic.rpartition(':')[2]}, stream {ident}, version {version}"
+    kind = topic.rpartition(":")[2] if isinstance(topic, str) else repr(topic)
+    text = f"notification id {nid}: {kind}, stream {ident}, version {version!r}"
+    problem = row_problem(oid, version, topic, state)
+    return text if problem is None else f"{text}; its columns were edited: {problem}"
 
 
 def _leaf_finding(
@@ -276,12 +398,15 @@ def _leaf_finding(
     current_ids: array[int],
     heads: list[TreeHead],
     keys: Mapping[str, Ed25519PublicKey],
+    retired: Mapping[str, Retirement],
     tree: merkle.MemoryTree,
 ) -> Finding:
     k = _first_difference(stored, current)
     # Which side changed? If every validly signed head covering k still matches the
     # events, the events are as sealed and the leaf table is what was altered.
-    covering = [h for h in heads if h.tree_size > k and head_signature_problem(h, keys) is None]
+    covering = [
+        h for h in heads if h.tree_size > k and head_signature_problem(h, keys, retired) is None
+    ]
     if covering and all(
         h.tree_size <= tree.size and tree.root(h.tree_size) == h.root_hash for h in covering
     ):
@@ -365,12 +490,13 @@ def _node_mismatch(level: int, index: int) -> Finding:
 def _check_heads(
     heads: list[TreeHead],
     keys: Mapping[str, Ed25519PublicKey],
+    retired: Mapping[str, Retirement],
     tree: merkle.MemoryTree,
     report: Report,
 ) -> None:
     for head in heads:
         label = f"tree head of size {head.tree_size} signed at {head.signed_at}"
-        problem = head_signature_problem(head, keys)
+        problem = head_signature_problem(head, keys, retired)
         if problem is not None:
             report.findings.append(Finding(SIGNATURE, f"{label}: {problem}"))
         if head.tree_size > tree.size:
@@ -408,22 +534,19 @@ def _check_heads(
 
 def _check_witness(
     path: Path,
+    lines: list[tuple[int, TreeHead | str]],
     keys: Mapping[str, Ed25519PublicKey],
+    retired: Mapping[str, Retirement],
     tree: merkle.MemoryTree,
     report: Report,
 ) -> None:
-    try:
-        lines = read_witness_file(path)
-    except OSError as e:
-        report.findings.append(Finding(WITNESS, f"cannot read the witness file {path}: {e}"))
-        return
     for number, entry in lines:
         where = f"witness {path}, line {number}"
         if isinstance(entry, str):
             report.findings.append(Finding(WITNESS, f"{where}: {entry}"))
             continue
         report.witness_heads += 1
-        problem = head_signature_problem(entry, keys)
+        problem = head_signature_problem(entry, keys, retired)
         if problem is not None:
             report.findings.append(Finding(WITNESS, f"{where}: {problem}"))
         elif entry.tree_size > tree.size:
