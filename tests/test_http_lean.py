@@ -91,6 +91,7 @@ def _outcome(route: APIRoute, handler: Any, app: FastAPI, call: Call) -> tuple[A
                 "headers": headers,
                 "query_string": call.query.encode(),
                 "app": app,
+                "route": route,  # as the router puts it in scope
                 "path_params": params,
                 "state": {"credential": call.credential},
                 "fastapi_middleware_astack": outer,

@@ -1,7 +1,8 @@
 """Dependencies shared by the routes: the registry, read models, the caller's credential."""
 
 import asyncio
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -203,14 +204,20 @@ def idempotency_key(value: str | None) -> str | None:
     return value
 
 
+# ASCII digits only: str.isdigit() also takes '²' or '٣', which int() then refuses.
+_VERSION = re.compile(r'\s*(?:W/)?(?:"([0-9]+)"|([0-9]+))\s*', re.ASCII)
+
+
 def if_match(value: str | None) -> int | None:
     """The expected stream version from If-Match (a number, quotes allowed)."""
     if value is None:
         return None
-    text = value.strip().strip("W/").strip('"')
-    if len(value) > 40 or not text.isdigit():
-        raise InvalidInput("If-Match must be the member's version number", field="If-Match")
-    return int(text)
+    found = _VERSION.fullmatch(value) if len(value) <= 40 else None
+    if found is None:
+        raise InvalidInput(
+            "If-Match must be the member's version number (digits 0-9)", field="If-Match"
+        )
+    return int(found.group(1) or found.group(2))
 
 
 async def in_thread(call: Callable[[], T]) -> T:
@@ -254,3 +261,44 @@ def _wait_until_projected(registry: Registry, min_position: int) -> None:
 
 
 CaughtUp = Depends(caught_up)
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """422 for a query parameter the route does not take: a misspelt filter (as_off,
+    severty) would otherwise answer as if it had not been sent."""
+    if not request.scope.get("query_string"):
+        return
+    known = _query_names(request.scope.get("route"))
+    if known is None:
+        return
+    for name in request.query_params:
+        if name not in known:
+            takes = ", ".join(sorted(known))
+            raise InvalidInput(
+                f"unknown query parameter {name!r}; this query takes: {takes}", field=name
+            )
+
+
+def _query_names(route: Any) -> frozenset[str] | None:
+    dependant = getattr(route, "dependant", None)
+    if dependant is None:
+        return None
+    names: frozenset[str] | None = getattr(route, "harbor_query_names", None)
+    if names is None:  # once per route: its own query parameters and its dependencies'
+        names = frozenset(_query_aliases(dependant))
+        route.harbor_query_names = names
+    return names
+
+
+def _query_aliases(dependant: Any) -> Iterator[str]:
+    yield from (param.alias for param in dependant.query_params)
+    for below in dependant.dependencies:
+        yield from _query_aliases(below)
+
+
+async def known_query(request: Request) -> None:
+    """``refuse_unknown_query`` as a dependency."""
+    refuse_unknown_query(request)
+
+
+KnownQuery = Depends(known_query)

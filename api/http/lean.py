@@ -35,6 +35,8 @@ from starlette.middleware.exceptions import ExceptionMiddleware
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.http.schemas import Day
+
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 Errors = list[dict[str, Any]]
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
@@ -153,7 +155,7 @@ class _Missing:
 MISSING = _Missing()
 
 _UUID: TypeAdapter[UUID] = TypeAdapter(UUID)
-_DATE: TypeAdapter[date | None] = TypeAdapter(date | None)
+_DATE: TypeAdapter[date | None] = TypeAdapter(Day | None)  # type: ignore[arg-type]
 _POSITION: TypeAdapter[int | None] = TypeAdapter(
     Annotated[int, Field(ge=0, le=2**62)] | None  # type: ignore[arg-type]
 )
@@ -196,6 +198,8 @@ def _is_json(content_type: str) -> bool:
 
 def body_as(model: type[BaseModel], data: Any, errors: Errors) -> Any:
     """The body validated as ``model`` (None, with the errors noted, if it is not one)."""
+    if data is MISSING and all_optional(model):
+        return model()  # as FastAPI's Body(default_factory=model) (routes/commands.py)
     if data is MISSING:
         errors.append({"type": "missing", "loc": ("body",), "msg": "Field required", "input": None})
         return None
@@ -204,6 +208,11 @@ def body_as(model: type[BaseModel], data: Any, errors: Errors) -> Any:
     except ValidationError as e:
         errors.extend(_located(e, ("body",)))
         return None
+
+
+def all_optional(model: type[BaseModel]) -> bool:
+    """Whether ``model`` has no required field, so that no body at all means ``{}``."""
+    return not any(field.is_required() for field in model.model_fields.values())
 
 
 def path_uuid(request: Request, name: str, errors: Errors) -> Any:

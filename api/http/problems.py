@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.http.deps import Forbidden, NotCaughtUp, Unauthorized
 from api.http.metrics import METRICS
+from api.http.schemas import DATE_FORMAT
 from domain.errors import (
     Conflict,
     HarborError,
@@ -19,6 +20,8 @@ from domain.errors import (
 )
 
 PROBLEM = "application/problem+json"
+# The domain names the command's arguments; over HTTP the client sent these headers.
+HEADER_FIELDS = {"expected_version": "If-Match", "idempotency_key": "Idempotency-Key"}
 
 
 def status_of(error: HarborError) -> int:
@@ -69,7 +72,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HarborError)
     async def refused(request: Request, error: HarborError) -> JSONResponse:
         METRICS.refusal(error.code)
-        return problem(status_of(error), error.code, error.message, error.field, request.url.path)
+        field = HEADER_FIELDS.get(error.field or "", error.field)
+        return problem(status_of(error), error.code, error.message, field, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -84,10 +88,12 @@ def install(app: FastAPI) -> None:
             return problem(
                 422, "INVALID_INPUT", "the body is not valid JSON (UTF-8)", None, request.url.path
             )
+        # A date's own message reads after its name: "on must be a date YYYY-MM-DD (got …)".
+        joint = " " if first.get("type") == DATE_FORMAT else ": "
         return problem(
             422,
             "INVALID_INPUT",
-            f"{field or 'request'}: {first.get('msg', 'invalid')}",
+            f"{field or 'request'}{joint}{first.get('msg', 'invalid')}",
             field or None,
             request.url.path,
             {

@@ -2,10 +2,10 @@
 
 from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Body, Request, Response
 
 from api.http import schemas as s
 from api.http.deps import (
@@ -26,6 +26,7 @@ from api.http.lean import (
     Errors,
     Handler,
     LeanRoute,
+    all_optional,
     body_as,
     json_body,
     path_uuid,
@@ -72,6 +73,14 @@ MEMBER_ACTIONS: dict[str, tuple[type[s.Command], str, str]] = {
     "voids": (s.EntryVoid, "void_entry", "Void an entry by its log position (it stays, marked)"),
 }
 RENAMED = {"voided": "position"}
+# The 201 is FastAPI's own; a repeated Idempotency-Key answers 200 (``_result``).
+REPLAYED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": s.CommandResult,
+        "description": "replayed: an Idempotency-Key repeated an earlier command; its"
+        " outcome again (replayed: true), nothing new stored",
+    }
+}
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
 
@@ -90,6 +99,7 @@ def _post(
             methods=["POST"],
             response_model=s.CommandResult,
             status_code=201,
+        responses=REPLAYED,
             tags=[tag],
             openapi_extra=headers,
             route_class_override=LeanRoute if lean else None,
@@ -171,11 +181,18 @@ def _lean(
     return lean
 
 
+def body_of(model: type[s.Command]) -> Any:
+    """The body parameter's type: a body with no required field may be left out (``{}``)."""
+    if all_optional(model):
+        return Annotated[model, Body(default_factory=model)]
+    return model
+
+
 def _case_route(path: str, model: type[s.Command], method: str, summary: str) -> None:
     async def endpoint(
         member_id: UUID,
         case_id: UUID,
-        body: model,  # type: ignore[valid-type]
+        body: body_of(model),  # type: ignore[valid-type]
         context: UnitCommand,
         response: Response,
     ) -> s.CommandResult:
@@ -197,6 +214,7 @@ def _case_route(path: str, model: type[s.Command], method: str, summary: str) ->
         methods=["POST"],
         response_model=s.CommandResult,
         status_code=201,
+        responses=REPLAYED,
         summary=summary,
         name=method,
         tags=["case actions"],
@@ -208,7 +226,7 @@ def _case_route(path: str, model: type[s.Command], method: str, summary: str) ->
 def _member_route(path: str, model: type[s.Command], method: str, summary: str) -> None:
     async def endpoint(
         member_id: UUID,
-        body: model,  # type: ignore[valid-type]
+        body: body_of(model),  # type: ignore[valid-type]
         context: UnitCommand,
         response: Response,
     ) -> s.CommandResult:
@@ -225,6 +243,7 @@ def _member_route(path: str, model: type[s.Command], method: str, summary: str) 
         methods=["POST"],
         response_model=s.CommandResult,
         status_code=201,
+        responses=REPLAYED,
         summary=summary,
         name=method,
         tags=["member actions"],
@@ -254,7 +273,7 @@ async def rename_unit(
 @_post("/units/{unit_id}/dissolution", "units", KEYED_HEADERS)
 async def dissolve_unit(
     unit_id: str,
-    body: s.UnitDissolution,
+    body: Annotated[s.UnitDissolution, Body(default_factory=s.UnitDissolution)],
     context: AdminCommand,
     tokens: TokensDep,
     response: Response,

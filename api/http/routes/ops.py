@@ -6,7 +6,7 @@ from uuid import UUID
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse
 
-from api.http.deps import AuditCaller, OpsCaller, RegistryDep
+from api.http.deps import AuditCaller, CaughtUp, KnownQuery, OpsCaller, RegistryDep
 from api.http.metrics import METRICS
 from api.http.schemas import problem_responses
 from audit.bundle import BundleError, make_bundle
@@ -55,13 +55,16 @@ def metrics(registry: RegistryDep) -> str:
     return METRICS.render(registry.position(), _projected(registry), registry.committer)
 
 
-@router.get("/audit/status", tags=["audit"])
+QUERY = [KnownQuery, CaughtUp]  # as every query (routes/reads.py)
+
+
+@router.get("/audit/status", tags=["audit"], dependencies=QUERY)
 def audit_status(caller: OpsCaller, registry: RegistryDep) -> dict[str, Any]:
     """Log size, leaves in the Merkle tree, unsealed events, last signed head, last check."""
     return {"log_size": registry.position(), **sealed_status(registry)}
 
 
-@router.get("/audit/members/{member_id}/bundle", tags=["audit"])
+@router.get("/audit/members/{member_id}/bundle", tags=["audit"], dependencies=QUERY)
 def bundle(member_id: UUID, caller: AuditCaller, registry: RegistryDep) -> dict[str, Any]:
     """A proof bundle: the member's sealed events, an inclusion proof for each and the signed
     tree head — check it offline with `harbor verify-bundle FILE --key public.pem`."""

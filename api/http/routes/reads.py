@@ -3,6 +3,8 @@
 import contextlib
 import csv
 import io
+import re
+from dataclasses import fields
 from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
@@ -18,11 +20,13 @@ from api.http.deps import (
     Caller,
     CaughtUp,
     Forbidden,
+    KnownQuery,
     ModelsDep,
     ReaderCaller,
     RegistryDep,
     caught_up,
     reader,
+    refuse_unknown_query,
 )
 from api.http.lean import (
     Errors,
@@ -38,15 +42,17 @@ from domain.errors import InvalidInput, NotFound
 from domain.member_state import Case, MemberState
 from domain.registry import Registry
 from projections.history import member_history
-from projections.queries import MEMBER_STATUS_SQL, ReadModels
+from projections.judgements import Finding
+from projections.queries import MEMBER_STATUS_SQL, ReadModels, ScoreCard
 from store.async_reads import AsyncReads
 
 MEMBER_STATUS_PG_SQL = MEMBER_STATUS_SQL.replace("?", "%s")
 
-router = APIRouter(dependencies=[CaughtUp], responses=s.problem_responses())
+# Unknown parameters first: refused before any wait for min_position.
+router = APIRouter(dependencies=[KnownQuery, CaughtUp], responses=s.problem_responses())
 
 OnQuery = Annotated[
-    date | None,
+    s.Day | None,
     Query(description="judge time-dependent rules on this date (default: today, Asia/Shanghai)"),
 ]
 
@@ -131,16 +137,69 @@ def may_read_unit(registry: Registry, caller: Caller, unit_id: str) -> None:
 
 
 def _wants_csv(request: Request) -> bool:
-    return "text/csv" in request.headers.get("accept", "")
+    """CSV only when the client prefers text/csv to application/json (a tie stays JSON)."""
+    accept = request.headers.get("accept", "")
+    csv_q = accept_quality(accept, "text/csv")
+    return csv_q > 0 and csv_q > accept_quality(accept, "application/json")
 
 
-def _csv(rows: list[dict[str, Any]]) -> Response:
+_Q = re.compile(r"0(\.[0-9]{0,3})?|1(\.0{0,3})?")
+
+
+def accept_quality(accept: str, media: str) -> float:
+    """The q an Accept header gives ``media``, from its most specific matching range
+    (RFC 9110 §12.5.1: text/csv before text/* before */*; case-insensitive); 0 if none."""
+    wanted = media.lower()
+    ranges = (wanted, wanted.split("/")[0] + "/*", "*/*")
+    best: tuple[int, float] | None = None  # (rank in ``ranges``, q)
+    for part in accept.split(","):
+        kind, *params = part.split(";")
+        kind = kind.strip().lower()
+        if kind not in ranges:
+            continue
+        q = 1.0
+        for param in params:
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "q":
+                found = _Q.fullmatch(value.strip())
+                q = float(found.group()) if found else 0.0  # a malformed q accepts nothing
+        rank = ranges.index(kind)
+        if best is None or rank < best[0]:
+            best = (rank, q)
+    return best[1] if best else 0.0
+
+
+# Fixed columns per CSV answer: the header is there even without rows, and every row has
+# the same cells whichever kinds of item it holds.
+QUEUE_COLUMNS = (
+    "queue", "kind", "member_id", "case_id", "letter_no", "since", "valid_until", "from", "to",
+    "handover", "opened_on", "outcome", "stalled",
+)
+SCORECARD_COLUMNS = tuple(f.name for f in fields(ScoreCard))
+FINDING_COLUMNS = tuple(f.name for f in fields(Finding))
+# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection):
+# OWASP's advice is a leading apostrophe, which shows as text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Excel reads a CSV without a byte order mark in the local code page, garbling Chinese.
+BOM = "\ufeff"
+
+
+def csv_cell(value: Any) -> str:
+    """One value as a CSV cell: empty for null, true/false, free text made formula-safe."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    return "'" + text if isinstance(value, str) and text.startswith(_FORMULA_STARTS) else text
+
+
+def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> Response:
     out = io.StringIO()
-    if rows:
-        columns = list(dict.fromkeys(key for row in rows for key in row))  # every row's keys
-        writer = csv.DictWriter(out, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    out.write(BOM)
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    writer.writerows([csv_cell(row.get(column)) for column in columns] for row in rows)
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8")
 
 
@@ -176,6 +235,7 @@ _STATUS_JSON: TypeAdapter[dict[str, Any]] = TypeAdapter(dict[str, Any])
 
 async def _member_status_lean(request: Request) -> Response:
     """``member_status`` without FastAPI's per-request machinery (api/http/lean.py)."""
+    refuse_unknown_query(request)  # the router's first dependency
     errors: Errors = []
     min_position = query_position(request, "min_position", errors)
     if min_position is not None:  # the router's dependency, which runs first
@@ -240,8 +300,8 @@ def history(
     member_id: UUID,
     caller: ReaderCaller,
     registry: RegistryDep,
-    as_of: Annotated[date | None, Query(description="what had happened by then")] = None,
-    as_recorded: Annotated[date | None, Query(description="what the registry knew then")] = None,
+    as_of: Annotated[s.Day | None, Query(description="what had happened by then")] = None,
+    as_recorded: Annotated[s.Day | None, Query(description="what the registry knew then")] = None,
     position: Annotated[
         int | None, Query(ge=0, le=2**62, description="what the registry knew at this log position")
     ] = None,
@@ -306,7 +366,7 @@ def queue(
             for name in ("todo", "waiting_on_others", "first_responder_cases")
             for item in data[name]
         ]
-        return _csv(rows)
+        return _csv(rows, QUEUE_COLUMNS)
     return data
 
 
@@ -323,7 +383,7 @@ def scorecard(
     registry.unit(unit_id)
     may_read_unit(registry, caller, unit_id)
     cards = [c.as_dict() for c in models.scorecards(unit_id, on)]
-    return _csv(cards) if _wants_csv(request) else cards[0]
+    return _csv(cards, SCORECARD_COLUMNS) if _wants_csv(request) else cards[0]
 
 
 @router.get("/scorecards", tags=["units"])
@@ -345,7 +405,7 @@ def scorecards(
                 continue
             allowed.append(card)
         cards = allowed
-    return _csv(cards) if _wants_csv(request) else cards
+    return _csv(cards, SCORECARD_COLUMNS) if _wants_csv(request) else cards
 
 
 @router.get("/compliance/findings", tags=["compliance"])
@@ -365,4 +425,4 @@ def findings(
         f.as_dict()
         for f in models.findings(on=on, rule=rule, unit_id=unit, severity=severity, open_only=open)
     ]
-    return _csv(rows) if _wants_csv(request) else rows
+    return _csv(rows, FINDING_COLUMNS) if _wants_csv(request) else rows
