@@ -636,10 +636,10 @@ def _units(registry: Registry, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `harbor` console script."""
     args = build_parser().parse_args(argv)
-    if args.command == "verify-bundle":  # offline by design: never opens the store
-        from api.cli_audit import verify_bundle_command
+    if args.command in ("verify-bundle", "verify-proof"):  # offline: never opens the store
+        from api.cli_audit import run_offline
 
-        return verify_bundle_command(args)
+        return run_offline(args)
     try:
         registry = open_registry()
     except ValueError as e:

@@ -1,9 +1,11 @@
-"""`harbor keys | seal | verify | bundle | verify-bundle`: the tamper-evident audit log.
+"""`harbor keys | seal | verify | bundle | verify-bundle | proof | verify-proof`: the audit log.
 
 Exit codes: 0 everything holds (``verify`` with nothing sealed too, saying so);
 1 verification found a change (the first one is printed with its position and
-kind); 2 something to do first (no key, ``bundle`` with nothing sealed, a key or
-witness file that cannot be read or written, a file that is no well-formed bundle).
+kind; ``proof`` refusing because the stored tree fails the proof); 2 something
+to do first (no key, ``bundle`` or ``proof`` with nothing sealed or no such head,
+a key or witness file that cannot be read or written, a file that is no
+well-formed bundle or proof).
 """
 
 from __future__ import annotations
@@ -28,11 +30,23 @@ from audit.bundle import (
 from audit.config import AuditConfig
 from audit.keyring import export_keys, init_key, rotate_key
 from audit.keys import KeyProblem, Signer, load_public_keys
-from audit.log import CATCH_UP_BATCH, AuditError, AuditLog
+from audit.log import CATCH_UP_BATCH, AuditError, AuditLog, read_witness_file
+from audit.proofs import (
+    NotAProof,
+    ProofDoesNotHold,
+    ProofResult,
+    ProofUnavailable,
+    Witness,
+    load_proof,
+    make_consistency_proof,
+    make_inclusion_proof,
+    verify_proof,
+)
 from audit.verify import Report, verify_log
 from domain.registry import Registry
 
-COMMANDS: set[str] = {"keys", "seal", "verify", "bundle", "verify-bundle"}
+COMMANDS: set[str] = {"keys", "seal", "verify", "bundle", "verify-bundle", "proof", "verify-proof"}
+OFFLINE_COMMANDS: set[str] = {"verify-bundle", "verify-proof"}
 EXIT_CHANGED = 1
 EXIT_SETUP = 2
 
@@ -89,12 +103,95 @@ def add_commands(sub: Any) -> None:
     check.add_argument(
         "--key", required=True, type=Path, help="trusted public key: a PEM file or a folder"
     )
+    _add_proof_commands(sub)
+
+
+def _add_proof_commands(sub: Any) -> None:
+    proof = add_command(
+        sub,
+        "proof",
+        summary="export a consistency or an inclusion proof, checkable offline",
+        description="Export a proof as JSON, to be checked offline with `harbor verify-proof`:"
+        " `consistency` shows that the log only grew between two signed tree heads,"
+        " `inclusion` that one event is in the log a signed tree head commits to.",
+        example="harbor proof consistency 120 480 -o grew.json\n"
+        "harbor proof inclusion 57 --size 120 -o event-57.json",
+    )
+    kinds = proof.add_subparsers(dest="proof_command", required=True, metavar="KIND")
+    consistency = add_command(
+        kinds,
+        "consistency",
+        summary="prove that the log of NEW_SIZE events extends the log of OLD_SIZE events",
+        description="Write the two stored signed tree heads of these sizes and the RFC 9162"
+        " consistency proof between them: whoever holds the older head (e.g. from a witness"
+        " file) can check, with only the public key, that none of its events was edited,"
+        " removed, reordered or inserted since. Both sizes must be sizes of stored heads.",
+        example="harbor proof consistency 120 -o grew.json      # against the latest head\n"
+        "harbor verify-proof grew.json --key auditor-keys/ --witness their-witness.txt",
+    )
+    consistency.add_argument("old_size", type=int, help="size of the older stored tree head")
+    consistency.add_argument(
+        "new_size",
+        type=int,
+        nargs="?",
+        help="size of the newer stored tree head (default: the latest head)",
+    )
+    consistency.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    inclusion = add_command(
+        kinds,
+        "inclusion",
+        summary="prove that the event at log POSITION is in a signed tree head",
+        description="Write the event at this log position exactly as stored (re-hashable"
+        " offline), its RFC 9162 inclusion proof, and the signed tree head it is proved"
+        " against. Works for any event: a member's, a unit's, a letter number's.",
+        example="harbor proof inclusion 57 -o event-57.json           # against the latest head\n"
+        "harbor proof inclusion 57 --size 120 -o event-57.json  # against a head you hold",
+    )
+    inclusion.add_argument(
+        "position",
+        type=int,
+        help="the event's log position (its notification id: `harbor history --json` lists"
+        " them, a bundle's events carry them)",
+    )
+    inclusion.add_argument(
+        "--size",
+        type=int,
+        help="prove against the stored tree head of this size (default: the latest head)",
+    )
+    inclusion.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+
+    check = add_command(
+        sub,
+        "verify-proof",
+        summary="check a consistency or inclusion proof offline (no database)",
+        description="Check a file written by `harbor proof` with only trusted public keys:"
+        " each tree head's signature, then the proof. Never opens the database. Exits 0 when"
+        " it holds, 1 when the proof or a signature fails (or a head is not in the witness"
+        " file), 2 when the file is not a proof.",
+        example="harbor verify-proof grew.json --key auditor-keys/ --witness their-witness.txt",
+    )
+    check.add_argument("file", type=Path, help="the proof, as `harbor proof` wrote it")
+    check.add_argument(
+        "--key", required=True, type=Path, help="trusted public key: a PEM file or a folder"
+    )
+    check.add_argument(
+        "--witness",
+        type=Path,
+        help="a witness file you keep: every head of the proof must be one of its heads",
+    )
+
+
+def run_offline(args: argparse.Namespace) -> int:
+    """The commands that need no database (`verify-bundle`, `verify-proof`)."""
+    if args.command == "verify-proof":
+        return verify_proof_command(args)
+    return verify_bundle_command(args)
 
 
 def run(registry: Registry, args: argparse.Namespace) -> int:
     """Run one audit command; returns the exit code."""
-    if args.command == "verify-bundle":
-        return verify_bundle_command(args)
+    if args.command in OFFLINE_COMMANDS:
+        return run_offline(args)
     config = AuditConfig.from_env()
     try:
         audit = AuditLog(registry.recorder)
@@ -104,8 +201,13 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
             return _seal(audit, config, args)
         if args.command == "verify":
             return _verify(audit, config, args)
+        if args.command == "proof":
+            return _proof(audit, args)
         return _bundle(registry, audit, args)
-    except (AuditError, KeyProblem, BundleError) as e:
+    except ProofDoesNotHold as e:
+        print(f"harbor: {e}", file=sys.stderr)
+        return EXIT_CHANGED
+    except (AuditError, KeyProblem, BundleError, ProofUnavailable) as e:
         print(f"harbor: {e}", file=sys.stderr)
         return EXIT_SETUP
     except OSError as e:  # a key, witness or output file that cannot be read or written
@@ -307,6 +409,79 @@ def verify_bundle_command(args: argparse.Namespace) -> int:
 
 def _bundle_exit(result: BundleResult) -> int:
     """0 verified; 2 not a well-formed bundle (nothing could be checked); 1 it fails."""
+    if result.ok:
+        return 0
+    return EXIT_SETUP if result.malformed else EXIT_CHANGED
+
+
+def _proof(audit: AuditLog, args: argparse.Namespace) -> int:
+    if args.proof_command == "consistency":
+        data = make_consistency_proof(audit, args.old_size, args.new_size)
+        old, new = data["old_head"], data["new_head"]
+        summary = (
+            f"consistency of the tree head of size {old['tree_size']} ({old['signed_at']})"
+            f" with the tree head of size {new['tree_size']} ({new['signed_at']})"
+        )
+    else:
+        data = make_inclusion_proof(audit, args.position, args.size)
+        event, head = data["event"], data["tree_head"]
+        summary = (
+            f"inclusion of the event at log position {args.position} (leaf {event['ordinal']},"
+            f" {event['topic'].rpartition(':')[2]}) in the tree head of size"
+            f" {head['tree_size']} ({head['signed_at']})"
+        )
+    text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}: {summary}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def verify_proof_command(args: argparse.Namespace) -> int:
+    """`harbor verify-proof FILE --key PEM [--witness FILE]`: offline, never opens the store."""
+    try:
+        keys = load_public_keys(args.key)
+        data = load_proof(args.file.read_text(encoding="utf-8"))
+        witness = None
+        if args.witness is not None:
+            heads = [h for _, h in read_witness_file(args.witness) if not isinstance(h, str)]
+            witness = Witness(f"the witness file {args.witness}", heads)
+    except UnicodeDecodeError:
+        print(f"harbor: {args.file}: not a proof file (not UTF-8 text)", file=sys.stderr)
+        return EXIT_SETUP
+    except NotAProof as e:
+        print(f"harbor: {args.file}: {e}", file=sys.stderr)
+        return EXIT_SETUP
+    except (KeyProblem, OSError) as e:
+        print(f"harbor: {e}", file=sys.stderr)
+        return EXIT_SETUP
+    result = verify_proof(data, keys, witness)
+    if getattr(args, "json", False):
+        print(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "kind": result.kind,
+                    "proved": result.proved,
+                    "problems": result.problems,
+                },
+                ensure_ascii=False,
+            )
+        )
+    elif result.ok:
+        for line in result.proved:
+            print(line)
+    else:
+        print(f"NOT VERIFIED: {args.file}")
+        for problem in result.problems:
+            print(f"  {problem}")
+    return _proof_exit(result)
+
+
+def _proof_exit(result: ProofResult) -> int:
+    """0 verified; 2 not a well-formed proof (nothing could be checked); 1 it fails."""
     if result.ok:
         return 0
     return EXIT_SETUP if result.malformed else EXIT_CHANGED

@@ -56,26 +56,10 @@ def make_bundle(audit: AuditLog, member_id: UUID) -> dict[str, Any]:
     ]
     unsealed = len(rows) - len(sealed)
     proofs = audit.inclusion_proofs([ordinal for _, (ordinal, _) in sealed], head.tree_size)
-    events = []
-    for ((nid, _, version, topic, state), (ordinal, leaf)), proof in zip(
-        sealed, proofs, strict=True
-    ):
-        try:
-            text, encoding = state.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            text, encoding = base64.b64encode(state).decode("ascii"), "base64"
-        events.append(
-            {
-                "version": version,
-                "topic": topic,
-                "state": text,
-                "state_encoding": encoding,
-                "notification_id": nid,
-                "ordinal": ordinal,
-                "leaf_hash": leaf.hex(),
-                "inclusion_proof": [p.hex() for p in proof],
-            }
-        )
+    events = [
+        event_json(row, ordinal, leaf, proof)
+        for (row, (ordinal, leaf)), proof in zip(sealed, proofs, strict=True)
+    ]
     return {
         "format": FORMAT,
         "leaf_format": LEAF_FORMAT,
@@ -84,6 +68,27 @@ def make_bundle(audit: AuditLog, member_id: UUID) -> dict[str, Any]:
         "tree_head": head.to_json(),
         "events": events,
         "unsealed_events": unsealed,
+    }
+
+
+def event_json(
+    row: tuple[int, Any, int, str, bytes], ordinal: int, leaf: bytes, proof: list[bytes]
+) -> dict[str, Any]:
+    """One stored event as a bundle (or an inclusion proof) carries it: re-hashable offline."""
+    nid, _, version, topic, state = row
+    try:
+        text, encoding = state.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(state).decode("ascii"), "base64"
+    return {
+        "version": version,
+        "topic": topic,
+        "state": text,
+        "state_encoding": encoding,
+        "notification_id": nid,
+        "ordinal": ordinal,
+        "leaf_hash": leaf.hex(),
+        "inclusion_proof": [p.hex() for p in proof],
     }
 
 
@@ -162,7 +167,7 @@ def verify_bundle(data: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey])
             version = int(raw["version"])
             ordinal = int(raw["ordinal"])
             topic = str(raw["topic"])
-            state = _state_bytes(raw)
+            state = state_bytes(raw)
             recorded_leaf = bytes.fromhex(str(raw["leaf_hash"]))
             proof = [bytes.fromhex(str(p)) for p in raw["inclusion_proof"]]
         except (KeyError, TypeError, ValueError, binascii.Error) as e:
@@ -198,7 +203,8 @@ def verify_bundle(data: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey])
     return result
 
 
-def _state_bytes(raw: Mapping[str, Any]) -> bytes:
+def state_bytes(raw: Mapping[str, Any]) -> bytes:
+    """The stored state bytes of a bundled event (``state`` decoded per ``state_encoding``)."""
     encoding = raw.get("state_encoding", "utf-8")
     if encoding == "utf-8":
         return str(raw["state"]).encode("utf-8")
