@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 from api.demo import DemoMembers, load_article_cases
 from api.http.app import MAX_BODY, create_app
 from api.http.routes.commands import CASE_ACTIONS, MEMBER_ACTIONS
-from domain.registry import SHANGHAI, Registry
+from domain.registry import SHANGHAI, Actor, Registry
 from store import open_registry
 from tests.conftest import TODAY
 from tests.support import event_count, register_article_units
@@ -789,6 +789,46 @@ def test_audit_bundle_of_a_member_once_sealed(
     status = api.get("/audit/status", article.auditor).json()
     assert status["last_tree_head"]["tree_size"] == api.registry.position()
     assert status["unsealed_events"] == 0
+
+
+def test_audit_proofs_over_http_verify_offline(
+    article: Article, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.cli import main
+    from audit.keys import load_public_keys
+    from audit.proofs import verify_proof
+
+    api, registry = article.api, article.api.registry
+    refused(api.get("/audit/proofs/consistency", article.auditor, params={"old_size": 1}), 404,
+            "NO_PROOF")
+    monkeypatch.setenv("HARBOR_DATABASE_URL", store_url)
+    monkeypatch.setenv("HARBOR_SIGNING_KEY", str(tmp_path / "signing.pem"))
+    assert main(["keys", "init"]) == 0
+    assert main(["seal"]) == 0
+    old_size = registry.position()
+    registry.make_contact(Actor("daning-center", "王"), article.members.old_comrade,
+                          occurred_on=date(2026, 1, 5), channel="phone", note="回访")
+    assert main(["seal"]) == 0
+    keys = load_public_keys(tmp_path / "harbor-public-keys")
+
+    proof = api.get("/audit/proofs/consistency", article.auditor, params={"old_size": old_size})
+    assert proof.status_code == 200, proof.text
+    result = verify_proof(proof.json(), keys)
+    assert result.proved and not result.problems
+    inclusion = api.get("/audit/proofs/inclusion", article.auditor,
+                        params={"position": 1, "size": old_size})
+    assert inclusion.status_code == 200, inclusion.text
+    assert verify_proof(inclusion.json(), keys).proved
+    tampered = inclusion.json()
+    tampered["event"]["state"] = tampered["event"]["state"][:-2] + "00"
+    assert verify_proof(tampered, keys).problems
+
+    refused(api.get("/audit/proofs/consistency", article.auditor,
+                    params={"old_size": old_size + 1000}), 404, "NO_PROOF")
+    refused(api.get("/audit/proofs/inclusion", article.auditor, params={"position": 0}), 422,
+            "INVALID_INPUT", "position")
+    refused(api.get("/audit/proofs/inclusion", article.admin, params={"position": 1}), 403,
+            "FORBIDDEN")
 
 
 # --- behaviour: problems, idempotency, versions, read-your-writes ------------------------

@@ -1,9 +1,9 @@
 """Operations and audit: health, metrics, audit status, proof bundles."""
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from api.http.deps import AuditCaller, CaughtUp, KnownQuery, OpsCaller, RegistryDep
@@ -11,8 +11,14 @@ from api.http.metrics import METRICS
 from api.http.schemas import problem_responses
 from audit.bundle import BundleError, make_bundle
 from audit.log import AuditLog
+from audit.proofs import (
+    ProofDoesNotHold,
+    ProofUnavailable,
+    make_consistency_proof,
+    make_inclusion_proof,
+)
 from audit.status import audit_status as sealed_status
-from domain.errors import RuleRefused
+from domain.errors import Conflict, NotFound, RuleRefused
 from projections.follower_process import FollowerProcess
 from projections.runner import live_position
 
@@ -73,3 +79,39 @@ def bundle(member_id: UUID, caller: AuditCaller, registry: RegistryDep) -> dict[
         return make_bundle(AuditLog(registry.recorder), member_id)
     except BundleError as e:
         raise RuleRefused(str(e), code="NOT_SEALED") from None
+
+
+Size = Annotated[int, Query(ge=0, le=2**62, description="a stored tree head's size")]
+
+
+@router.get("/audit/proofs/consistency", tags=["audit"], dependencies=QUERY)
+def consistency_proof(
+    caller: AuditCaller, registry: RegistryDep, old_size: Size, new_size: Size | None = None
+) -> dict[str, Any]:
+    """That the log only grew: the signed heads of two sizes and the RFC 9162 consistency
+    proof between them (``new_size`` defaults to the latest head). Check it offline with
+    `harbor verify-proof FILE --key public.pem [--witness FILE]`."""
+    return _proof(lambda audit: make_consistency_proof(audit, old_size, new_size), registry)
+
+
+@router.get("/audit/proofs/inclusion", tags=["audit"], dependencies=QUERY)
+def inclusion_proof(
+    caller: AuditCaller,
+    registry: RegistryDep,
+    position: Annotated[int, Query(ge=1, le=2**62, description="the event's log position")],
+    size: Size | None = None,
+) -> dict[str, Any]:
+    """That one event (any stream's) is in the log as stored: the event, its inclusion proof
+    and the signed head of ``size`` (default the latest). Check it offline with
+    `harbor verify-proof FILE --key public.pem`."""
+    return _proof(lambda audit: make_inclusion_proof(audit, position, size), registry)
+
+
+def _proof(make: Any, registry: Any) -> dict[str, Any]:
+    try:
+        proof: dict[str, Any] = make(AuditLog(registry.recorder))
+    except ProofDoesNotHold as e:  # before ProofUnavailable: it is one
+        raise Conflict(str(e), code="PROOF_DOES_NOT_HOLD") from None
+    except ProofUnavailable as e:
+        raise NotFound(str(e), code="NO_PROOF") from None
+    return proof
