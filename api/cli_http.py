@@ -122,7 +122,8 @@ def add_commands(sub: Any) -> None:
         required=True,
         choices=ROLES,
         help="unit: records and reads as its unit; auditor: reads everything and fetches"
-        " audit proofs; admin: as auditor, and registers, renames and dissolves units",
+        " audit proofs; admin: registers, renames and dissolves units, and reads only the"
+        " audit status (no member's records)",
     )
     issue.add_argument("--holder", required=True, help="the person it is issued to")
     issue.add_argument(

@@ -149,7 +149,11 @@ class BackgroundSealer:
         self._stop.set()
         self._thread.join(timeout)
         if final_seal:
-            self.heads.append(self.sealer.seal())
+            try:
+                self.heads.append(self.sealer.seal())
+            except Exception as e:  # shutting down: say why in one line, do not fail the stop
+                log.error("the final seal was not made: %s", e)
+                self.errors.append(e)
 
     def _run(self) -> None:
         while not self._stop.wait(self.poll_seconds):

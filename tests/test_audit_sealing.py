@@ -18,7 +18,7 @@ from api.cli import main
 from api.demo import load_units
 from audit import merkle
 from audit.keys import KeyProblem, Signer, TreeHead, now_utc, public_pem, write_private_key
-from audit.log import AuditLog
+from audit.log import AuditError, AuditLog
 from audit.sealer import BackgroundSealer, Sealer
 from audit.storage import KeyRecord
 from audit.verify import verify_log
@@ -187,3 +187,24 @@ def test_a_witness_line_that_is_not_utf8_is_reported_not_fatal(tmp_path: Path) -
     ((number, why),) = read_witness_file(witness)
 
     assert number == 2 and isinstance(why, str) and why
+
+
+def test_a_final_seal_that_cannot_be_made_is_logged_not_raised(
+    registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    audit = AuditLog(registry.recorder)
+    sealer = Sealer(audit, _signer(audit), every_events=1000, every_minutes=0)
+    load_units(registry, "test")
+
+    def refuse() -> None:
+        raise AuditError("not an extension of the witnessed head; run `harbor verify`")
+
+    sealer.seal = refuse  # type: ignore[method-assign,assignment]
+    background = BackgroundSealer(sealer, poll_seconds=0.01).start()
+
+    background.stop(final_seal=True)  # a server stopping: one line in the log, no traceback
+
+    assert [str(e) for e in background.errors] == [
+        "not an extension of the witnessed head; run `harbor verify`"
+    ]
+    assert "the final seal was not made" in caplog.text
