@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
 from typing import Any
 
@@ -198,6 +199,18 @@ def _tokens(registry: Registry, tokens: TokenStore, args: argparse.Namespace) ->
     return 0
 
 
+def _port_taken(host: str, port: int) -> str | None:
+    """Why ``host:port`` cannot be listened on (None when it can), checked by binding it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            return e.strerror or str(e)
+    return None
+
+
 def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -210,6 +223,15 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
     if demo and registry.position() == 0:
         load_article_cases(registry, recorded_by="demo")
         print("loaded the article's two cases", flush=True)
+    taken = _port_taken(args.host, args.port)
+    if taken is not None:
+        # Said before "serving at" and the tokens, not after them as uvicorn would.
+        print(
+            f"harbor serve: cannot listen on {args.host}:{args.port} ({taken});"
+            " stop what uses it or pick another --port",
+            file=sys.stderr,
+        )
+        return 2
     url = f"http://{args.host}:{args.port}"
     print(f"Harbor is serving at {url}  (API docs: {url}/docs)", flush=True)
     if args.admin_token:

@@ -555,3 +555,21 @@ def test_tokens_list_flags_a_token_issued_before_expiry_was_required(
     rows = {r["token_id"]: r for r in _listed(cli, capsys)}
     assert rows["old00001"]["expires_on"] is None
     assert rows["old00001"]["state"].startswith("no expiry (issued before expiry was required")
+
+
+def test_serve_on_a_port_in_use_says_so_before_announcing_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HARBOR_DATABASE_URL", f"sqlite:///{tmp_path / 'h.db'}")
+    monkeypatch.setenv("HARBOR_DEMO", "no")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+
+        code = main(["serve", "--port", str(port), "--admin-token", "--follower", "none"])
+
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
+    assert "serving at" not in out and "token" not in out
