@@ -9,6 +9,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from api.cli_args import HarborParser, add_command, iso_date, member_ref
 from api.demo import load_article_cases
 from api.trail import render_trail
 from domain.errors import HarborError, NotFound, Unavailable
+from domain.identity import MIN_KEY_BYTES
 from domain.receipts import Outcome
 from domain.registry import DEV_ID_KEY, Actor, Registry
 from domain.values import (
@@ -29,10 +31,32 @@ from domain.values import (
     UnitKind,
 )
 from store import open_registry
-from store.config import database_url, parse_database_url
+from store.config import database_url, parse_database_url, sqlite_file
 
 EXIT_REFUSED = 1
+EXIT_SETUP = 2
 EXIT_UNAVAILABLE = 3
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, as a shell reports a command whose reader left
+
+# Commands that only read an existing store (or, like seal, add to its audit log): on a
+# SQLite file that does not exist they say so instead of creating an empty store there.
+# A command name, or (command, subcommand).
+READS_EXISTING_STORE: set[str | tuple[str, str]] = {
+    "status",
+    "history",
+    "case",
+    "queue",
+    "scorecard",
+    "findings",
+    "lookup",
+    "verify",
+    "bundle",
+    "proof",
+    "seal",
+    ("units", "list"),
+    ("keys", "export"),
+    ("tokens", "list"),
+}
 
 # Areas that add their own subcommands: each module has add_commands(subparsers),
 # COMMANDS (the names it handles) and run(registry, args) -> exit code.
@@ -633,18 +657,77 @@ def _units(registry: Registry, args: argparse.Namespace) -> None:
     _print_outcome(outcome, args.json)
 
 
+def _reads_existing_store(args: argparse.Namespace) -> bool:
+    sub = getattr(args, f"{args.command}_command", None)
+    return args.command in READS_EXISTING_STORE or (args.command, sub) in READS_EXISTING_STORE
+
+
+def _missing_store(args: argparse.Namespace) -> Path | None:
+    """The SQLite file a reading command would find no store in (None: go ahead)."""
+    if not _reads_existing_store(args):
+        return None
+    path = sqlite_file(database_url())
+    return path if path is not None and not path.exists() else None
+
+
+def _id_key_problem() -> str | None:
+    """What is wrong with HARBOR_ID_KEY, told so that the operator can fix it."""
+    key = os.environ.get("HARBOR_ID_KEY")
+    if not key or len(key.encode("utf-8")) >= MIN_KEY_BYTES:
+        return None  # unset: the development key (db init warns about it)
+    return (
+        f"HARBOR_ID_KEY is {len(key.encode('utf-8'))} bytes long; the member-id key must be"
+        f" at least {MIN_KEY_BYTES} bytes. Set HARBOR_ID_KEY to a long random secret (e.g."
+        " `python3 -c 'import secrets; print(secrets.token_hex(32))'`) and keep it: member ids"
+        " are derived from it, so members enrolled under one key are not found under another"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `harbor` console script."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a reader that left shows here, not at the interpreter's exit
+    except BrokenPipeError:
+        # The reader of our output left (`harbor demo | head -1`): stop quietly, and point
+        # standard output at nothing so that the interpreter's last flush fails no more.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError):  # no file descriptor behind sys.stdout (tests)
+            pass
+        return EXIT_PIPE_CLOSED
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("verify-bundle", "verify-proof"):  # offline: never opens the store
         from api.cli_audit import run_offline
 
         return run_offline(args)
+    key_problem = _id_key_problem()
+    if key_problem is not None:
+        print(f"harbor: {key_problem}", file=sys.stderr)
+        return EXIT_SETUP
+    missing = _missing_store(args)
+    if missing is not None:
+        where = (
+            "HARBOR_DATABASE_URL"
+            if os.environ.get("HARBOR_DATABASE_URL")
+            else "the default; HARBOR_DATABASE_URL names another"
+        )
+        print(
+            f"harbor: no store at {missing} ({where}); create it with `harbor db init`"
+            " or `harbor demo`",
+            file=sys.stderr,
+        )
+        return EXIT_UNAVAILABLE
     try:
         registry = open_registry()
     except ValueError as e:
         print(f"harbor: {e}", file=sys.stderr)
-        return 2
+        return EXIT_SETUP
     except Exception as e:  # the store itself could not be opened
         print(
             f"harbor: cannot open the store {parse_database_url(database_url()).display}: {e}",

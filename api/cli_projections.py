@@ -215,7 +215,14 @@ def _show(data: dict[str, Any], as_json: bool) -> None:
         return
     for key, value in data.items():
         if value is not None:
-            print(f"{key.replace('_', ' '):20} {value}")
+            print(f"{key.replace('_', ' '):20} {_human(value)}")
+
+
+def _human(value: Any) -> Any:
+    """A value as people read it: yes and no, not Python's True and False."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value
 
 
 def _show_queue(data: dict[str, Any], as_json: bool) -> None:
@@ -230,7 +237,7 @@ def _show_queue(data: dict[str, Any], as_json: bool) -> None:
     ):
         print(f"  {title}: {len(data[key])}")
         for item in data[key]:
-            print("    " + ", ".join(f"{k} {v}" for k, v in item.items() if v is not None))
+            print("    " + ", ".join(f"{k} {_human(v)}" for k, v in item.items() if v is not None))
 
 
 def _csv(rows: list[dict[str, Any]]) -> None:

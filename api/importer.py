@@ -14,6 +14,7 @@ import codecs
 import hashlib
 import inspect
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Container, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -71,6 +72,9 @@ UNIT_ACTIONS: dict[str, str] = {
     "unit-dissolve": "dissolve_unit",
 }
 RESERVED = {"action", "unit", "by", "on", "member"}
+# The domain's name for a field → the key a line writes it under (see _decided).
+FILE_KEYS = {"occurred_on": "on", "unit_id": "unit", "member_id": "member"}
+_FILE_KEY_WORDS = re.compile(r"\b(" + "|".join(FILE_KEYS) + r")\b")
 # action → the HTTP API's body for it: a line's fields are checked as a request's are.
 BODIES: dict[str, type[schemas.Command]] = {
     "unit": schemas.UnitRegistration,
@@ -158,6 +162,7 @@ class _Line:
     actor: Actor
     member: UUID | None
     kwargs: dict[str, Any]
+    reference: str = ""  # the member as the line names it (ID number or member id)
 
 
 def _keys(path: Path) -> Iterator[tuple[int, str | UnicodeDecodeError, str]]:
@@ -197,12 +202,15 @@ def _parse(
             " save the file as UTF-8"
         )
     try:
-        data = json.loads(text)
+        # Without its line end: a line cut off mid-object is reported where it stops.
+        data = json.loads(text.rstrip("\r\n"))
     except json.JSONDecodeError as e:
         raise InvalidInput(f"not a JSON object: {e.msg} at column {e.colno}") from None
     if not isinstance(data, dict):
         raise InvalidInput("each line is one JSON object")
     action = data.get("action")
+    if action is None:
+        raise InvalidInput("every line names its action (see docs/import.md)", field="action")
     if action not in UNIT_ACTIONS and action not in ACTIONS:
         raise InvalidInput(f"unknown action {action!r}; see docs/import.md", field="action")
     unit = data.get("unit")
@@ -233,7 +241,8 @@ def _parse(
     member = None if action in UNIT_ACTIONS else member_of(data, member_id_for)
     if member is None and action not in UNIT_ACTIONS:
         raise InvalidInput("name the member by ID number or member id", field="member")
-    return _Line(number, action, actor, member, kwargs)
+    reference = str(data.get("id_number" if action == "enrol" else "member") or "")
+    return _Line(number, action, actor, member, kwargs, reference)
 
 
 def _checked(action: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -260,7 +269,8 @@ def _invalid(action: str, error: ValidationError, extra: str | None) -> InvalidI
     where = [str(part) for part in found.get("loc", ())]
     field = where[0] if where else extra
     if found["type"] == "missing":
-        return InvalidInput(f"a {action} line needs {field}", field=field)
+        article = "an" if action[:1] in ("a", "e", "i", "o") else "a"  # a unit, an inquiry
+        return InvalidInput(f"{article} {action} line needs {field}", field=field)
     path = ".".join(where) or field
     shown = repr(found.get("input"))
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
@@ -427,7 +437,7 @@ def import_file(
             try:
                 outcome = _run(registry, line)
             except HarborError as e:
-                report.problems.append(Problem(number, e.code, e.field, e.message))
+                report.problems.append(_decided(line, e))
                 reject(line.member, number)
                 continue
             if outcome.replayed:
@@ -511,7 +521,7 @@ def _store_unit(registry: Registry, batch: Batch, line: _Line, report: ImportRep
         else:
             outcome = method(line.actor, kwargs.pop("code", ""), **kwargs)
     except HarborError as e:
-        report.problems.append(Problem(line.number, e.code, e.field, e.message))
+        report.problems.append(_decided(line, e))
         return
     if outcome.replayed:
         report.already += 1
@@ -523,3 +533,37 @@ def _store_unit(registry: Registry, batch: Batch, line: _Line, report: ImportRep
         return
     report.units += 1
     report.stored += 1
+
+
+def _decided(line: _Line, error: HarborError) -> Problem:
+    """A refusal of a line's command, told in the file's terms.
+
+    The domain names its own fields (``occurred_on``, ``unit_id``, ``member_id``) and
+    the member by its hashed id; the line wrote ``on``, ``unit`` and ``member``, and named
+    the member by an ID number or a member id. The refusal code stays as it is.
+    """
+    field, message = error.field, error.message
+    if error.code == "UNKNOWN_MEMBER" and field == "member_id":
+        kind = "member id" if _is_uuid(line.reference) else "ID number"
+        return Problem(
+            line.number,
+            error.code,
+            "member",
+            f"no member with {kind} {line.reference}; enrol them first (an `enrol` line"
+            " before this one)",
+        )
+    if field == "unit_id" and line.action in ("unit-rename", "unit-dissolve"):
+        # The unit renamed or dissolved (the line's code) or the acting unit (its unit)?
+        actor = re.compile(rf"(?<![\w.-]){re.escape(line.actor.unit_id)}(?![\w.-])")
+        if line.kwargs.get("code") != line.actor.unit_id and not actor.search(message):
+            field = "code"
+    message = _FILE_KEY_WORDS.sub(lambda m: FILE_KEYS[m.group(1)], message)
+    return Problem(line.number, error.code, FILE_KEYS.get(field or "", field), message)
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        UUID(text)
+    except ValueError:
+        return False
+    return True

@@ -97,9 +97,12 @@ class VerifiedEvent:
     """One event of the bundle, proved to be in the signed log."""
 
     version: int
-    ordinal: int
+    ordinal: int  # the leaf's index in the tree (zero-based): what the proof proves
     topic: str
     state: bytes
+    # The log position (notification id) the bundle gives for it: what `harbor history
+    # --json`, the HTTP API, `void --position` and `proof inclusion` call its position.
+    notification_id: int | None = None
 
 
 @dataclass
@@ -170,10 +173,13 @@ def verify_bundle(data: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey])
             state = state_bytes(raw)
             recorded_leaf = bytes.fromhex(str(raw["leaf_hash"]))
             proof = [bytes.fromhex(str(p)) for p in raw["inclusion_proof"]]
+            nid = raw.get("notification_id")
+            notification_id = None if nid is None else int(nid)
         except (KeyError, TypeError, ValueError, binascii.Error) as e:
             result.problems.append(f"MALFORMED: {label} lacks or garbles a field ({e})")
             continue
-        label = f"event #{position} (version {version}, position {ordinal})"
+        at = "" if notification_id is None else f"position {notification_id}, "
+        label = f"event #{position} (version {version}, {at}leaf {ordinal})"
         if version != previous_version + 1:
             result.problems.append(
                 f"INCOMPLETE: {label} follows version {previous_version}: the member's history"
@@ -197,7 +203,7 @@ def verify_bundle(data: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey])
                 " or the event is not what was sealed at that position"
             )
             continue
-        result.events.append(VerifiedEvent(version, ordinal, topic, state))
+        result.events.append(VerifiedEvent(version, ordinal, topic, state, notification_id))
     if not raw_events:
         result.problems.append("EMPTY: the bundle holds no sealed event")
     return result
@@ -234,6 +240,13 @@ def _short(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _where(event: VerifiedEvent) -> str:
+    """Where the event is: its log position (when known) and its leaf in the tree."""
+    if event.notification_id is None:
+        return f"leaf {event.ordinal}"
+    return f"position {event.notification_id}, leaf {event.ordinal}"
+
+
 def trail_lines(result: BundleResult) -> list[str]:
     """One line per verified event: business date, unit, event type, key fields, recorded."""
     lines = []
@@ -254,7 +267,6 @@ def trail_lines(result: BundleResult) -> list[str]:
             f" {state.get('unit_id', '-'):<20} {event.topic.rpartition(':')[2]:<22}"
             f" {fields}"
             + (f" case={str(case)[:8]}" if case else "")
-            + f"  (recorded {recorded} by {state.get('recorded_by', '?')},"
-            f" position {event.ordinal})"
+            + f"  (recorded {recorded} by {state.get('recorded_by', '?')}, {_where(event)})"
         )
     return lines

@@ -362,9 +362,8 @@ def _verify_inclusion(
         f" {head.signed_at} by key {head.key_id}"
         + (f" (a head in {witness.name})" if witness is not None else "")
     )
-    trail = trail_lines(BundleResult(events=[VerifiedEvent(version, ordinal, topic, state)]))
-    # A bundle's trail calls the ordinal "position"; here position means the log position.
-    result.proved.extend(t.replace(f", position {ordinal})", ")") for t in trail)
+    event = VerifiedEvent(version, ordinal, topic, state, notification_id=position)
+    result.proved.extend(trail_lines(BundleResult(events=[event])))
     return result
 
 

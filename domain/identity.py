@@ -8,13 +8,15 @@ import uuid
 
 from domain.values import normalise_id_number
 
+MIN_KEY_BYTES = 16
+
 
 class MemberIdentity:
     """Derives member ids from ID numbers with a secret key (HMAC-SHA256)."""
 
     def __init__(self, key: bytes):
-        if len(key) < 16:
-            raise ValueError("the member-id key must be at least 16 bytes long")
+        if len(key) < MIN_KEY_BYTES:
+            raise ValueError(f"the member-id key must be at least {MIN_KEY_BYTES} bytes long")
         self._key = key
 
     def digest(self, id_number: str) -> str:

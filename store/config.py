@@ -34,12 +34,28 @@ def database_url() -> str:
     return os.environ.get("HARBOR_DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The file a ``sqlite:///path`` URL names (None for another URL or ``:memory:``).
+
+    Unlike ``parse_database_url`` it creates nothing: a command that only reads can
+    tell that the store does not exist before opening it would create one.
+    """
+    if urlparse(url).scheme != "sqlite" or not url.startswith("sqlite:///"):
+        return None
+    path = _sqlite_path(url)
+    return Path(path).expanduser() if path and path != ":memory:" else None
+
+
+def _sqlite_path(url: str) -> str:
+    # sqlite:///relative/path and sqlite:////absolute/path, as SQLAlchemy spells them.
+    return unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
+
+
 def parse_database_url(url: str) -> StoreConfig:
     """Settings for ``sqlite:///path`` or ``postgresql://user:password@host:port/db``."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
-        # sqlite:///relative/path and sqlite:////absolute/path, as SQLAlchemy spells them.
-        path = unquote(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else ""
+        path = _sqlite_path(url)
         if not path:
             raise ValueError(f"HARBOR_DATABASE_URL {url!r}: write sqlite:///path/to/file.db")
         if path != ":memory:":

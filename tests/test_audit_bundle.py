@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +92,25 @@ def test_a_bundle_verifies_offline_and_prints_the_members_trail(
     assert "Attached" in out and "basis=other" in out and "letter_no=2006-001" in out
 
 
+def test_the_trail_gives_each_event_its_log_position_as_history_and_void_do(
+    exported: tuple[DemoMembers, Path], offline: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, folder = exported
+    events = _load(folder / "old.json")["events"]
+
+    code, out = _check(folder / "old.json", folder / "public", capsys)
+
+    assert code == 0, out
+    trail = [line for line in out.splitlines() if re.match(r"v\d", line)]
+    assert len(trail) == len(events)
+    for line, event in zip(trail, events, strict=True):
+        # The position is the notification id (`harbor history --json`, `void --position`);
+        # the leaf is the event's zero-based index in the Merkle tree.
+        assert event["notification_id"] != event["ordinal"]
+        where = f"position {event['notification_id']}, leaf {event['ordinal']}"
+        assert line.endswith(f", {where})"), line
+
+
 def test_a_bundle_holds_only_its_members_events(exported: tuple[DemoMembers, Path]) -> None:
     members, folder = exported
     text = (folder / "old.json").read_text(encoding="utf-8")
@@ -115,7 +135,8 @@ def test_one_altered_event_fails_with_a_clear_message(
 
     assert code == 1
     assert "NOT VERIFIED" in out
-    assert f"ALTERED: event #9 (version 9, position {attached['ordinal']}) (Attached)" in out
+    where = f"position {attached['notification_id']}, leaf {attached['ordinal']}"
+    assert f"ALTERED: event #9 (version 9, {where}) (Attached)" in out
 
 
 def test_a_proof_taken_from_another_member_fails(

@@ -573,3 +573,98 @@ def test_serve_on_a_port_in_use_says_so_before_announcing_anything(
     assert code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
     assert "serving at" not in out and "token" not in out
+
+
+# --- small things a newcomer meets ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("status", "310104198503150031"),
+        ("history", "310104198503150031"),
+        ("queue", "daning-center"),
+        ("lookup", "310104198503150031"),
+        ("units", "list"),
+        ("verify",),
+        ("seal",),
+    ],
+)
+def test_a_reading_command_on_a_mistyped_store_path_says_so_and_creates_nothing(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: tuple[str, ...],
+) -> None:
+    store = tmp_path / "nonexistent" / "dir" / "x.db"
+    monkeypatch.setenv("HARBOR_DATABASE_URL", f"sqlite:///{store}")
+
+    code = main(list(argv))
+
+    assert code == 3
+    assert capsys.readouterr().err == (
+        f"harbor: no store at {store} (HARBOR_DATABASE_URL); create it with `harbor db init`"
+        " or `harbor demo`\n"
+    )
+    assert not (tmp_path / "nonexistent").exists()
+
+
+def test_a_writing_command_still_creates_the_store_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = tmp_path / "new" / "x.db"
+    monkeypatch.setenv("HARBOR_DATABASE_URL", f"sqlite:///{store}")
+
+    assert main(["db", "init"]) == 0
+    assert store.exists()
+    assert main(["units", "list"]) == 0
+
+
+def test_a_short_id_key_is_named_with_what_to_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HARBOR_DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
+    monkeypatch.setenv("HARBOR_ID_KEY", "short")
+
+    code = main(["status", "x"])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("harbor: HARBOR_ID_KEY is 5 bytes long;")
+    assert "at least 16 bytes" in err and "secrets.token_hex" in err
+    assert "Traceback" not in err
+
+
+def test_a_reader_that_leaves_early_ends_the_output_quietly(tmp_path: Path) -> None:
+    """`harbor demo | head -1`: the reader is gone before harbor writes."""
+    env = {**os.environ, "HARBOR_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}"}
+    read, write = os.pipe()
+    os.close(read)  # every write to the pipe fails: EPIPE
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "api.cli", "demo"],
+            cwd=ROOT,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=120,
+        )
+    finally:
+        os.close(write)
+
+    assert done.stderr.decode() == ""
+    assert done.returncode == 141  # 128 + SIGPIPE, as a shell reports it
+
+
+def test_the_queue_says_yes_and_no_not_true_and_false(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HARBOR_DATABASE_URL", f"sqlite:///{tmp_path / 'demo.db'}")
+    assert main(["demo"]) == 0
+    capsys.readouterr()
+
+    assert main(["queue", "sh-residence-center"]) == 0
+
+    out = capsys.readouterr().out
+    assert "outcome dropped, stalled yes" in out
+    assert "True" not in out and "False" not in out

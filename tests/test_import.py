@@ -159,6 +159,71 @@ def test_a_file_from_a_windows_editor_imports_and_a_line_not_in_utf8_is_reported
     assert again.ok and again.already == 2 and event_count(registry) == count + 2
 
 
+def test_a_refusal_names_the_keys_and_the_member_as_the_file_writes_them(
+    registry: Registry, tmp_path: Path
+) -> None:
+    import_file(registry, EXAMPLE)
+    base = {"unit": "daning-center", "on": "2020-01-02"}
+    enrolled, stranger = "310109195001019911", "310109195001019912"
+    unknown_id = "5b2f4e0c-1111-4222-8333-444455556666"
+    path = _lines(tmp_path / "refused.jsonl", [
+        {**base, "action": "enrol", "name": "辛", "id_number": enrolled, "standing": "full",
+         "household_region": "上海·闸北"},
+        {**base, "action": "contact", "member": stranger, "channel": "phone", "note": "回访"},
+        {**base, "action": "contact", "member": unknown_id, "channel": "phone", "note": "回访"},
+        {**base, "action": "enrol", "name": "壬", "id_number": "310109195001019913",
+         "standing": "full", "household_region": "上海·闸北", "on": "2099-01-01"},
+        {**base, "action": "enrol", "name": "癸", "id_number": "310109195001019914",
+         "standing": "full", "household_region": "上海·闸北", "unit": "no-such-unit"},
+        {**base, "action": "contact", "member": enrolled, "channel": "phone", "note": "早",
+         "on": "2019-01-01"},  # line 6: before the enrolment
+        {**base, "action": "unit-rename", "code": "no-such-unit", "name": "新名"},
+    ])
+
+    report = import_file(registry, path)
+
+    by_line = {p.line: p for p in report.problems}
+    assert (by_line[2].code, by_line[2].field) == ("UNKNOWN_MEMBER", "member")
+    assert by_line[2].message == (f"no member with ID number {stranger}; enrol them first"
+                                  " (an `enrol` line before this one)")
+    assert (by_line[3].code, by_line[3].field) == ("UNKNOWN_MEMBER", "member")
+    assert by_line[3].message.startswith(f"no member with member id {unknown_id};")
+    assert (by_line[4].code, by_line[4].field) == ("INVALID_DATE", "on")
+    assert by_line[4].message.startswith("on 2099-01-01 is in the future")
+    assert (by_line[5].code, by_line[5].field) == ("UNKNOWN_UNIT", "unit")
+    assert (by_line[6].code, by_line[6].field) == ("INVALID_DATE", "on")
+    assert by_line[6].message.startswith("on 2019-01-01 is before the member's enrolment")
+    assert (by_line[7].code, by_line[7].field) == ("UNKNOWN_UNIT", "code")
+    text = "\n".join(str(p) for p in report.problems)
+    for internal in ("occurred_on", "unit_id", "member_id"):
+        assert internal not in text
+    assert str(registry.member_id_for(stranger)) not in text
+
+
+def test_a_line_that_does_not_parse_is_reported_in_its_own_terms(
+    registry: Registry, tmp_path: Path
+) -> None:
+    import_file(registry, EXAMPLE)
+    path = tmp_path / "parse.jsonl"
+    path.write_text(
+        '{"action": "dues", "unit": \n'  # cut off mid-object
+        "{}\n"
+        '{"action": "inquiry", "unit": "daning-center", "member": "310109195001019915",'
+        ' "channel": "phone"}\r\n'
+        '{"action": "unit", "unit": "sh-org-dept", "name": "名", "kind": "service_center"}\n',
+        encoding="utf-8",
+    )
+
+    report = import_file(registry, path)
+
+    by_line = {p.line: p for p in report.problems}
+    assert by_line[1].message == "not a JSON object: Expecting value at column 28"
+    assert (by_line[2].field, by_line[2].message) == (
+        "action", "every line names its action (see docs/import.md)")
+    assert (by_line[3].field, by_line[3].message) == ("summary", "an inquiry line needs summary")
+    assert by_line[4].message == "a unit line needs code"
+
+
 # A value of the right type for every field a line may carry (not all valid together).
 _FIELDS: dict[str, object] = {
     "code": "new-unit", "name": "名", "kind": "service_center", "region": "上海",
