@@ -44,6 +44,9 @@ def member_events_with_positions(
     registry: Registry, member_id: UUID
 ) -> list[tuple[int, MemberEvent]]:
     """The member's stream, each event with its log position."""
+    # The stream first, the positions after: an event appended in between then has a
+    # position but is not in the stream read (the other way round it would have none).
+    stored = registry.recorder.select_events(member_id)
     db = Db(registry.recorder.datastore)  # type: ignore[attr-defined]
     table = registry.recorder.events_table_name  # type: ignore[attr-defined]
     if db.backend == "postgres":
@@ -57,7 +60,6 @@ def member_events_with_positions(
             (member_id.hex,),
         )
     positions = {int(v): int(p) for v, p in found}
-    stored = registry.recorder.select_events(member_id)
     events = [registry.mapper.to_domain_event(s) for s in stored]
     return [(positions[e.originator_version], e) for e in events if isinstance(e, MemberEvent)]
 

@@ -235,3 +235,38 @@ def _recorded_on_their_days(registry: Registry, calendar: Calendar) -> tuple[UUI
     assert voided.position is not None
     calendar.day = TODAY
     return member, attached.position, voided.position
+
+
+def test_a_history_read_while_the_member_is_written_never_fails(registry: Registry) -> None:
+    import threading
+
+    from domain.registry import Actor
+
+    register_article_units(registry)
+    member = registry.enrol_member(
+        Actor("daning-center", "王"), name="甲", id_number="310109198001010037",
+        standing="full", household_region="上海", occurred_on=date(2020, 1, 1),
+    ).member_id  # fmt: skip
+    assert member is not None
+    done, stop = threading.Event(), threading.Event()
+
+    def write() -> None:
+        for n in range(150):
+            if stop.is_set():
+                break
+            registry.make_contact(Actor("daning-center", "王"), member,
+                                  occurred_on=date(2020, 2, 1), channel="phone", note=f"第{n}次")
+        done.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    reads = 0
+    try:
+        while not done.is_set():
+            history = member_history(registry, member)  # raised KeyError on a race before
+            assert history["trail"][0]["position"] >= 1
+            reads += 1
+    finally:
+        stop.set()
+        writer.join()
+    assert reads > 0
