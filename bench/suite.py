@@ -1085,10 +1085,10 @@ def harbor_catchup(store: Store, plans: list[list[Cmd]], rows_path: str | None) 
         projector = Projector(reader)
         inner = projector._commit
 
-        def timed_commit(changes: Any, last: int | None, swap: bool = False) -> None:
+        def timed_commit(changes: Any, last: int | None) -> None:
             # Taken on the projector's writer thread the moment a batch commits; every
             # position up to `last` is folded by then, so the batch held last - previous.
-            inner(changes, last, swap)
+            inner(changes, last)
             if last is not None:
                 marks.append((time.perf_counter(), last, last - (marks[-1][1] if marks else 0)))
 

@@ -11,6 +11,12 @@ It follows with the projection lease (store/lease.py), so a second server on the
 same database, or a ``harbor project`` beside it, stands by instead of folding
 the same events. On SQLite ``harbor serve`` runs a thread instead (``--follower
 process`` becomes ``thread``), without a lease.
+
+The child exits once its parent is gone: ``daemon`` only covers a parent that
+stops itself, and a server killed outright (SIGKILL, the OOM killer) would leave
+an orphan holding the lease, behind which a restarted server's follower stands by
+for ever. A child that exits without the server asking it to (a crash, the OOM
+killer, a SIGTERM sent to it alone) is started again; only ``stop`` ends it for good.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import signal
 import threading
+import time
 from collections.abc import Mapping
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -33,6 +41,7 @@ log = logging.getLogger(__name__)
 RESTART_SECONDS = 1.0  # pause before a follower that died is started again
 START_SECONDS = 60.0  # start(wait=True) gives a starting child this long
 STOP_SECONDS = 10.0  # a follower asked to stop has this long to finish its batch
+ORPHAN_CHECK_SECONDS = 0.5  # how often the child looks whether its parent still runs
 # A fresh interpreter: forking a server with open connections and threads is unsafe.
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -99,9 +108,11 @@ class FollowerProcess:
         ready, tell = SPAWN.Pipe(duplex=False)
         process = SPAWN.Process(
             target=follow_in_child,
-            args=(self._env, self._poll, tell),
+            args=(self._env, self._poll, tell, os.getpid()),
             name="harbor-projections",
-            daemon=True,  # never outlives the server, even one that dies without stopping it
+            # Ended at the server's exit even without stop(); a server killed outright
+            # leaves it to notice by itself (_exit_when_orphaned).
+            daemon=True,
         )
         process.start()
         tell.close()  # the child's end: once it exits, waiting on ``ready`` ends too
@@ -116,10 +127,10 @@ class FollowerProcess:
             process.join(timeout=0.5)
             if process.is_alive() or self._stopping.is_set():
                 continue
-            if process.exitcode == 0:
-                # It stopped cleanly, so it was told to (SIGTERM to the server's process
-                # group): the server is going down too.
-                return
+            # Not asked to stop by stop(): whatever ended it (a crash, the OOM killer, a
+            # SIGTERM sent to it alone), projections would freeze without it. A SIGTERM
+            # to the whole process group reaches the server too, whose stop() then
+            # ends the one started here.
             log.warning(
                 "projection follower exited (code %s); starting it again in %.0f s",
                 process.exitcode,
@@ -130,13 +141,18 @@ class FollowerProcess:
             self._start_child().close()
 
 
-def follow_in_child(env: Mapping[str, str], poll_seconds: float, ready: Connection) -> None:
-    """(child) Keep projections current until SIGTERM arrives."""
+def follow_in_child(
+    env: Mapping[str, str], poll_seconds: float, ready: Connection, parent: int
+) -> None:
+    """(child) Keep projections current until SIGTERM arrives, or process ``parent`` is gone."""
     # Ctrl-C at a terminal reaches the whole process group: the server stops this
     # process itself, after its own requests, so the follower ignores the keypress.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    threading.Thread(
+        target=_exit_when_orphaned, args=(parent, stopped), daemon=True, name="harbor-orphan-check"
+    ).start()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     registry = Registry(dict(env))
     try:
@@ -147,3 +163,19 @@ def follow_in_child(env: Mapping[str, str], poll_seconds: float, ready: Connecti
         projector.follow(stopped, poll_seconds=poll_seconds, lease=lease_for(registry))
     finally:
         registry.close()
+
+
+def _exit_when_orphaned(parent: int, stopped: threading.Event) -> None:
+    """(child) Stop following once ``parent`` is no longer this process's parent.
+
+    An orphan is adopted by init (or a subreaper), so its parent's id changes. It
+    finishes its batch and exits, releasing the lease; one that does not manage to in
+    ``STOP_SECONDS`` (stuck on an unreachable database) exits at once all the same:
+    its connections, and with them the lease, end with the process.
+    """
+    while not stopped.wait(ORPHAN_CHECK_SECONDS):
+        if os.getppid() != parent:
+            log.warning("projection follower: the server (pid %s) is gone; exiting", parent)
+            stopped.set()
+            time.sleep(STOP_SECONDS)
+            os._exit(1)

@@ -40,7 +40,7 @@ from domain.unit import Unit
 from projections import rows, schema
 from projections.writer import Changes, RowWriter
 from store.collection import rare_collections
-from store.lease import Lease
+from store.lease import Lease, rebuild_lock
 from store.sql import Db
 
 log = logging.getLogger(__name__)
@@ -163,19 +163,21 @@ class Projector:
         """Fold one batch (up to ``stop``); with ``swap``, make this generation live."""
         if self.defer:
             raise RuntimeError("a deferring projector folds with catch_up only")
+        if swap:
+            return self._swap(stop)
         start = self._start()
         notes = self._read(start + 1, stop)
-        if not notes and not swap:
+        if not notes:
             return BatchResult(0, start)
         try:
             changes = self._plan(notes)
-            self._commit(changes, notes[-1].id if notes else None, swap)
+            self._commit(changes, notes[-1].id)
         except (IntegrityError, OperationalError) as e:
             return self._raced(start, e)
         except BaseException:
             self._forget(failing=True)  # the cache may hold states past the committed position
             raise
-        self._committed = notes[-1].id if notes else start
+        self._committed = notes[-1].id
         return BatchResult(len(notes), self._committed)
 
     def catch_up(
@@ -296,17 +298,84 @@ class Projector:
             if collecting:
                 gc.enable()
 
-    def _commit(self, changes: Changes, last: int | None, swap: bool = False) -> None:
+    def _commit(self, changes: Changes, last: int | None) -> None:
         """Write the changes and the tracking position in one transaction."""
         with self.db.transaction() as cur:
+            if not self.pinned and self.db.backend == "postgres":
+                # Shared: waits while a rebuild swaps (see _swap), never for another batch.
+                # (SQLite has one writer at a time: a swap already keeps batches out.)
+                schema.lock_state(self.db, cur, exclusive=False)
             self.writer.flush(cur, self.generation, changes)
             if last is not None:
                 self.tracking._insert_tracking(  # type: ignore[attr-defined]
                     cur.raw, Tracking(self.tracking_name, last)
                 )
-            if swap:
+
+    def _swap(self, stop: int | None) -> BatchResult:
+        """Fold what is left and make this generation live, in one transaction.
+
+        The state row is locked first, so no follower commits to the live generation
+        meanwhile; this generation then folds at least as far as the live one has, or
+        the swap would take the live position backwards and a reader that waited for
+        a position (``min_position``) could miss what it waited for. On PostgreSQL the
+        rest is read under the lock. SQLite's pool lets a process hold one writing
+        connection and no other while it waits, so there the pages are read first and,
+        if a follower got further meanwhile, the swap is tried again (``raced``).
+        """
+        start = self._start()
+        postgres = self.db.backend == "postgres"
+        notes: list[Notification] = [] if postgres else self._pages_to(start, None, stop)
+        try:
+            with self.db.transaction() as cur:
+                live, building = schema.lock_state(self.db, cur, exclusive=True)
+                if building != self.generation:
+                    raise RuntimeError(
+                        f"generation {self.generation} is no longer the one being built"
+                        f" ({building} is): another rebuild started meanwhile; nothing swapped"
+                    )
+                reach = self._tracked_in(cur, tracking_name(live))
+                if postgres:
+                    notes = self._pages_to(start, reach, stop)
+                elif (notes[-1].id if notes else start) < reach:
+                    self._forget()  # the pages read ahead were folded into the cache
+                    return BatchResult(0, start, raced=True)
+                changes = self._plan(notes)
+                self.writer.flush(cur, self.generation, changes)
+                if notes:
+                    self.tracking._insert_tracking(  # type: ignore[attr-defined]
+                        cur.raw, Tracking(self.tracking_name, notes[-1].id)
+                    )
                 schema.point_views_at(self.db, cur, self.generation)
                 cur.execute(f"UPDATE {schema.STATE_TABLE} SET building = NULL WHERE id = 1")
+        except (IntegrityError, OperationalError) as e:
+            return self._raced(start, e)
+        except BaseException:
+            self._forget(failing=True)
+            raise
+        self._committed = notes[-1].id if notes else start
+        return BatchResult(len(notes), self._committed)
+
+    def _tracked_in(self, cur: Any, name: str) -> int:
+        """The position tracked under ``name``, read in the caller's transaction (whose
+        lock keeps it from moving), through the library's own statement."""
+        if self.db.backend == "postgres":
+            found = self.tracking._max_tracking_id(name, cur.raw)  # type: ignore[attr-defined]
+        else:
+            cur.raw.execute(self.tracking.select_max_tracking_id_statement, (name,))  # type: ignore[attr-defined]
+            row = cur.raw.fetchone()
+            found = row[0] if row is not None else None
+        return int(found or 0)
+
+    def _pages_to(self, start: int, reach: int | None, stop: int | None) -> list[Notification]:
+        """The log after ``start``, page by page, at least up to ``reach`` (None: the end)."""
+        notes: list[Notification] = []
+        while True:
+            page = self._read((notes[-1].id if notes else start) + 1, stop)
+            notes += page
+            if not page or len(page) < self.batch_size:
+                return notes
+            if reach is not None and page[-1].id >= reach:
+                return notes
 
     def _raced(self, start: int, e: Exception) -> BatchResult:
         """After a failed commit: another runner got there first, or a real error."""
@@ -591,6 +660,17 @@ def rebuild(
     """
     if workers < 1 or batch_size < 1 or cache_size < 1:
         raise ValueError("rebuild needs at least one worker, a batch and a cache of one")
+    with rebuild_lock(registry):
+        return _rebuild(registry, batch_size, workers, cache_size, progress)
+
+
+def _rebuild(
+    registry: Registry,
+    batch_size: int,
+    workers: int,
+    cache_size: int,
+    progress: Callable[[int, int], None] | None,
+) -> int:
     db = Db(registry.recorder.datastore)  # type: ignore[attr-defined]
     schema.ensure_schema(db)
     generation = schema.start_generation(db, loading=True)

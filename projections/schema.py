@@ -158,6 +158,25 @@ def ensure_schema(db: Db) -> int:
         return 1
 
 
+def lock_state(db: Db, cur: Cursor, *, exclusive: bool) -> tuple[int, int | None]:
+    """Lock the state row for this transaction; returns (live, building) as locked.
+
+    A follower's batch takes it shared, a rebuild's swap exclusively: no batch commits
+    to the live generation while a swap decides how far the new one must reach. On
+    SQLite a write takes the database's lock, so the transaction waits for other
+    writers instead of failing later on a snapshot they changed.
+    """
+    if db.backend == "postgres":
+        mode = "UPDATE" if exclusive else "SHARE"
+        cur.execute(f"SELECT generation, building FROM {STATE_TABLE} WHERE id = 1 FOR {mode}")
+    else:
+        cur.execute(f"UPDATE {STATE_TABLE} SET building = building WHERE id = 1")
+        cur.execute(f"SELECT generation, building FROM {STATE_TABLE} WHERE id = 1")
+    row = cur.fetchone()
+    assert row is not None
+    return int(row[0]), (int(row[1]) if row[1] is not None else None)
+
+
 def live_generation(db: Db) -> int:
     """The generation the views show now."""
     rows = db.query(f"SELECT generation FROM {STATE_TABLE} WHERE id = 1")
@@ -172,10 +191,7 @@ def start_generation(db: Db, *, loading: bool = False) -> int:
     """
     with db.transaction() as cur:
         _lock(db, cur)
-        cur.execute(f"SELECT generation, building FROM {STATE_TABLE} WHERE id = 1")
-        row = cur.fetchone()
-        assert row is not None
-        live, building = int(row[0]), row[1]
+        live, building = lock_state(db, cur, exclusive=True)
         for old in range(1, live):
             drop_generation(db, cur, old)  # keep only the live one; readers use the views
         if building is not None and int(building) > live:

@@ -10,14 +10,15 @@ no asynchronous driver here; its reads stay in request threads.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from typing import Any, TypeVar
 from uuid import UUID
 
 import psycopg
 from eventsourcing.persistence import StoredEvent
 from eventsourcing.postgres import PostgresDatastore
+from psycopg import AsyncConnection
 from psycopg.adapt import Transformer
 from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
@@ -25,6 +26,9 @@ from psycopg_pool import AsyncConnectionPool
 
 from domain.errors import Unavailable
 from store.fastpath import AsyncPreparedStatement
+from store.held import connection_lost
+
+T = TypeVar("T")
 
 POOL_SIZE = 4  # the loop awaits them one request at a time each; a few suffice
 
@@ -82,12 +86,14 @@ class AsyncReads:
             statement = self._tails[sql] = AsyncPreparedStatement(name, self._tail.format(sql))
         texts: list[bytes | None] = [str(aggregate_id).encode(), str(after).encode()]
         texts += [None if p is None else str(p).encode() for p in params]
-        with _unavailable_when_unreachable():
-            async with self._pool.connection() as conn:
-                result = await statement.run(conn, texts)
-                loader = Transformer(conn)
-                loader.set_pgresult(result)
-                row = loader.load_row(0, tuple)
+
+        async def run(conn: AsyncConnection[Any]) -> tuple[Any, ...] | None:
+            result = await statement.run(conn, texts)
+            loader = Transformer(conn)
+            loader.set_pgresult(result)
+            return loader.load_row(0, tuple)
+
+        row = await self._on_a_connection(run)
         assert row is not None  # an aggregate without GROUP BY gives one row
         versions, topics, states, *rest = row
         events = [
@@ -98,20 +104,33 @@ class AsyncReads:
 
     async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """The rows of one statement (psycopg placeholders), prepared, as tuples."""
-        with _unavailable_when_unreachable():
-            async with (
-                self._pool.connection() as conn,
-                conn.cursor(row_factory=tuple_row) as cur,
-            ):
+
+        async def run(conn: AsyncConnection[Any]) -> list[tuple[Any, ...]]:
+            async with conn.cursor(row_factory=tuple_row) as cur:
                 await cur.execute(sql, tuple(params), prepare=True)
                 return await cur.fetchall()
 
+        return await self._on_a_connection(run)
 
-@contextmanager
-def _unavailable_when_unreachable() -> Iterator[None]:
-    try:
-        yield
-    except (psycopg.OperationalError, psycopg.InterfaceError) as e:
-        raise Unavailable(
-            f"the event store could not be reached ({e.__class__.__name__}); retry"
-        ) from e
+    async def _on_a_connection(self, work: Callable[[AsyncConnection[Any]], Awaitable[T]]) -> T:
+        """``work`` on a pooled connection; once more on another if that one was lost.
+
+        After a server restart every idle connection in the pool is broken: the pool
+        is told to test them (discarding the broken) before the second try. The store
+        still out of reach is ``Unavailable`` (503 over HTTP).
+        """
+        try:
+            try:
+                async with self._pool.connection() as conn:
+                    return await work(conn)
+            except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+                if not connection_lost(e):
+                    raise
+            with suppress(Exception):  # a closed pool: the retry says so
+                await self._pool.check()
+            async with self._pool.connection() as conn:
+                return await work(conn)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            raise Unavailable(
+                f"the event store could not be reached ({e.__class__.__name__}); retry"
+            ) from e

@@ -15,13 +15,19 @@ own transaction, so a connection goes back on the stack as it came, idle. One th
 is not (broken by a server restart, or left in a transaction) goes back to the
 pool, which discards or resets it; so does any connection while another caller
 waits for the pool, which cannot see the connections parked here.
+
+A server restart (or ``pg_terminate_backend``) breaks every connection at once, and
+a broken connection is only found out by using it: each one parked here or idle
+in the pool would fail one statement in turn. A reader that lost its connection
+(``connection_lost``) therefore calls ``recover``, which hands the parked ones back
+and has the pool test its idle ones, discarding the broken, before it retries.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -29,7 +35,13 @@ import psycopg
 from eventsourcing import persistence
 from eventsourcing.postgres import PostgresDatastore
 from psycopg import Connection, pq
-from psycopg_pool import AsyncConnectionPool, ConnectionPool
+from psycopg_pool import (
+    AsyncConnectionPool,
+    ConnectionPool,
+    PoolClosed,
+    PoolTimeout,
+    TooManyRequests,
+)
 
 from store.fastpath import PreparedStatement
 
@@ -56,6 +68,21 @@ def translated(error: psycopg.Error) -> persistence.PersistenceError:
         if isinstance(error, theirs):
             return ours(str(error))
     return persistence.PersistenceError(str(error))  # pragma: no cover - psycopg.Error above
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether ``error`` (psycopg's, or the library's translation of it) means the
+    connection a statement ran on broke: the server went away, restarted or ended the
+    session. A statement that merely failed, or a pool that had no connection to give
+    in time (retrying would only wait as long again), is not."""
+    cause = error if isinstance(error, psycopg.Error) else error.__cause__
+    if not isinstance(cause, psycopg.OperationalError | psycopg.InterfaceError):
+        return False
+    if isinstance(cause, PoolTimeout | PoolClosed | TooManyRequests):
+        return False
+    state = cause.sqlstate  # None: the connection itself failed, not a statement
+    # 08: connection exception; 57P: the server shutting down or ending the session.
+    return state is None or state.startswith(("08", "57P"))
 
 
 def wanted(pool: ConnectionPool[Any] | AsyncConnectionPool[Any]) -> bool:
@@ -109,6 +136,18 @@ class HeldConnections:
             self._give_back(conn)
             raise
         self._give_back(conn)
+
+    def recover(self) -> None:
+        """After a lost connection: give the parked connections back to the pool and have
+        it test its idle ones, so the next connection taken is one that works."""
+        while True:
+            try:
+                conn = self._idle.pop()
+            except IndexError:
+                break
+            self._return(conn)
+        with suppress(Exception):  # a closed pool: the retry says so
+            self.pool.check()
 
     def close(self) -> None:
         """Return every idle connection to the pool (before the pool itself closes)."""

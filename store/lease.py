@@ -17,8 +17,10 @@ it on either backend.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -27,6 +29,7 @@ from eventsourcing.postgres import PostgresDatastore
 log = logging.getLogger(__name__)
 
 PROJECTIONS_LEASE = 0x4861_7262_6F72_0001  # "Harbor", 1: the projection follower
+REBUILD_LEASE = 0x4861_7262_6F72_0002  # "Harbor", 2: a rebuild of the read models
 CHECK_SECONDS = 1.0  # how often a held lease checks that its connection still stands
 
 
@@ -53,7 +56,7 @@ class Lease:
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
             if row is not None and row[0]:
                 self._conn, self._checked = conn, time.monotonic()
-                log.info("holding the projection lease: this process keeps projections current")
+                log.info("holding lease %x", self._key % 2**64)
                 return True
             conn.close()
             return False
@@ -73,3 +76,34 @@ def lease_for(registry: Any) -> Lease | None:
     """The projection lease on a registry's PostgreSQL store (None on SQLite: no lease)."""
     datastore = getattr(registry.recorder, "datastore", None)
     return Lease(datastore) if isinstance(datastore, PostgresDatastore) else None
+
+
+@contextlib.contextmanager
+def rebuild_lock(registry: Any) -> Iterator[None]:
+    """Held while a rebuild runs, so that a second one refuses to start instead of
+    dropping the first one's half-built generation (PostgreSQL: an advisory lock;
+    SQLite: a lock on a file beside the database)."""
+    datastore = getattr(registry.recorder, "datastore", None)
+    busy = RuntimeError(
+        "another harbor rebuild is running on this database; wait for it to finish"
+    )
+    if isinstance(datastore, PostgresDatastore):
+        lease = Lease(datastore, REBUILD_LEASE)
+        if not lease.hold():
+            raise busy
+        try:
+            yield
+        finally:
+            lease.release()
+        return
+    pool = getattr(datastore, "pool", None)
+    name = str(getattr(pool, "db_name", "") or "")
+    if not name or getattr(pool, "is_sqlite_memory_mode", False):
+        yield  # one process: nothing else can rebuild it
+        return
+    with open(f"{name}.rebuild-lock", "a+") as held:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy from None
+        yield  # closing the file releases the lock, also when the process dies

@@ -14,12 +14,12 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Protocol
 
-from eventsourcing.persistence import OperationalError
+from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresDatastore
 from eventsourcing.sqlite import SQLiteDatastore
 from psycopg.rows import tuple_row
 
-from store.held import held_for
+from store.held import connection_lost, held_for
 
 
 class Cursor(Protocol):
@@ -95,20 +95,33 @@ class Db:
             yield _PostgresCursor(raw) if self.backend == "postgres" else _SQLiteCursor(raw)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Rows of one read-only statement (retried if the server broke a deadlock with it)."""
-        for attempt in range(3):
+        """Rows of one read-only statement.
+
+        Retried if the server broke a deadlock with it, and once (on a connection that
+        works) if the connection it ran on was lost: after a server restart every
+        connection held or pooled is broken, and each would otherwise fail a read.
+        """
+        deadlocks = 0
+        reconnected = False
+        while True:
             try:
                 if isinstance(self.datastore, PostgresDatastore):
                     return self._pg_query(sql, params)
                 with self.transaction(commit=False) as cur:
                     cur.execute(sql, params)
                     return cur.fetchall()
-            except OperationalError as e:
+            except (OperationalError, InterfaceError) as e:
+                if self._held is not None and not reconnected and connection_lost(e):
+                    reconnected = True
+                    self._held.recover()
+                    continue
                 # A rebuild swapping the views can deadlock with a reader joining them;
                 # the server aborts one side, and a read is always safe to repeat.
-                if "deadlock" not in str(e) or attempt == 2:
+                if not isinstance(e, OperationalError) or "deadlock" not in str(e):
                     raise
-        raise AssertionError("unreachable")
+                deadlocks += 1
+                if deadlocks == 3:
+                    raise
 
     def _pg_query(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
         # One statement on an autocommit connection is its own snapshot: one round trip

@@ -6,6 +6,7 @@ It keeps projections current, is started again if it dies, stops when asked, and
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -210,3 +211,65 @@ def test_harbor_project_beside_a_follower_stands_by_says_so_and_takes_over(
         project.send_signal(signal.SIGTERM)
         project.wait(timeout=30)
     assert project.returncode == 0
+
+
+def test_a_follower_process_sigtermed_on_its_own_is_started_again_until_stopped(
+    pg_registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(follower_process, "RESTART_SECONDS", 0.1)
+    follower = FollowerProcess.of(pg_registry).start(wait=True)  # its SIGTERM handler is set
+    try:
+        first = follower.pid
+        assert first is not None
+        os.kill(first, signal.SIGTERM)  # the child alone: it exits cleanly, with code 0
+        assert _wait(lambda: follower.pid not in (None, first), timeout=5), "not started again"
+        assert _gone(first)
+        assert follower.starts == 2
+        second = follower.pid
+        assert second is not None
+    finally:
+        follower.stop()
+    # Asked by the server itself: stopped for good.
+    assert _gone(second)
+    time.sleep(0.5)
+    assert follower.pid is None
+    assert follower.starts == 2
+
+
+_PARENT = """
+import json, sys, time
+from projections.follower_process import FollowerProcess
+follower = FollowerProcess(json.loads(sys.argv[1])).start(wait=True)
+print(follower.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_follower_process_exits_when_its_server_is_killed_and_frees_the_lease(
+    pg_registry: Registry,
+) -> None:
+    load_article_cases(pg_registry)
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _PARENT, json.dumps(dict(pg_registry.env))],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    child = None
+    try:
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        assert wait_for(pg_registry, pg_registry.position(), timeout=30)  # it follows
+        lease = lease_for(pg_registry)
+        assert lease is not None and not lease.hold()  # the child holds the lease
+        parent.kill()  # SIGKILL, as the OOM killer does: no stop(), no atexit
+        parent.wait(timeout=10)
+        assert _wait(lambda: _gone(child), timeout=5), "the follower outlived its server"
+        assert lease.hold()  # released with it: a restarted server's follower takes over
+        lease.release()
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait(timeout=10)
+        if child is not None and not _gone(child):
+            os.kill(child, signal.SIGKILL)

@@ -641,10 +641,10 @@ def test_a_pipelined_catch_up_failing_mid_way_keeps_what_it_committed_and_resume
     commits: list[int] = []
     commit = projector._commit
 
-    def failing_commit(changes: Any, last: int | None, swap: bool = False) -> None:
+    def failing_commit(changes: Any, last: int | None) -> None:
         if len(commits) == 2:
             raise _CommitFailed("the database went away")
-        commit(changes, last, swap)
+        commit(changes, last)
         assert last is not None
         commits.append(last)
 
@@ -769,3 +769,85 @@ def test_harbor_rebuild_says_what_failed_and_that_nothing_changed_when_a_worker_
     assert status == 1
     assert "a rebuild worker failed" in said and "live projections are unchanged" in said
     assert live_generation(registry) == live
+
+
+def test_a_swap_never_takes_the_live_position_back(registry: Registry) -> None:
+    """A follower folds into the live generation while a rebuild's generation catches up:
+    the swap folds at least as far, so a reader that waited for a position still sees it."""
+    load_article_cases(registry)
+    db = db_of(registry)
+    schema.ensure_schema(db)
+    building = schema.start_generation(db)
+    new = Projector(registry, generation=building, batch_size=2)
+    new.catch_up()
+    for n in range(6):  # written after the new generation caught up ...
+        enrol(registry, 900 + n)
+    follower = Projector(registry)
+    follower.catch_up()  # ... and folded into the live one only
+    reached = live_position(registry)
+    assert reached == registry.position() and new.position() < reached
+
+    new.run_once(swap=True)  # one page of 2 would leave it behind the live one
+
+    assert schema.live_generation(db) == building
+    assert live_position(registry) >= reached
+    assert ReadModels(registry).member_status(registry.member_id_for(str(510101198001010000 + 905)))
+
+
+def test_a_rebuild_overtaken_by_another_swaps_nothing(registry: Registry) -> None:
+    load_article_cases(registry)
+    db = db_of(registry)
+    schema.ensure_schema(db)
+    first = Projector(registry, generation=schema.start_generation(db))
+    first.catch_up()
+    second = schema.start_generation(db)  # another rebuild starts (and drops the first's)
+
+    with pytest.raises(RuntimeError, match="another rebuild started meanwhile"):
+        first.run_once(swap=True)
+
+    assert schema.live_generation(db) not in (first.generation, second)
+
+
+def test_a_second_rebuild_refuses_to_start_while_one_runs(registry: Registry) -> None:
+    from store.lease import rebuild_lock
+
+    load_article_cases(registry)
+    live = schema.ensure_schema(db_of(registry))
+    with rebuild_lock(registry):  # a rebuild running in another process
+        with pytest.raises(RuntimeError, match="another harbor rebuild is running"):
+            rebuild(registry)
+        assert schema.live_generation(db_of(registry)) == live  # nothing dropped or swapped
+    assert rebuild(registry) == live + 1  # free again once the first one ended
+
+
+def test_rebuilds_start_while_commands_and_a_follower_write(registry: Registry) -> None:
+    # On SQLite a rebuild used to read the state before writing it, and a commit landing in
+    # between failed it at once ("database is locked"); it now takes the lock first.
+    load_article_cases(registry)
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set():
+            try:
+                enrol(registry, 700 + n)
+            except BaseException as e:
+                failures.append(e)
+                return
+            n += 1
+
+    def follow() -> None:
+        Projector(registry).follow(stop, poll_seconds=0.01, linger_seconds=0.0)
+
+    threads = [threading.Thread(target=write), threading.Thread(target=follow)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(5):
+            rebuild(registry, workers=1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert failures == []

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+import psycopg
+from eventsourcing import persistence
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -74,6 +76,23 @@ def install(app: FastAPI) -> None:
         METRICS.refusal(error.code)
         field = HEADER_FIELDS.get(error.field or "", error.field)
         return problem(status_of(error), error.code, error.message, field, request.url.path)
+
+    async def unreachable(request: Request, error: Exception) -> JSONResponse:
+        # A read that could not reach the store (a command's append says so itself, as
+        # Unavailable): the server restarting or gone. Retrying later is all a client
+        # can do, so it is told to, rather than given a 500.
+        code = Unavailable.default_code
+        METRICS.refusal(code)
+        detail = f"the event store could not be reached ({error.__class__.__name__}); retry"
+        return problem(503, code, detail, None, request.url.path)
+
+    for lost in (
+        persistence.OperationalError,
+        persistence.InterfaceError,
+        psycopg.OperationalError,
+        psycopg.InterfaceError,
+    ):
+        app.add_exception_handler(lost, unreachable)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:

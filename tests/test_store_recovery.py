@@ -1,0 +1,131 @@
+"""Reads after PostgreSQL lost its sessions (a restart), and with the server out of reach.
+
+A restart breaks every connection the process holds, and a broken one is only found
+out by using it: reads retry once on a connection that works, so none fails for it.
+A store still out of reach is a 503 STORE_UNAVAILABLE with Retry-After, never a 500.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlparse
+
+import psycopg
+import pytest
+from eventsourcing.postgres import PostgresDatastore
+from fastapi.testclient import TestClient
+
+from api.demo import DemoMembers, load_article_cases
+from api.http.app import create_app
+from domain.registry import Registry
+from projections.queries import ReadModels
+from projections.runner import Projector
+from store import open_registry
+from store.sql import Db
+from tests.conftest import TODAY
+
+UNIT = "daning-center"
+
+
+@pytest.fixture
+def registry(pg_url: str) -> Iterator[Registry]:
+    """A PostgreSQL store with the article's cases, projected.
+
+    A fresh tracking table, as tests/test_http_api.py's fixture explains.
+    """
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS harbor_tracking, bkup1_harbor_tracking")
+    opened = open_registry(pg_url, clock=lambda: TODAY)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+@pytest.fixture
+def members(registry: Registry) -> DemoMembers:
+    """The article's two members, their cases projected."""
+    loaded = load_article_cases(registry)
+    Projector(registry).catch_up()
+    return loaded
+
+
+def _terminate_sessions(url: str) -> int:
+    """End every session on the store's database from outside, as a restart would."""
+    dbname = urlparse(url).path.lstrip("/")
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (dbname,),
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_read_models_answer_right_after_the_sessions_are_terminated(
+    pg_url: str, registry: Registry, members: DemoMembers
+) -> None:
+    models = ReadModels(registry)
+    expected = models.unit_queue(UNIT)
+    # Several threads at once: connections parked for reads and idle in the pool.
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda _: models.unit_queue(UNIT), range(40)))
+    assert _terminate_sessions(pg_url) >= 2
+    for _ in range(10):  # not one of them fails on a connection the restart broke
+        assert models.unit_queue(UNIT) == expected
+        assert models.member_status(members.liu_yang)["member_id"] == str(members.liu_yang)
+
+
+def test_http_reads_answer_right_after_the_sessions_are_terminated(
+    pg_url: str, registry: Registry, members: DemoMembers
+) -> None:
+    app = create_app(registry, follow=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        unit = {"Authorization": f"Bearer {app.state.tokens.issue(UNIT, 'unit', 'clerk')}"}
+        auditor = app.state.tokens.issue("sh-org-dept", "auditor", "auditor")
+        paths = [
+            (f"/units/{UNIT}/queue", unit),
+            (f"/members/{members.old_comrade}", unit),  # on the event loop (store/async_reads)
+            (f"/members/{members.old_comrade}", {"Authorization": f"Bearer {auditor}"}),
+        ]
+        expected = []
+        for path, headers in paths:
+            response = client.get(path, headers=headers)
+            assert response.status_code == 200, response.text
+            expected.append(response.json())
+        assert _terminate_sessions(pg_url) >= 2
+        for _ in range(5):
+            for (path, headers), before in zip(paths, expected, strict=True):
+                response = client.get(path, headers=headers)
+                assert response.status_code == 200, (path, response.text)
+                assert response.json() == before
+
+
+def test_a_read_with_the_store_out_of_reach_is_503_store_unavailable(
+    registry: Registry, members: DemoMembers
+) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    nowhere = PostgresDatastore(
+        "harbor", "127.0.0.1", str(port), "postgres", "", connect_timeout=1.0
+    )
+    app = create_app(registry, follow=False)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            token = app.state.tokens.issue(UNIT, "unit", "clerk")
+            app.state.models.db = Db(nowhere)
+            response = client.get(
+                f"/units/{UNIT}/queue", headers={"Authorization": f"Bearer {token}"}
+            )
+    finally:
+        nowhere.close()
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["Retry-After"] == "1"
+    body = response.json()
+    assert body["code"] == "STORE_UNAVAILABLE" and body["status"] == 503, body
+    assert "retry" in body["detail"]
