@@ -109,8 +109,8 @@ BODIES: dict[str, type[schemas.Command]] = {
 # What a line may carry besides its body: where the HTTP API takes them from the path
 # (the case), a header (If-Match) or the URL (the unit renamed or dissolved).
 _EXTRAS: dict[str, TypeAdapter[Any]] = {
-    "case_id": TypeAdapter(UUID),
-    "expected_version": TypeAdapter(Annotated[int, Field(ge=0, le=2**62)]),
+    "case_id": TypeAdapter(UUID | None),  # null: the open case, as when left out
+    "expected_version": TypeAdapter(Annotated[int, Field(ge=0, le=2**62)] | None),
     "code": TypeAdapter(schemas.Code),
 }
 
@@ -163,6 +163,10 @@ class _Line:
     member: UUID | None
     kwargs: dict[str, Any]
     reference: str = ""  # the member as the line names it (ID number or member id)
+    # Why the HTTP API's body would refuse the line. Such a line is still replayed when
+    # an earlier run (an older Harbor, which did not check) stored it: re-running a file
+    # must never refuse what is already there.
+    refusal: InvalidInput | None = None
 
 
 def _keys(path: Path) -> Iterator[tuple[int, str | UnicodeDecodeError, str]]:
@@ -234,7 +238,11 @@ def _parse(
         raise InvalidInput(f"unknown field {unknown[0]!r} for {action}", field=unknown[0])
     for name in DATE_FIELDS & set(fields):
         fields[name] = _date(fields[name], name)
-    kwargs = _checked(action, fields)
+    refusal: InvalidInput | None = None
+    try:
+        kwargs = _checked(action, fields)
+    except InvalidInput as e:
+        kwargs, refusal = dict(fields), e  # as an older Harbor passed them on
     if "on" in data:
         kwargs["occurred_on"] = _date(data["on"], "on")
     kwargs["idempotency_key"] = key
@@ -242,7 +250,7 @@ def _parse(
     if member is None and action not in UNIT_ACTIONS:
         raise InvalidInput("name the member by ID number or member id", field="member")
     reference = str(data.get("id_number" if action == "enrol" else "member") or "")
-    return _Line(number, action, actor, member, kwargs, reference)
+    return _Line(number, action, actor, member, kwargs, reference, refusal)
 
 
 def _checked(action: str, fields: dict[str, Any]) -> dict[str, Any]:
@@ -413,6 +421,12 @@ def import_file(
                     reject(parsed.member, parsed.problem.line)
                 continue
             line, number = parsed, parsed.number
+            if line.refusal is not None and not _stored_before(batch, line):
+                why = line.refusal
+                report.problems.append(Problem(number, why.code, why.field, why.message))
+                if line.member is not None:
+                    reject(line.member, number)
+                continue
             if line.member != last_member and len(batch) >= batch_events:
                 commit()  # only between members, so a member's lines go in together
             last_member = line.member
@@ -494,6 +508,11 @@ def _named_member(
         return member_of(data, member_id_for)
     except HarborError:  # an ID number Harbor cannot use: no member to reject
         return None
+
+
+def _stored_before(batch: Batch, line: _Line) -> bool:
+    """Whether an earlier run stored this line (its receipt, looked up in bulk ahead)."""
+    return batch.receipts.get((line.actor.unit_id, line.kwargs["idempotency_key"])) is not None
 
 
 def _letter_claim(registry: Registry, line: _Line) -> UUID | None:

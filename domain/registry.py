@@ -463,7 +463,8 @@ class Registry(MemberCommands, Application[UUID]):
 
         def decide(on: date) -> Aggregate:
             self._acting_unit(actor, on)
-            if unit_code == actor.unit_id:
+            unit = self._load_unit(unit_code)
+            if unit.code == actor.unit_id:  # the code as loaded: " sh-org-dept" is the same
                 # It would end the acting unit's own credentials with it (dissolution
                 # revokes a unit's tokens), leaving nobody to record what follows.
                 raise RuleRefused(
@@ -472,7 +473,6 @@ class Registry(MemberCommands, Application[UUID]):
                     code="SELF_DISSOLUTION",
                     field="unit_id",
                 )
-            unit = self._load_unit(unit_code)
             self._units.pop(unit.code, None)
             successor = optional_text(successor_unit_id, "successor_unit_id", max_length=64)
             if successor is not None:

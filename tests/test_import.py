@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import date
 from pathlib import Path
 from uuid import UUID
 
@@ -222,6 +223,46 @@ def test_a_line_that_does_not_parse_is_reported_in_its_own_terms(
         "action", "every line names its action (see docs/import.md)")
     assert (by_line[3].field, by_line[3].message) == ("summary", "an inquiry line needs summary")
     assert by_line[4].message == "a unit line needs code"
+
+
+def test_a_line_an_older_harbor_stored_is_replayed_though_it_would_be_refused_now(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """Re-running a file never refuses what is already there: an older Harbor took lines the
+    HTTP bodies' checks refuse (here three decimal places), and stored them."""
+    from api.importer import _keys
+    from domain.registry import Actor
+
+    import_file(registry, EXAMPLE)
+    comrade = "310109195001010022"
+    line = {"action": "dues", "unit": "daning-center", "on": "2006-07-01", "member": comrade,
+            "months_from": "2006-07", "months_to": "2006-07", "amount": "4.505"}
+    path = _lines(tmp_path / "old.jsonl", [line])
+    ((_, _, key),) = list(_keys(path))
+    registry.receive_dues(  # what the older importer did with the line, under its key
+        Actor("daning-center", "import"), registry.member_id_for(comrade),
+        occurred_on=date(2006, 7, 1), months_from="2006-07", months_to="2006-07",
+        amount="4.505", idempotency_key=key,
+    )  # fmt: skip
+    count = event_count(registry)
+
+    again = import_file(registry, path)
+
+    assert again.ok and again.already == 1 and event_count(registry) == count
+    fresh = _lines(tmp_path / "new.jsonl", [{**line, "on": "2006-07-02"}])
+    refused = import_file(registry, fresh)
+    assert [(p.code, p.field) for p in refused.problems] == [("INVALID_INPUT", "amount")]
+    assert event_count(registry) == count
+
+
+def test_null_case_id_and_expected_version_mean_left_out(registry: Registry,
+                                                         tmp_path: Path) -> None:
+    import_file(registry, EXAMPLE)
+    line = {"action": "contact", "unit": "daning-center", "on": "2006-07-01",
+            "member": "310109195001010022", "channel": "phone", "note": "回访",
+            "expected_version": None}
+    report = import_file(registry, _lines(tmp_path / "nulls.jsonl", [line]))
+    assert report.ok and report.stored == 1
 
 
 # A value of the right type for every field a line may carry (not all valid together).

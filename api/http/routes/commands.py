@@ -280,7 +280,8 @@ async def dissolve_unit(
 ) -> s.CommandResult:
     """Record that a unit no longer exists; its tokens are revoked (admin)."""
     outcome = await _command(context, "dissolve_unit", body, unit_id)
-    await in_thread(partial(tokens.revoke_unit, unit_id))
+    # The unit as the domain named it: a path with spaces around the code is the same unit.
+    await in_thread(partial(tokens.revoke_unit, outcome.unit_id or unit_id))
     return _result(outcome, response, "dissolve_unit")
 
 
