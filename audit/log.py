@@ -12,7 +12,8 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +208,7 @@ class AuditLog:
         if witness_file is not None:
             # The witness line goes first: if it cannot be written, no head is stored, so a
             # failing witness file cannot make heads pile up that no witness ever saw.
+            length = witness_file.stat().st_size
             try:
                 append_witness_line(witness_file, head)
             except OSError as e:
@@ -214,6 +216,15 @@ class AuditLog:
                     f"cannot append the tree head to the witness file {witness_file}: {e};"
                     " no head was stored — fix the file (space, permissions) and seal again"
                 ) from e
+            try:
+                self.store.add_head(head)
+            except BaseException:
+                # No head stored, no witness line: a line for a head the database never
+                # held would block the next seals and fail every verify. (The file is
+                # still locked by this sealer.)
+                os.truncate(witness_file, length)
+                raise
+            return head
         self.store.add_head(head)
         return head
 
@@ -252,6 +263,25 @@ def append_witness_line(path: Path, head: TreeHead) -> None:
         if written != len(line):
             raise OSError(f"only {written} of {len(line)} bytes were written")
         os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def shared_lock(path: Path | None) -> Iterator[None]:
+    """A shared lock on a sealers' witness file while it exists (sealers take it exclusively
+    from a head's witness line to its stored row); no-op without a file."""
+    if path is None:
+        yield
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
     finally:
         os.close(fd)
 

@@ -46,7 +46,7 @@ from audit.keys import (
     parse_public_pem,
 )
 from audit.leaf import leaf_hashes, row_problem
-from audit.log import AuditLog, read_witness_file
+from audit.log import AuditLog, read_witness_file, shared_lock
 from audit.storage import EventRow, KeyRecord, Leaf
 
 H = merkle.HASH_SIZE
@@ -157,11 +157,14 @@ def verify_log(
 
     # Heads and witness lines first: a head is stored (and witnessed) only after its leaves,
     # so none read now can cover more than the leaves read next, even if a seal runs meanwhile.
-    head_rows = store.head_rows()
     witness_paths = list(witness_files)
     if sealer_witness is not None and sealer_witness not in witness_paths:
         witness_paths.append(sealer_witness)
-    witnessed = {path: _read_witness(path, report) for path in witness_paths}
+    # Shared on the sealers' file: a seal holds it exclusively from its witness line to its
+    # stored head, so the heads and the lines read here are never half of one seal.
+    with shared_lock(sealer_witness):
+        head_rows = store.head_rows()
+        witnessed = {path: _read_witness(path, report) for path in witness_paths}
 
     # 1. stored leaves, then the events they should hash (read ahead on another thread)
     stored = bytearray()

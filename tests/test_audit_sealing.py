@@ -208,3 +208,55 @@ def test_a_final_seal_that_cannot_be_made_is_logged_not_raised(
         "not an extension of the witnessed head; run `harbor verify`"
     ]
     assert "the final seal was not made" in caplog.text
+
+
+def test_a_head_the_database_did_not_store_leaves_no_witness_line(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_units(registry, "test")
+    audit = AuditLog(registry.recorder)
+    signer = _signer(audit)
+    witness = tmp_path / "witness.txt"
+    audit.seal(signer, witness)
+    before = witness.read_bytes()
+    _enrol(registry, 1)
+
+    def lost(head: TreeHead) -> None:
+        raise OSError("the database went away while storing the head")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(audit.store, "add_head", lost)
+        with pytest.raises(OSError):
+            audit.seal(signer, witness)
+
+    assert witness.read_bytes() == before  # no line for a head nobody stored
+    audit.seal(signer, witness)  # the next seal is not refused
+    report = verify_log(audit, sealer_witness=witness)
+    assert report.ok, report.findings
+
+
+def test_a_verify_meeting_a_seal_half_way_waits_for_it(
+    registry: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load_units(registry, "test")
+    audit = AuditLog(registry.recorder)
+    signer = _signer(audit)
+    witness = tmp_path / "witness.txt"
+    audit.seal(signer, witness)
+    _enrol(registry, 2)
+    store_head = audit.store.add_head
+    half_way = threading.Event()
+
+    def slowly(head: TreeHead) -> None:
+        half_way.set()  # the witness line is written, the head not stored yet
+        time.sleep(0.3)
+        store_head(head)
+
+    monkeypatch.setattr(audit.store, "add_head", slowly)
+    sealing = threading.Thread(target=audit.seal, args=(signer, witness))
+    sealing.start()
+    assert half_way.wait(5)
+    report = verify_log(AuditLog(registry.recorder), sealer_witness=witness)
+    sealing.join()
+
+    assert report.ok, report.findings
