@@ -341,8 +341,9 @@ def lost_contact(signs: list[tuple[date, date]], on: date) -> tuple[date, date |
 
 
 def signs_of_life(member: Rec) -> list[tuple[date, date]]:
-    """The member row's signs of life; a bare date (rows written before dues ahead counted)
-    is a sign good only on its day."""
+    """The member row's signs of life. A bare date is a row written before dues paid ahead
+    counted (then a dues payment was the end of its months): read as a sign on that day,
+    which judges such a row as that version did until ``harbor rebuild`` rewrites it."""
     return [
         (date.fromisoformat(s), date.fromisoformat(s))
         if isinstance(s, str)

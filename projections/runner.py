@@ -318,13 +318,16 @@ class Projector:
         meanwhile; this generation then folds at least as far as the live one has, or
         the swap would take the live position backwards and a reader that waited for
         a position (``min_position``) could miss what it waited for. On PostgreSQL the
-        rest is read under the lock. SQLite's pool lets a process hold one writing
-        connection and no other while it waits, so there the pages are read first and,
-        if a follower got further meanwhile, the swap is tried again (``raced``).
+        rest is read and folded under the lock. SQLite's pool lets a process hold one
+        writing connection and no other while it waits, so there the pages are read
+        and folded first and, if a follower got further meanwhile, the swap is tried
+        again (``raced``).
         """
         start = self._start()
         postgres = self.db.backend == "postgres"
         notes: list[Notification] = [] if postgres else self._pages_to(start, None, stop)
+        # Folding may read (a voided entry's stream, a unit): on SQLite before the lock too.
+        planned = None if postgres else self._plan(notes)
         try:
             with self.db.transaction() as cur:
                 live, building = schema.lock_state(self.db, cur, exclusive=True)
@@ -339,7 +342,7 @@ class Projector:
                 elif (notes[-1].id if notes else start) < reach:
                     self._forget()  # the pages read ahead were folded into the cache
                     return BatchResult(0, start, raced=True)
-                changes = self._plan(notes)
+                changes = planned if planned is not None else self._plan(notes)
                 self.writer.flush(cur, self.generation, changes)
                 if notes:
                     self.tracking._insert_tracking(  # type: ignore[attr-defined]

@@ -26,6 +26,8 @@ from typing import Any
 import psycopg
 from eventsourcing.postgres import PostgresDatastore
 
+from domain.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 PROJECTIONS_LEASE = 0x4861_7262_6F72_0001  # "Harbor", 1: the projection follower
@@ -89,12 +91,18 @@ def rebuild_lock(registry: Any) -> Iterator[None]:
     )
     if isinstance(datastore, PostgresDatastore):
         lease = Lease(datastore, REBUILD_LEASE)
-        if not lease.hold():
-            raise busy
+        # Not lease.hold(): a server that cannot be reached must say so, not read as busy.
         try:
+            conn = psycopg.connect(**lease._kwargs, autocommit=True)
+        except psycopg.Error as e:
+            raise Unavailable(f"the database could not be reached to start a rebuild: {e}") from e
+        try:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (lease._key,)).fetchone()
+            if row is None or not row[0]:
+                raise busy
             yield
         finally:
-            lease.release()
+            conn.close()  # ends the session, and with it the lock
         return
     pool = getattr(datastore, "pool", None)
     name = str(getattr(pool, "db_name", "") or "")
