@@ -88,6 +88,11 @@ class FollowerProcess:
         self._supervisor.start()
         return self
 
+    def winding_down(self) -> None:
+        """The server is shutting down: a child that exits from now on (a SIGTERM sent to
+        the whole process group) is not started again; ``stop`` still ends it."""
+        self._stopping.set()
+
     def stop(self) -> None:
         """Ask the child to finish its batch and exit; kill it if it does not in time."""
         self._stopping.set()

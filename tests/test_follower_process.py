@@ -236,6 +236,23 @@ def test_a_follower_process_sigtermed_on_its_own_is_started_again_until_stopped(
     assert follower.starts == 2
 
 
+def test_a_follower_process_is_not_started_again_once_its_server_winds_down(
+    pg_registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(follower_process, "RESTART_SECONDS", 0.1)
+    follower = FollowerProcess.of(pg_registry).start(wait=True)
+    try:
+        first = follower.pid
+        assert first is not None
+        follower.winding_down()  # the server's shutdown began (SIGTERM to the group) ...
+        os.kill(first, signal.SIGTERM)  # ... and reached the child first
+        time.sleep(0.5)  # five restart intervals
+        assert follower.starts == 1, "started again while the server was stopping"
+    finally:
+        follower.stop()
+    assert _gone(first)
+
+
 _PARENT = """
 import json, sys, time
 from projections.follower_process import FollowerProcess

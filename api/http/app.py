@@ -111,6 +111,10 @@ def create_app(
         try:
             yield
         finally:
+            # A follower process (harbor serve's) whose child exits now is not restarted.
+            winding_down = getattr(app.state.follower, "winding_down", None)
+            if winding_down is not None:
+                winding_down()
             if reads is not None:
                 app.state.async_reads = None
                 await reads.close()
