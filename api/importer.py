@@ -481,7 +481,8 @@ def _prefetched(
                 chunk.append(_parse(registry, number, text, key, member_id_for))
             except HarborError as e:
                 problem = Problem(number, e.code, e.field, e.message)
-                chunk.append(_Unreadable(problem, _named_member(text, member_id_for)))
+                named = line_member(text, member_id_for)
+                chunk.append(_Unreadable(problem, named if isinstance(named, UUID) else None))
         if not chunk:
             return
         lines = [line for line in chunk if isinstance(line, _Line)]
@@ -492,21 +493,27 @@ def _prefetched(
         yield from chunk
 
 
-def _named_member(
+UNIT_LINE = object()  # what ``line_member`` answers for a unit line
+
+
+def line_member(
     text: str | UnicodeDecodeError, member_id_for: Callable[[str], UUID]
-) -> UUID | None:
-    """The member a line that failed to parse names, if it is readable enough to tell."""
-    if not isinstance(text, str):
+) -> UUID | object | None:
+    """The member a line names, without deciding anything (UNIT_LINE for a unit line;
+    None when the line is too broken to tell)."""
+    if not isinstance(text, str):  # not UTF-8
         return None
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
         return None
-    if not isinstance(data, dict) or data.get("action") in UNIT_ACTIONS:
+    if not isinstance(data, dict):
         return None
+    if data.get("action") in UNIT_ACTIONS:
+        return UNIT_LINE
     try:
         return member_of(data, member_id_for)
-    except HarborError:  # an ID number Harbor cannot use: no member to reject
+    except HarborError:  # an ID number Harbor cannot use: no member to name
         return None
 
 

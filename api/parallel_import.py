@@ -16,7 +16,6 @@ registered halfway through the history) is imported by one process.
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import queue
 import traceback
@@ -31,8 +30,7 @@ from uuid import UUID
 
 from eventsourcing.postgres import PostgresDatastore
 
-from api.importer import UNIT_ACTIONS, ImportReport, _keys, import_file, member_of
-from domain.errors import HarborError
+from api.importer import UNIT_LINE, ImportReport, _keys, import_file, line_member
 from domain.registry import Registry
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -68,8 +66,8 @@ def plan(registry: Registry, path: Path, jobs: int) -> bytes | None:
     for number, text, _ in _keys(path):
         if len(owner) <= number:
             owner.extend(b"\0" * (number + 1 - len(owner)))
-        member = _member_of(text, member_id_for)
-        if member is _UNIT:
+        member = line_member(text, member_id_for)  # a line it cannot tell goes to worker 0
+        if member is UNIT_LINE:
             if members_seen:
                 return None
             owner[number] = NO_WORKER
@@ -79,32 +77,9 @@ def plan(registry: Registry, path: Path, jobs: int) -> bytes | None:
     return bytes(owner)
 
 
-_UNIT = object()
-
-
 def on_postgres(registry: Registry) -> bool:
     """Parallel workers need a server: SQLite takes one writer at a time."""
     return isinstance(getattr(registry.recorder, "datastore", None), PostgresDatastore)
-
-
-def _member_of(
-    text: str | UnicodeDecodeError, member_id_for: Callable[[str], UUID]
-) -> UUID | object | None:
-    """The member a line acts on, _UNIT for a unit line, None if the line cannot tell."""
-    if not isinstance(text, str):  # not UTF-8: the worker that gets it says so
-        return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    if data.get("action") in UNIT_ACTIONS:
-        return _UNIT
-    try:
-        return member_of(data, member_id_for)
-    except HarborError:  # not an ID number: the worker that gets the line says so
-        return None
 
 
 def import_in_parallel(

@@ -154,21 +154,10 @@ class AuditLog:
         self.catch_up(progress=progress)
         if witness_file is None:
             return self._sign(signer, None)
-        try:
-            witness_file.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(witness_file, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
-        except OSError as e:
-            raise AuditError(
-                f"cannot open the witness file {witness_file}: {e}; nothing was signed —"
-                " fix the file (space, permissions) and seal again"
-            ) from e
-        try:
-            # Sealers sharing a witness file take turns, or one could read another's witness
-            # line before that head is stored and take it for deleted heads.
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        # Sealers sharing a witness file take turns, or one could read another's witness
+        # line before that head is stored and take it for deleted heads.
+        with witness_lock(witness_file, exclusive=True):
             return self._sign(signer, witness_file)
-        finally:
-            os.close(fd)  # releases the lock
 
     def _sign(self, signer: Signer, witness_file: Path | None) -> TreeHead:
         # Read in the order heads are written (leaves, witness line, stored head), so a
@@ -268,22 +257,34 @@ def append_witness_line(path: Path, head: TreeHead) -> None:
 
 
 @contextmanager
-def shared_lock(path: Path | None) -> Iterator[None]:
-    """A shared lock on a sealers' witness file while it exists (sealers take it exclusively
-    from a head's witness line to its stored row); no-op without a file."""
+def witness_lock(path: Path | None, *, exclusive: bool) -> Iterator[None]:
+    """A lock on a sealers' witness file: a sealer's exclusive one from a head's witness
+    line to its stored row, a verifier's shared one while it reads heads and lines (no-op
+    for a verifier without the file; a sealer creates it)."""
     if path is None:
         yield
         return
     try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        yield
-        return
+        if exclusive:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+        else:
+            fd = os.open(path, os.O_RDONLY)
+    except OSError as e:
+        if not exclusive:
+            if isinstance(e, FileNotFoundError):
+                yield
+                return
+            raise
+        raise AuditError(
+            f"cannot open the witness file {path}: {e}; nothing was signed —"
+            " fix the file (space, permissions) and seal again"
+        ) from e
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH)
+        fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
     finally:
-        os.close(fd)
+        os.close(fd)  # releases the lock
 
 
 def last_witness_head(path: Path) -> TreeHead | None:

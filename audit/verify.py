@@ -46,7 +46,7 @@ from audit.keys import (
     parse_public_pem,
 )
 from audit.leaf import leaf_hashes, row_problem
-from audit.log import AuditLog, read_witness_file, shared_lock
+from audit.log import AuditLog, read_witness_file, witness_lock
 from audit.storage import EventRow, KeyRecord, Leaf
 
 H = merkle.HASH_SIZE
@@ -162,7 +162,7 @@ def verify_log(
         witness_paths.append(sealer_witness)
     # Shared on the sealers' file: a seal holds it exclusively from its witness line to its
     # stored head, so the heads and the lines read here are never half of one seal.
-    with shared_lock(sealer_witness):
+    with witness_lock(sealer_witness, exclusive=False):
         head_rows = store.head_rows()
         witnessed = {path: _read_witness(path, report) for path in witness_paths}
 

@@ -78,8 +78,8 @@ def case_on(case: Rec, on: date) -> Rec:
     earlier = [(unit, day, version) for unit, day, version in actions if day <= on]
     past = dict(case)
     past["actions"] = json.dumps([[unit, day.isoformat(), v] for unit, day, v in earlier])
-    past["last_action_on"] = max([day for _, day, _ in earlier], default=d(case["opened_on"]))
-    past["last_action_on"] = past["last_action_on"].isoformat()  # type: ignore[union-attr]
+    last = max((day for _, day, _ in earlier), default=None)
+    past["last_action_on"] = last.isoformat() if last is not None else case["opened_on"]
     if closed is not None and closed > on:
         past["closed_on"] = past["closed_by"] = None
     if attached is not None and attached > on:
@@ -118,15 +118,15 @@ def letter_on(letter: Rec, on: date) -> Rec | None:
 # --- R5 first-inquiry responsibility ------------------------------------------
 
 
+def _first_action(actions: list[tuple[str, date, int]], unit: str, after: int) -> date | None:
+    """The day of ``unit``'s first action in the case after stream version ``after``."""
+    return min((day for u, day, version in actions if u == unit and version > after), default=None)
+
+
 def accepted_on(referral: Rec, case: Rec) -> date | None:
     """When the addressee took the referral on: its acceptance or any later action of its
     in the case (DESIGN.md R5), whatever the handover."""
-    days = [
-        day
-        for unit, day, version in _actions(case)
-        if unit == referral["to_unit_id"] and version > referral["version"]
-    ]
-    return min(days) if days else None
+    return _first_action(_actions(case), referral["to_unit_id"], referral["version"])
 
 
 def referral_state(referral: Rec, case: Rec, on: date) -> tuple[str, date | None]:
@@ -144,18 +144,15 @@ def referral_state(referral: Rec, case: Rec, on: date) -> tuple[str, date | None
     if referral["handover"] == "cold":
         return "cold", referred_on
     deadline = referred_on + timedelta(days=WARM_ACCEPT_DAYS)
-    taken = accepted_on(referral, case)
+    actions = _actions(case)
+    taken = _first_action(actions, referral["to_unit_id"], referral["version"])
     if taken is not None and taken <= deadline and referral["answer"] != "declined":
         return "accepted", taken
     answered_on = d(referral["answered_on"])
     if referral["answer"] == "declined" and answered_on is not None and answered_on <= deadline:
         left = answered_on + timedelta(days=DECLINED_LEFT_DAYS)
-        again = [
-            day
-            for unit, day, version in _actions(case)
-            if unit == case["first_responder"] and version > referral["answered_version"]
-        ]
-        if (again and min(again) <= left) or (not again and on <= left):
+        again = _first_action(actions, case["first_responder"], referral["answered_version"])
+        if (again is not None and again <= left) or (again is None and on <= left):
             return "declined", answered_on
         return "declined_and_left", left + timedelta(days=1)
     if taken is None and answered_on is None and on <= deadline:

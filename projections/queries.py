@@ -322,6 +322,7 @@ def judge_findings(
 def summarise_case(case: Rec, referrals: list[Rec], trail: list[Rec], on: date) -> Rec:
     """A case as auditors read it: who answered first, the path, referrals, outcome, trail."""
     outcome, decided = j.case_outcome(case, referrals, on)
+    taken = {r["version"]: j.accepted_on(r, case) for r in referrals}
     return {
         "case_id": case["case_id"],
         "member_id": case["member_id"],
@@ -350,11 +351,11 @@ def summarise_case(case: Rec, referrals: list[Rec], trail: list[Rec], on: date) 
                 "answer": "declined"
                 if r["answer"] == "declined"
                 else "accepted"
-                if j.accepted_on(r, case) is not None
+                if taken[r["version"]] is not None
                 else None,
                 "answered_on": r["answered_on"]
                 if r["answer"] == "declined"
-                else _iso(j.accepted_on(r, case)),
+                else _iso(taken[r["version"]]),
             }
             for r in referrals
         ],
