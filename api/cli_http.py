@@ -100,7 +100,8 @@ def add_commands(sub: Any) -> None:
         action="store_true",
         help="print a fresh admin token (units and credentials) and an auditor token (reads"
         " everything) on start, for the unit HARBOR_ADMIN_UNIT (default sh-org-dept), valid"
-        f" {DEFAULT_LIFETIME['admin'].days} days",
+        f" {DEFAULT_LIFETIME['admin'].days} days; the two an earlier start printed stop"
+        " acting",
     )
 
     tokens = sub.add_parser("tokens", help="issue, list and revoke API credentials")
@@ -211,6 +212,31 @@ def _port_taken(host: str, port: int) -> str | None:
     return None
 
 
+START_HOLDER = "harbor serve"  # the holder of the tokens --admin-token prints
+
+
+def start_tokens(registry: Registry, tokens: TokenStore) -> list[str]:
+    """Revoke the tokens an earlier ``--admin-token`` start printed, issue new ones: the lines.
+
+    Only the latest start's tokens act, as with a notebook server's start-up token: a
+    ``make run`` every morning would otherwise leave a trail of live admin tokens in old
+    terminals and logs. Tokens issued with ``harbor tokens issue`` are not touched.
+    """
+    unit = os.environ.get("HARBOR_ADMIN_UNIT", "sh-org-dept")
+    today = registry.clock()
+    expires = default_expiry("admin", today)
+    lines = []
+    revoked = tokens.revoke_holder(START_HOLDER)
+    if revoked:
+        lines.append(f"revoked the {revoked} token(s) an earlier start printed")
+    # The token last on its line: scripts (and tests) take what follows ": ". The admin
+    # reads no member's records (DESIGN.md "Security"): the auditor token is for looking.
+    for role in ("admin", "auditor"):
+        token = tokens.issue(unit, role, START_HOLDER, expires, today=today)
+        lines.append(f"{role} token ({unit}, valid through {expires}): {token}")
+    return lines
+
+
 def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -235,14 +261,8 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
     url = f"http://{args.host}:{args.port}"
     print(f"Harbor is serving at {url}  (API docs: {url}/docs)", flush=True)
     if args.admin_token:
-        unit = os.environ.get("HARBOR_ADMIN_UNIT", "sh-org-dept")
-        today = registry.clock()
-        expires = default_expiry("admin", today)
-        # The token last on its line: scripts (and tests) take what follows ": ". The admin
-        # reads no member's records (DESIGN.md "Security"): the auditor token is for looking.
-        for role in ("admin", "auditor"):
-            token = tokens.issue(unit, role, "harbor serve", expires, today=today)
-            print(f"{role} token ({unit}, valid through {expires}): {token}", flush=True)
+        for line in start_tokens(registry, tokens):
+            print(line, flush=True)
     sqlite = registry.factory.__class__.__module__.endswith("sqlite")
     follower = "thread" if sqlite and args.follower == "process" else args.follower
     workers = args.workers

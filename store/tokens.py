@@ -208,6 +208,10 @@ class TokenStore:
         """Revoke every token of a unit (when it is dissolved); returns how many."""
         return self._revoke("unit_id = ?", (unit_id,))
 
+    def revoke_holder(self, holder: str) -> int:
+        """Revoke every live token issued to ``holder``; returns how many."""
+        return self._revoke("holder = ?", (holder,))
+
     def _revoke(self, where: str, params: tuple[str, ...]) -> int:
         with self.db.transaction() as cur:
             cur.execute(

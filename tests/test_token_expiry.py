@@ -110,3 +110,25 @@ def test_a_token_stored_without_an_expiry_still_acts_and_is_flagged(tokens: Toke
     assert next(t for t in tokens.list() if t.token_id == fresh.token_id).state.startswith(
         "revoked "
     )
+
+
+def test_a_start_with_admin_token_revokes_the_tokens_the_last_start_printed(
+    registry: Registry, tokens: TokenStore
+) -> None:
+    from api.cli_http import start_tokens
+
+    today = registry.clock()
+    kept = tokens.issue("daning-center", "unit", "clerk", today=today)
+    first = start_tokens(registry, tokens)
+    second = start_tokens(registry, tokens)
+
+    def printed(lines: list[str]) -> list[str]:
+        return [line.rsplit(": ", 1)[1] for line in lines if " token (" in line]
+
+    assert len(printed(first)) == len(printed(second)) == 2
+    assert not any(" earlier start" in line for line in first)
+    assert "revoked the 2 token(s) an earlier start printed" in second
+    assert all(tokens.check(t, today) is None for t in printed(first))
+    roles = [tokens.check(t, today) for t in printed(second)]
+    assert [c.role for c in roles if c is not None] == ["admin", "auditor"]
+    assert tokens.check(kept, today) is not None  # tokens issued by hand are not touched
