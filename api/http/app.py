@@ -17,7 +17,7 @@ from starlette.datastructures import Headers
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.http import problems, schemas
+from api.http import docs, problems, schemas
 from api.http.deps import check_token, check_token_now
 from api.http.lean import LeanDispatch, LeanRoute
 from api.http.metrics import METRICS
@@ -132,6 +132,10 @@ def create_app(
         lifespan=lifespan,
         responses=schemas.problem_responses(),
         telemetry=None if _otel_wanted() else NO_TELEMETRY,
+        # FastAPI's own pages load their assets from CDNs, out of reach on networks with
+        # no internet: docs.install serves the same pages with Harbor's own copies.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.registry = registry
     registry.blocking = offload  # commands run on the loop (api/http/on_loop.py)
@@ -144,6 +148,7 @@ def create_app(
     app.state.read_members = ReadMembers(registry)
     app.state.tokens = TokenStore(Db(registry.recorder.datastore))  # type: ignore[attr-defined]
     problems.install(app)
+    docs.install(app)
 
     app.add_middleware(Guard, registry=registry, tokens=app.state.tokens)
     # The routes join the app's own router rather than being included: FastAPI 0.16x
@@ -285,7 +290,8 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-PUBLIC = ("/healthz", "/metrics", "/openapi.json", "/docs", "/redoc")
+# A prefix covers the paths below it too: the docs pages' assets are under /docs.
+PUBLIC = ("/healthz", "/metrics", "/openapi.json", docs.DOCS, docs.REDOC)
 
 
 def _public(path: str) -> bool:
