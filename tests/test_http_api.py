@@ -426,6 +426,21 @@ def test_member_lookup_by_id_number_or_name_masks_the_name(article: Article) -> 
     refused(api.get("/members", stranger), 422, "INVALID_INPUT", "q")
 
 
+def test_me_says_whom_a_token_speaks_for(article: Article) -> None:
+    api = article.api
+    clerk = api.token("daning-center", holder="王老师", expires_on=TODAY + timedelta(days=9))
+    assert api.get("/me", clerk).json() == {
+        "unit_id": "daning-center",
+        "unit_name": "闸北区大宁社区（街道）党员服务中心",
+        "role": "unit",
+        "holder": "王老师",
+        "expires_on": (TODAY + timedelta(days=9)).isoformat(),
+    }
+    assert api.get("/me", article.auditor).json()["role"] == "auditor"
+    assert api.get("/me", article.admin).json()["role"] == "admin"
+    refused(api.get("/me", None), 401, "UNAUTHORIZED")
+
+
 def test_member_status_holder_and_open_case(article: Article) -> None:
     api = article.api
     liu = api.get(f"/members/{article.members.liu_yang}", article.auditor,

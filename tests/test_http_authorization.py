@@ -190,6 +190,7 @@ READS: list[tuple[str, str, int, int, int | str, int | str]] = [
     ("GET /audit/members/{member}/bundle",   "other", 401,  403,  OK,     403),
     ("GET /audit/proofs/consistency?old_size=1", "-", 401,  403,  OK,     403),
     ("GET /audit/proofs/inclusion?position=1",   "-", 401,  403,  OK,     403),
+    ("GET /me",                              "-",     401,  200,  200,    200),
     ("GET /healthz",                         "-",     200,  200,  200,    200),
     ("GET /metrics",                         "-",     200,  200,  200,    200),
 ]

@@ -142,6 +142,7 @@ ReaderCaller = Annotated[Caller, Depends(reader)]
 AuditCaller = Annotated[Caller, Depends(_role("auditor"))]
 # The log's size and seals (no member's records): for the admin who runs the server too.
 OpsCaller = Annotated[Caller, Depends(_role("auditor", "admin"))]
+AnyCaller = Annotated[Caller, Depends(_role("unit", "auditor", "admin"))]
 
 
 @dataclass(frozen=True)

@@ -325,6 +325,14 @@ class CommandResult(BaseModel):
     )
 
 
+class Me(BaseModel):
+    unit_id: str
+    unit_name: str | None = Field(description="None when the unit is no longer registered")
+    role: Literal["unit", "auditor", "admin"]
+    holder: str
+    expires_on: date | None = Field(description="the last day the token acts")
+
+
 class MemberMatch(BaseModel):
     member_id: str
     name: str = Field(description="masked")

@@ -6,9 +6,9 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from api.http.deps import AuditCaller, CaughtUp, KnownQuery, OpsCaller, RegistryDep
+from api.http.deps import AnyCaller, AuditCaller, CaughtUp, KnownQuery, OpsCaller, RegistryDep
 from api.http.metrics import METRICS
-from api.http.schemas import problem_responses
+from api.http.schemas import Me, problem_responses
 from audit.bundle import BundleError, make_bundle
 from audit.log import AuditLog
 from audit.proofs import (
@@ -62,6 +62,23 @@ def metrics(registry: RegistryDep) -> str:
 
 
 QUERY = [KnownQuery, CaughtUp]  # as every query (routes/reads.py)
+
+
+@router.get("/me", tags=["operations"], response_model=Me, dependencies=[KnownQuery])
+def me(caller: AnyCaller, registry: RegistryDep) -> dict[str, Any]:
+    """Who the token speaks for: its unit (and the unit's name), role, holder, last day."""
+    credential = caller.credential
+    try:
+        name: str | None = registry.unit(credential.unit_id).name
+    except NotFound:
+        name = None  # a token outliving its unit's record acts for nothing, but may still say so
+    return {
+        "unit_id": credential.unit_id,
+        "unit_name": name,
+        "role": credential.role,
+        "holder": credential.holder,
+        "expires_on": credential.expires_on,
+    }
 
 
 @router.get("/audit/status", tags=["audit"], dependencies=QUERY)
