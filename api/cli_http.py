@@ -259,7 +259,7 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
         )
         return 2
     url = f"http://{args.host}:{args.port}"
-    print(f"Harbor is serving at {url}  (API docs: {url}/docs)", flush=True)
+    print(f"Harbor is serving at {url}  (desk: {url}/ui/, API docs: {url}/docs)", flush=True)
     if args.admin_token:
         for line in start_tokens(registry, tokens):
             print(line, flush=True)

@@ -17,7 +17,7 @@ from starlette.datastructures import Headers
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.http import docs, problems, schemas
+from api.http import docs, pages, problems, schemas
 from api.http.deps import check_token, check_token_now
 from api.http.lean import LeanDispatch, LeanRoute
 from api.http.metrics import METRICS
@@ -149,6 +149,7 @@ def create_app(
     app.state.tokens = TokenStore(Db(registry.recorder.datastore))  # type: ignore[attr-defined]
     problems.install(app)
     docs.install(app)
+    pages.install(app)
 
     app.add_middleware(Guard, registry=registry, tokens=app.state.tokens)
     # The routes join the app's own router rather than being included: FastAPI 0.16x
@@ -290,8 +291,9 @@ def _replay(body: bytes) -> Receive:
     return receive
 
 
-# A prefix covers the paths below it too: the docs pages' assets are under /docs.
-PUBLIC = ("/healthz", "/metrics", "/openapi.json", docs.DOCS, docs.REDOC)
+# A prefix covers the paths below it too: the docs pages' assets are under /docs, the
+# desk's under /ui (the pages hold no data; what they show, they ask for with a token).
+PUBLIC = ("/healthz", "/metrics", "/openapi.json", docs.DOCS, docs.REDOC, pages.UI)
 
 
 def _public(path: str) -> bool:

@@ -1,0 +1,435 @@
+// Harbor's desk: the read side of the HTTP API in a browser tab, for clerks and auditors.
+// Plain DOM calls and no framework, so the page works offline and needs no build step.
+// Every value from the server goes in as text (never as HTML): names and summaries are
+// typed by people, and a record must not be able to run script in a reader's browser.
+"use strict";
+
+const TOKEN_KEY = "harbor.token";
+const view = document.getElementById("view");
+const problemBox = document.getElementById("problem");
+let me = null;
+
+// --- talking to the API -------------------------------------------------------------
+
+class Problem extends Error {
+  constructor(status, body) {
+    const detail = body && body.detail ? body.detail : `HTTP ${status}`;
+    const code = body && body.code ? body.code : "HTTP_" + status;
+    const field = body && body.field ? `, field ${body.field}` : "";
+    super(`${code}${field}: ${detail}`);
+    this.status = status;
+  }
+}
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+// The API lives one level up from /ui/, which keeps the page working behind a proxy prefix.
+function apiUrl(path, params) {
+  const url = new URL("../" + path.replace(/^\//, ""), location.href);
+  for (const [name, value] of Object.entries(params || {})) {
+    if (value !== "" && value !== null && value !== undefined) url.searchParams.set(name, value);
+  }
+  return url;
+}
+
+async function api(path, params, accept = "application/json") {
+  const response = await fetch(apiUrl(path, params), {
+    headers: { Authorization: "Bearer " + token(), Accept: accept },
+  });
+  if (!response.ok) {
+    let body = null;
+    try { body = await response.json(); } catch (_) { /* not a problem document */ }
+    throw new Problem(response.status, body);
+  }
+  return accept === "application/json" ? response.json() : response.blob();
+}
+
+// --- building the page (text only) ---------------------------------------------------
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "onclick" || name === "onsubmit") node[name] = value;
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+const dash = (value) => (value === null || value === undefined || value === "" ? "–" : value);
+const short = (id) => (id ? String(id).slice(0, 8) : "–");
+
+function memberLink(id, name) {
+  return el("a", { href: `#/member/${id}`, "data-member": id, title: id }, name || short(id));
+}
+
+function caseLink(id) {
+  return id ? el("a", { href: `#/case/${id}`, title: id }, short(id)) : "–";
+}
+
+function table(columns, rows, empty = "nothing here 无") {
+  if (!rows.length) return el("p", { class: "empty" }, empty);
+  const head = el("tr", {}, columns.map(([label, , cls]) => el("th", { class: cls }, label)));
+  const body = rows.map((row) =>
+    el("tr", {}, columns.map(([, cell, cls]) => el("td", { class: cls }, dash(cell(row))))));
+  return el("table", {}, el("thead", {}, head), el("tbody", {}, body));
+}
+
+function card(pairs) {
+  return el("div", { class: "card" },
+    el("dl", {}, pairs.map(([label, value]) => [el("dt", {}, label), el("dd", {}, dash(value))])));
+}
+
+function form(fields, submit, values) {
+  const inputs = {};
+  const node = el("form", {
+    onsubmit: (event) => {
+      event.preventDefault();
+      const wanted = {};
+      for (const [name, input] of Object.entries(inputs)) wanted[name] = input.value.trim();
+      submit(wanted);
+    },
+  });
+  for (const [name, label, type, options] of fields) {
+    const id = "f-" + name;
+    const input = type === "select"
+      ? el("select", { id, name }, options.map(([v, text]) => el("option", { value: v }, text)))
+      : el("input", { id, name, type: type || "text" });
+    if (values && values[name]) input.value = values[name];
+    inputs[name] = input;
+    node.append(el("label", { for: id }, label), input);
+  }
+  node.append(el("button", { type: "submit" }, "Show 查看"));
+  return node;
+}
+
+// A file for the spreadsheet: the same route asked for text/csv.
+function csvButton(path, params, filename) {
+  return el("button", {
+    type: "button",
+    onclick: async () => {
+      try {
+        const blob = await api(path, params, "text/csv");
+        const link = el("a", { href: URL.createObjectURL(blob), download: filename });
+        document.body.append(link);
+        link.click();
+        link.remove();
+      } catch (error) { showProblem(error); }
+    },
+  }, "Download CSV 下载");
+}
+
+function showProblem(error) {
+  const text = error instanceof Problem ? error.message : String(error);
+  if (me && error instanceof Problem && error.status === 401) {
+    signOut(`${text}\nThe token no longer acts (expired or revoked): sign in with a new one.`);
+    return;
+  }
+  problemBox.textContent = text;
+  problemBox.hidden = false;
+}
+
+// Queue entries and findings carry member ids; the names come from each member's status,
+// which this caller may read (or, if not, the short id stays).
+async function nameMembers(root) {
+  const ids = [...new Set([...root.querySelectorAll("a[data-member]")].map((a) => a.dataset.member))];
+  await Promise.all(ids.map(async (id) => {
+    try {
+      const member = await api(`members/${id}`);
+      for (const link of root.querySelectorAll(`a[data-member="${id}"]`)) link.textContent = member.name;
+    } catch (_) { /* not readable by this caller: the id stays */ }
+  }));
+}
+
+// --- views ---------------------------------------------------------------------------
+
+function params() {
+  const [path, query] = location.hash.replace(/^#\/?/, "").split("?");
+  return { parts: path.split("/").filter(Boolean), query: Object.fromEntries(new URLSearchParams(query || "")) };
+}
+
+function go(path, query) {
+  const search = new URLSearchParams(Object.entries(query || {}).filter(([, v]) => v)).toString();
+  location.hash = "#/" + path + (search ? "?" + search : "");
+}
+
+async function showQueue(unit, query) {
+  unit = unit || me.unit_id;
+  const queue = await api(`units/${encodeURIComponent(unit)}/queue`, { on: query.on });
+  const letterOrReferral = [
+    ["kind 类别", (i) => (i.kind === "letter" ? "letter 介绍信" : `referral 转介 (${i.handover})`)],
+    ["member 党员", (i) => memberLink(i.member_id)],
+    ["case 事项", (i) => caseLink(i.case_id)],
+    ["since 起", (i) => i.since],
+    ["from 自", (i) => i.from],
+    ["to 至", (i) => i.to],
+    ["letter no. 编号", (i) => i.letter_no],
+    ["valid until 有效期", (i) => i.valid_until],
+  ];
+  const firsts = [
+    ["case 事项", (c) => caseLink(c.case_id)],
+    ["member 党员", (c) => memberLink(c.member_id)],
+    ["opened 首问日", (c) => c.opened_on],
+    ["outcome 结果", (c) => c.outcome],
+    ["stalled 停滞", (c) => (c.stalled ? "yes 是" : "no 否")],
+  ];
+  const content = el("div", {},
+    form([["unit", "unit 单位"], ["on", "on 日期", "date"]],
+      (v) => go(`queue/${v.unit || me.unit_id}`, { on: v.on }), { unit, on: query.on }),
+    el("h2", {}, `${queue.unit_id} — ${queue.on}`),
+    csvButton(`units/${encodeURIComponent(unit)}/queue`, { on: query.on }, `queue-${unit}.csv`),
+    el("h3", {}, "待办 waiting for this unit"), table(letterOrReferral, queue.todo),
+    el("h3", {}, "未办结 waiting on others"), table(letterOrReferral, queue.waiting_on_others),
+    el("h3", {}, "首问 open cases this unit answered first"), table(firsts, queue.first_responder_cases));
+  view.replaceChildren(content);
+  nameMembers(content);
+}
+
+async function showSearch(query) {
+  const content = el("div", {},
+    form([["q", "ID number or name 身份证号或姓名"]], (v) => go("search", { q: v.q }), query));
+  view.replaceChildren(content);
+  if (!query.q) return;
+  const found = await api("members", { q: query.q });
+  content.append(table([
+    ["name 姓名", (m) => memberLink(m.member_id, m.name)],
+    ["member id", (m) => m.member_id],
+  ], found, "no member found 未找到"));
+}
+
+function trailTable(trail) {
+  return table([
+    ["position 位置", (e) => el("span", { class: e.voided ? "voided" : null }, e.position), "num"],
+    ["occurred 发生日", (e) => e.occurred_on],
+    ["unit 单位", (e) => e.unit_id],
+    ["event 事件", (e) => e.event_type],
+    ["summary 摘要", (e) => (e.voided ? `${e.summary} (voided 作废: ${dash(e.void_reason)})` : e.summary)],
+    ["recorded by 记录人", (e) => e.recorded_by],
+    ["recorded at 记录时间", (e) => e.recorded_at],
+  ], trail);
+}
+
+function caseSection(c) {
+  return el("section", {},
+    el("h3", {}, `Case 事项 ${c.number !== undefined ? "#" + c.number : ""} `, caseLink(c.case_id)),
+    card([
+      ["first responder 首问单位", c.first_responder],
+      ["path 经手单位", (c.path || []).join(" → ")],
+      ["opened 开始", c.opened_on],
+      ["closed 结束", c.closed_on ? `${c.closed_on} (${c.closed_by})` : null],
+      ["attached 接收", c.attached_unit_id ? `${c.attached_unit_id} on ${c.attached_on}` : null],
+      ["outcome 结果", c.outcome ? `${c.outcome}${c.outcome_since ? " since " + c.outcome_since : ""}` : null],
+      ["stalled 停滞", c.stalled ? "yes 是" : "no 否"],
+    ]),
+    c.referrals && c.referrals.length ? table([
+      ["from 自", (r) => r.from], ["to 至", (r) => r.to], ["handover 交接", (r) => r.handover],
+      ["referred 转介日", (r) => r.referred_on], ["reason 原因", (r) => r.reason],
+      ["judged 判定", (r) => r.state], ["answer 答复", (r) => r.answer],
+      ["answered 答复日", (r) => r.answered_on],
+    ], c.referrals) : null,
+    trailTable(c.trail || []));
+}
+
+async function showMember(id, query) {
+  const [status, history] = await Promise.all([
+    api(`members/${id}`),
+    api(`members/${id}/history`, { as_of: query.as_of, as_recorded: query.as_recorded, position: query.position }),
+  ]);
+  const colour = el("span", { class: `colour ${status.colour}` }, status.colour);
+  const asked = query.as_of ? `as of 截至 ${query.as_of} (what had happened)`
+    : query.as_recorded ? `as recorded 记录于 ${query.as_recorded} (what the registry knew)`
+      : query.position ? `at log position ${query.position}` : "as it stands now 当前";
+  const content = el("div", {},
+    el("h2", {}, `${status.name} `, colour),
+    card([
+      ["member id", status.member_id],
+      ["standing 身份", status.standing],
+      ["holder 所在单位", status.holder_unit_id],
+      ["since 起", status.since],
+      ["status 状态", status.status],
+      ["in transit to 转往", status.in_transit_to],
+      ["letter 介绍信", status.letter_no ? `${status.letter_no}, valid until ${status.letter_valid_until}` : null],
+      ["open case 未结事项", caseLink(status.open_case_id)],
+    ]),
+    el("h2", {}, "History 历史 — ", asked),
+    form([
+      ["as_of", "as of 截至", "date"], ["as_recorded", "as recorded 记录于", "date"],
+      ["position", "position 位置", "number"],
+    ], (v) => go(`member/${id}`, v), query),
+    history.limited_to_cases ? el("p", { class: "hint" },
+      "This unit took part in some of the member's cases only: those are shown. 仅显示本单位参与的事项。") : null,
+    (history.cases || []).map(caseSection),
+    el("h3", {}, "Outside any case 事项之外"), trailTable(history.trail || []),
+    el("h3", {}, "Findings 合规"), findingsTable(history.findings || []));
+  view.replaceChildren(content);
+}
+
+async function showCase(id, query) {
+  const c = await api(`cases/${id}`, { on: query.on });
+  const content = el("div", {}, el("h2", {}, "Case 事项 of ", memberLink(c.member_id)), caseSection(c));
+  view.replaceChildren(content);
+  nameMembers(content);
+}
+
+function findingsTable(rows) {
+  return table([
+    ["rule 规则", (f) => f.rule], ["severity 等级", (f) => f.severity],
+    ["unit 单位", (f) => f.unit_id], ["member 党员", (f) => memberLink(f.member_id)],
+    ["case 事项", (f) => caseLink(f.case_id)], ["since 起", (f) => f.since],
+    ["resolved 解决", (f) => f.resolved || "open 未解决"], ["detail 说明", (f) => f.detail],
+  ], rows, "no findings 无");
+}
+
+async function showFindings(query) {
+  const wanted = { rule: query.rule, unit: query.unit, severity: query.severity, open: query.open, on: query.on };
+  const rows = await api("compliance/findings", wanted);
+  const content = el("div", {},
+    form([
+      ["rule", "rule 规则", "select", [["", "any"], ...["R1", "R2", "R3", "R5", "R6", "R7", "R8"].map((r) => [r, r])]],
+      ["unit", "unit 单位"],
+      ["severity", "severity 等级", "select", [["", "any"], ["breach", "breach"], ["override", "override"]]],
+      ["open", "open 未解决", "select", [["", "any"], ["true", "open"], ["false", "resolved"]]],
+      ["on", "on 日期", "date"],
+    ], (v) => go("findings", v), wanted),
+    csvButton("compliance/findings", wanted, "findings.csv"),
+    el("p", {}, `${rows.length} finding(s)`),
+    findingsTable(rows));
+  view.replaceChildren(content);
+  nameMembers(content);
+}
+
+const SCORE_COLUMNS = [
+  ["unit 单位", (s) => s.unit_id],
+  ["answered first 首问", (s) => s.answered_first, "num"],
+  ["seen through 句号", (s) => s.seen_through, "num"],
+  ["dropped 逗号", (s) => s.dropped, "num"],
+  ["withdrawn 撤回", (s) => s.withdrawn, "num"],
+  ["open 未结", (s) => s.open, "num"],
+  ["median days 中位天数", (s) => s.median_days_to_attachment, "num"],
+];
+
+async function showScorecards(query) {
+  const rows = await api("scorecards", { on: query.on });
+  // Ranked as a reviewer reads it: most dropped first, then fewest seen through.
+  const by = query.by || "dropped";
+  const column = SCORE_COLUMNS.find(([label]) => label.startsWith(by.replace(/_/g, " "))) || SCORE_COLUMNS[3];
+  rows.sort((a, b) => (Number(column[1](b)) || 0) - (Number(column[1](a)) || 0) || String(a.unit_id).localeCompare(b.unit_id));
+  const content = el("div", {},
+    form([
+      ["on", "on 日期", "date"],
+      ["by", "rank by 排序", "select", [["dropped", "dropped 逗号"], ["seen_through", "seen through 句号"], ["answered_first", "answered first 首问"], ["open", "open 未结"]]],
+    ], (v) => go("scorecards", v), { on: query.on, by }),
+    csvButton("scorecards", { on: query.on }, "scorecards.csv"),
+    table(SCORE_COLUMNS, rows));
+  view.replaceChildren(content);
+}
+
+async function showAudit() {
+  const status = await api("audit/status");
+  const head = status.last_tree_head;
+  const checked = status.last_verification;
+  view.replaceChildren(el("div", {},
+    el("h2", {}, "Tamper-evident log 防篡改日志"),
+    card([
+      ["events in the log 事件数", status.log_size],
+      ["sealed leaves 已封存", status.tree_leaves],
+      ["not yet sealed 未封存", status.unsealed_events],
+      ["last tree head 最新树根", head
+        ? `${head.tree_size} events, signed ${head.signed_at} with key ${head.key_id}; root ${head.root_hash}`
+        : "none yet (harbor seal)"],
+      ["last verification 最近核验", checked
+        ? `${checked.verified_at}: ${checked.ok ? "held 通过" : "FAILED 未通过"}, ${checked.events_checked} events`
+          + (checked.first_problem ? ` — ${checked.first_problem}` : "")
+        : "none yet (harbor verify)"],
+    ]),
+    el("p", { class: "hint" }, "Prove a member's record offline with a proof bundle: harbor bundle, then harbor verify-bundle.")));
+}
+
+const VIEWS = {
+  queue: (p) => showQueue(p.parts[1], p.query),
+  search: (p) => showSearch(p.query),
+  member: (p) => showMember(p.parts[1], p.query),
+  case: (p) => showCase(p.parts[1], p.query),
+  findings: (p) => showFindings(p.query),
+  scorecards: (p) => showScorecards(p.query),
+  audit: () => showAudit(),
+};
+
+function homeFor(role) {
+  return role === "unit" ? "queue" : role === "auditor" ? "findings" : "audit";
+}
+
+async function route() {
+  if (!me) return;
+  const p = params();
+  const name = VIEWS[p.parts[0]] ? p.parts[0] : homeFor(me.role);
+  for (const link of document.querySelectorAll("nav a")) {
+    link.classList.toggle("current", link.dataset.tab === name || (name === "member" && link.dataset.tab === "search"));
+  }
+  problemBox.hidden = true;
+  view.replaceChildren(el("p", { class: "empty" }, "loading… 加载中"));
+  try {
+    await VIEWS[name](p);
+  } catch (error) {
+    view.replaceChildren();
+    showProblem(error);
+  }
+}
+
+// --- signing in and out --------------------------------------------------------------
+
+async function signIn(candidate) {
+  sessionStorage.setItem(TOKEN_KEY, candidate);
+  try {
+    me = await api("me");
+  } catch (error) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    me = null;
+    showProblem(error);
+    return;
+  }
+  document.getElementById("signin").hidden = true;
+  document.getElementById("tabs").hidden = false;
+  document.getElementById("signout").hidden = false;
+  document.getElementById("who").textContent =
+    `${me.holder} · ${me.unit_name || me.unit_id} (${me.unit_id}) · ${me.role} · valid through ${dash(me.expires_on)}`;
+  // The tabs a role's reads allow (DESIGN.md "Security"): findings and the log's seals are
+  // the auditor's; the admin reads no member's records, only the log's seals.
+  const allowed = { unit: ["queue", "search", "scorecards"], auditor: Object.keys(VIEWS), admin: ["audit"] };
+  for (const link of document.querySelectorAll("nav a")) {
+    link.hidden = !allowed[me.role].includes(link.dataset.tab);
+  }
+  problemBox.hidden = true;
+  await route();
+}
+
+function signOut(message) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  me = null;
+  document.getElementById("signin").hidden = false;
+  document.getElementById("tabs").hidden = true;
+  document.getElementById("signout").hidden = true;
+  document.getElementById("who").textContent = "";
+  view.replaceChildren();
+  if (message) {
+    problemBox.textContent = message;
+    problemBox.hidden = false;
+  }
+}
+
+document.getElementById("signin-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const input = document.getElementById("token");
+  const candidate = input.value.trim();
+  input.value = "";
+  if (candidate) signIn(candidate);
+});
+document.getElementById("signout").addEventListener("click", () => signOut());
+window.addEventListener("hashchange", route);
+if (token()) signIn(token());
