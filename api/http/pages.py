@@ -1,7 +1,8 @@
-"""The desk (/ui/): a page in the browser over the read side of the API.
+"""The desk (/ui/): the API in a browser, for clerks and auditors.
 
-A clerk asks "who is here, what is waiting for us", an auditor replays a member's history
-on a date and ranks units; both were curl or `/docs` before. The page is static (HTML,
+A clerk asks "who is here, what is waiting for us" and records what the unit just did; an
+auditor replays a member's history on a date and ranks units; all of it was curl or
+`/docs` before. The page is static (HTML,
 CSS and plain JavaScript in api/http/static, no build step and no outside host), so it
 works on networks with no internet. It holds no rights of its own: it asks the same
 routes with the token the user pastes, which this tab keeps in its session storage.

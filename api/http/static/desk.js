@@ -1,4 +1,4 @@
-// Harbor's desk: the read side of the HTTP API in a browser tab, for clerks and auditors.
+// Harbor's desk: the HTTP API in a browser tab, for clerks (reading and recording) and auditors.
 // Plain DOM calls and no framework, so the page works offline and needs no build step.
 // Every value from the server goes in as text (never as HTML): names and summaries are
 // typed by people, and a record must not be able to run script in a reader's browser.
@@ -194,6 +194,7 @@ async function showQueue(unit, query) {
 async function showSearch(query) {
   const content = el("div", {},
     form([["q", "ID number or name 身份证号或姓名"]], (v) => go("search", { q: v.q }), query));
+  if (me.role === "unit") content.append(await enrolPanel());
   view.replaceChildren(content);
   if (!query.q) return;
   const found = await api("members", { q: query.q });
@@ -237,9 +238,11 @@ function caseSection(c) {
 }
 
 async function showMember(id, query) {
+  // After a command, min_position makes both reads wait until they show it.
+  const seen = { min_position: query.min_position };
   const [status, history] = await Promise.all([
-    api(`members/${id}`),
-    api(`members/${id}/history`, { as_of: query.as_of, as_recorded: query.as_recorded, position: query.position }),
+    api(`members/${id}`, seen),
+    api(`members/${id}/history`, { as_of: query.as_of, as_recorded: query.as_recorded, position: query.position, ...seen }),
   ]);
   const colour = el("span", { class: `colour ${status.colour}` }, status.colour);
   const asked = query.as_of ? `as of 截至 ${query.as_of} (what had happened)`
@@ -257,6 +260,7 @@ async function showMember(id, query) {
       ["letter 介绍信", status.letter_no ? `${status.letter_no}, valid until ${status.letter_valid_until}` : null],
       ["open case 未结事项", caseLink(status.open_case_id)],
     ]),
+    me.role === "unit" ? await recordPanel(status) : null,
     el("h2", {}, "History 历史 — ", asked),
     form([
       ["as_of", "as of 截至", "date"], ["as_recorded", "as recorded 记录于", "date"],
@@ -265,7 +269,8 @@ async function showMember(id, query) {
     history.limited_to_cases ? el("p", { class: "hint" },
       "This unit took part in some of the member's cases only: those are shown. 仅显示本单位参与的事项。") : null,
     (history.cases || []).map(caseSection),
-    el("h3", {}, "Outside any case 事项之外"), trailTable(history.trail || []),
+    // The history's trail is the whole trail; the cases above showed theirs.
+    el("h3", {}, "Outside any case 事项之外"), trailTable((history.trail || []).filter((e) => !e.case_id)),
     el("h3", {}, "Findings 合规"), findingsTable(history.findings || []));
   view.replaceChildren(content);
 }
@@ -349,6 +354,175 @@ async function showAudit() {
         : "none yet (harbor verify)"],
     ]),
     el("p", { class: "hint" }, "Prove a member's record offline with a proof bundle: harbor bundle, then harbor verify-bundle.")));
+}
+
+// --- recording what the unit just did --------------------------------------------------
+// The forms are built from the API's own OpenAPI document, so every command the API takes
+// has its form, with the API's field names, required fields, choices and examples.
+
+let openapi = null;
+
+async function apiSchema() {
+  if (!openapi) {
+    const response = await fetch(apiUrl("openapi.json"));
+    if (!response.ok) throw new Problem(response.status, null);
+    openapi = await response.json();
+  }
+  return openapi;
+}
+
+function resolve(spec, schema) {
+  return schema && schema.$ref ? spec.components.schemas[schema.$ref.split("/").pop()] : schema;
+}
+
+// The POST routes under a path prefix: [{action, path, summary, body}], in the API's order.
+function commands(spec, pattern) {
+  const found = [];
+  for (const [path, item] of Object.entries(spec.paths)) {
+    const match = path.match(pattern);
+    const post = item.post;
+    if (!match || !post || !post.requestBody) continue;
+    const body = resolve(spec, post.requestBody.content["application/json"].schema);
+    found.push({ action: match[1] || path, path, summary: post.summary || path, body });
+  }
+  return found;
+}
+
+const MONTH = "^\\d{4}-(0[1-9]|1[0-2])$";
+
+// One input for one body field; read() gives the JSON value, or undefined to leave it out.
+function field(spec, name, prop, required) {
+  let p = prop;
+  let optional = !required;
+  let text = false;  // a number that may also be written as text (an amount): sent as typed
+  if (p.anyOf) {
+    const kinds = p.anyOf.filter((x) => x.type !== "null");
+    optional = optional || kinds.length < p.anyOf.length;
+    text = kinds.some((x) => x.type === "string") && kinds.some((x) => x.type === "number");
+    p = { ...kinds[0], title: prop.title, description: prop.description, examples: prop.examples || kinds[0].examples };
+  }
+  const id = "c-" + name;
+  const example = p.examples && p.examples.length ? String(p.examples[0]) : "";
+  let input;
+  let read;
+  const items = p.type === "array" ? resolve(spec, p.items) : null;
+  if (p.enum) {
+    input = el("select", { id, name }, optional ? el("option", { value: "" }, "–") : null,
+      p.enum.map((v) => el("option", { value: v }, v)));
+    read = () => input.value || undefined;
+  } else if (p.type === "boolean") {
+    input = el("input", { id, name, type: "checkbox" });
+    read = () => input.checked;
+  } else if ((p.type === "integer" || p.type === "number") && !text) {
+    input = el("input", { id, name, type: "number", step: p.type === "integer" ? "1" : "any", placeholder: example });
+    read = () => (input.value === "" ? undefined : Number(input.value));
+  } else if (items && items.type === "object") {
+    // Pairs such as prior contacts (who: what they said), one per line.
+    const [first, second] = Object.keys(items.properties);
+    input = el("textarea", { id, name, rows: 3, placeholder: `${first}: ${second} (one per line)` });
+    read = () => {
+      const lines = input.value.split("\n").map((l) => l.trim()).filter(Boolean);
+      return lines.length ? lines.map((line) => {
+        const [, a, b] = line.match(/^([^:：]*)[:：]\s*(.*)$/) || [null, line, ""];
+        return { [first]: a.trim(), [second]: b.trim() };
+      }) : undefined;
+    };
+  } else if (items) {
+    input = el("textarea", { id, name, rows: 3, placeholder: "one per line" + (example ? `, e.g. ${example}` : "") });
+    read = () => {
+      const lines = input.value.split("\n").map((l) => l.trim()).filter(Boolean);
+      return lines.length ? lines : undefined;
+    };
+  } else {
+    const type = p.format === "date" ? "date" : p.pattern === MONTH ? "month" : "text";
+    input = (p.maxLength || 0) > 200
+      ? el("textarea", { id, name, rows: 2, placeholder: example })
+      : el("input", { id, name, type, placeholder: example });
+    read = () => (input.value.trim() === "" ? undefined : input.value.trim());
+  }
+  if (required && !optional) input.required = true;
+  const label = el("label", { for: id, title: p.description || "" }, `${p.title || name}${required && !optional ? " *" : ""}`);
+  return { name, label, input, read };
+}
+
+// A random key per form shown: pressing the button twice (or again after a timeout)
+// replays the first answer instead of recording twice.
+function newKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return "desk-" + [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function commandForm(spec, command, url, version, done) {
+  // The acting unit always comes from the token (the API says so): never asked here.
+  const props = Object.entries(command.body.properties || {}).filter(([name]) => name !== "unit_id");
+  const required = new Set(command.body.required || []);
+  const fields = props.map(([name, prop]) => field(spec, name, prop, required.has(name)));
+  let key = newKey();
+  const node = el("form", {
+    class: "command",
+    onsubmit: async (event) => {
+      event.preventDefault();
+      for (const f of fields) f.input.classList.remove("refused");
+      const body = {};
+      for (const f of fields) {
+        const value = f.read();
+        if (value !== undefined) body[f.name] = value;
+      }
+      const headers = { Authorization: "Bearer " + token(), "Content-Type": "application/json", "Idempotency-Key": key };
+      if (version !== null && version !== undefined) headers["If-Match"] = String(version);
+      const response = await fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
+      const answer = await response.json().catch(() => null);
+      if (!response.ok) {
+        const problem = new Problem(response.status, answer);
+        const wrong = fields.find((f) => answer && answer.field === f.name);
+        if (wrong) wrong.input.classList.add("refused");
+        if (response.status !== 409 || !answer || answer.code !== "STALE_VERSION") key = newKey();
+        showProblem(problem);
+        return;
+      }
+      done(answer);
+    },
+  }, fields.map((f) => el("span", { class: "field" }, f.label, f.input)),
+  el("button", { type: "submit" }, "Record 记录"));
+  return node;
+}
+
+async function recordPanel(status) {
+  const spec = await apiSchema();
+  const memberActions = commands(spec, /^\/members\/\{member_id\}\/([a-z-]+)$/);
+  const caseActions = status.open_case_id ? commands(spec, /^\/members\/\{member_id\}\/cases\/\{case_id\}\/([a-z-]+)$/) : [];
+  const all = [...caseActions.map((c) => ({ ...c, scope: "case" })), ...memberActions.map((c) => ({ ...c, scope: "member" }))];
+  const holder = el("div", {});
+  const choose = el("select", { id: "record-action" }, el("option", { value: "" }, "choose an action 选择操作…"),
+    all.map((c, i) => el("option", { value: String(i) }, `${c.scope === "case" ? "case 事项" : "member 党员"}: ${c.action} — ${c.summary}`)));
+  choose.onchange = () => {
+    problemBox.hidden = true;
+    const command = all[Number(choose.value)];
+    if (!command) { holder.replaceChildren(); return; }
+    const url = apiUrl(command.path.replace("{member_id}", status.member_id).replace("{case_id}", status.open_case_id || ""));
+    holder.replaceChildren(commandForm(spec, command, url, status.version, (answer) => {
+      const note = answer.replayed ? "already recorded (the same action was sent before)" : `recorded at log position ${answer.position}`;
+      go(`member/${status.member_id}`, { min_position: answer.position, recorded: note });
+    }));
+  };
+  const query = params().query;
+  return el("section", { class: "card" },
+    el("h3", {}, "Record what this unit did 记录本单位的办理"),
+    query.recorded ? el("p", { id: "recorded" }, query.recorded) : null,
+    el("p", { class: "hint" }, status.open_case_id
+      ? `Case actions go to the open case ${short(status.open_case_id)}; the member's version ${status.version} is sent with it, so a change by someone else meanwhile is refused, not overwritten.`
+      : "No open case: an inquiry opens one."),
+    choose, holder);
+}
+
+async function enrolPanel() {
+  const spec = await apiSchema();
+  const [enrol] = commands(spec, /^\/members$/);
+  const holder = el("div", {});
+  const open = el("button", { type: "button" }, "Enrol a member 登记党员…");
+  open.onclick = () => holder.replaceChildren(commandForm(spec, enrol, apiUrl("members"), null,
+    (answer) => go(`member/${answer.member_id}`, { min_position: answer.position, recorded: `enrolled at log position ${answer.position}` })));
+  return el("section", { class: "card" }, open, holder);
 }
 
 const VIEWS = {
