@@ -210,7 +210,7 @@ function trailTable(trail) {
     ["occurred 发生日", (e) => e.occurred_on],
     ["unit 单位", (e) => e.unit_id],
     ["event 事件", (e) => e.event_type],
-    ["summary 摘要", (e) => (e.voided ? `${e.summary} (voided 作废: ${dash(e.void_reason)})` : e.summary)],
+    ["summary 摘要", (e) => (e.voided ? `${e.summary} (voided 作废: ${dash(e.void_reason)})` : e.summary), "wrap"],
     ["recorded by 记录人", (e) => e.recorded_by],
     ["recorded at 记录时间", (e) => e.recorded_at],
   ], trail);
@@ -230,7 +230,7 @@ function caseSection(c) {
     ]),
     c.referrals && c.referrals.length ? table([
       ["from 自", (r) => r.from], ["to 至", (r) => r.to], ["handover 交接", (r) => r.handover],
-      ["referred 转介日", (r) => r.referred_on], ["reason 原因", (r) => r.reason],
+      ["referred 转介日", (r) => r.referred_on], ["reason 原因", (r) => r.reason, "wrap"],
       ["judged 判定", (r) => r.state], ["answer 答复", (r) => r.answer],
       ["answered 答复日", (r) => r.answered_on],
     ], c.referrals) : null,
@@ -287,7 +287,7 @@ function findingsTable(rows) {
     ["rule 规则", (f) => f.rule], ["severity 等级", (f) => f.severity],
     ["unit 单位", (f) => f.unit_id], ["member 党员", (f) => memberLink(f.member_id)],
     ["case 事项", (f) => caseLink(f.case_id)], ["since 起", (f) => f.since],
-    ["resolved 解决", (f) => f.resolved || "open 未解决"], ["detail 说明", (f) => f.detail],
+    ["resolved 解决", (f) => f.resolved || "open 未解决"], ["detail 说明", (f) => f.detail, "wrap"],
   ], rows, "no findings 无");
 }
 
