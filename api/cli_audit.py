@@ -28,7 +28,7 @@ from audit.bundle import (
     verify_bundle,
 )
 from audit.config import AuditConfig
-from audit.keyring import export_keys, init_key, rotate_key
+from audit.keyring import export_keys, init_key, load_trusted_keys, rotate_key
 from audit.keys import KeyProblem, Signer, load_public_keys
 from audit.log import CATCH_UP_BATCH, AuditError, AuditLog, read_witness_file
 from audit.proofs import (
@@ -49,6 +49,11 @@ COMMANDS: set[str] = {"keys", "seal", "verify", "bundle", "verify-bundle", "proo
 OFFLINE_COMMANDS: set[str] = {"verify-bundle", "verify-proof"}
 EXIT_CHANGED = 1
 EXIT_SETUP = 2
+KEY_HELP = (
+    "trusted public keys: the folder `harbor keys export` wrote, whose keys.json (the key"
+    " history) also rejects a head signed by a key after it was replaced; or a PEM file or"
+    " folder of them, without that check (the output then says so)"
+)
 
 
 def add_commands(sub: Any) -> None:
@@ -96,13 +101,20 @@ def add_commands(sub: Any) -> None:
     bundle.add_argument("member", help="member id, or the member's ID number")
     bundle.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
 
-    check = sub.add_parser(
-        "verify-bundle", help="check a proof bundle offline (no database) and print the trail"
+    check = add_command(
+        sub,
+        "verify-bundle",
+        summary="check a proof bundle offline (no database) and print the trail",
+        description="Check a bundle written by `harbor bundle` with only trusted public keys:"
+        " the tree head's signature (and, with the folder `harbor keys export` wrote, that its"
+        " key had not been replaced when it signed), then each event against its inclusion"
+        " proof; print the verified trail. Never opens the database. Exits 0 when it holds,"
+        " 1 when it fails, 2 when the file is not a bundle or the keys cannot be read.",
+        example="harbor keys export auditor-keys/   # on the operator's side, after each rotation\n"
+        "harbor verify-bundle m.json --key auditor-keys/",
     )
     check.add_argument("file", type=Path, help="the bundle, as `harbor bundle` wrote it")
-    check.add_argument(
-        "--key", required=True, type=Path, help="trusted public key: a PEM file or a folder"
-    )
+    check.add_argument("--key", required=True, type=Path, metavar="DIR_OR_PEM", help=KEY_HELP)
     _add_proof_commands(sub)
 
 
@@ -165,15 +177,15 @@ def _add_proof_commands(sub: Any) -> None:
         "verify-proof",
         summary="check a consistency or inclusion proof offline (no database)",
         description="Check a file written by `harbor proof` with only trusted public keys:"
-        " each tree head's signature, then the proof. Never opens the database. Exits 0 when"
-        " it holds, 1 when the proof or a signature fails (or a head is not in the witness"
-        " file), 2 when the file is not a proof.",
-        example="harbor verify-proof grew.json --key auditor-keys/ --witness their-witness.txt",
+        " each tree head's signature (and, with the folder `harbor keys export` wrote, that its"
+        " key had not been replaced when it signed), then the proof. Never opens the database."
+        " Exits 0 when it holds, 1 when the proof or a signature fails (or a head is not in the"
+        " witness file), 2 when the file is not a proof or the keys cannot be read.",
+        example="harbor keys export auditor-keys/   # on the operator's side, after each rotation\n"
+        "harbor verify-proof grew.json --key auditor-keys/ --witness their-witness.txt",
     )
     check.add_argument("file", type=Path, help="the proof, as `harbor proof` wrote it")
-    check.add_argument(
-        "--key", required=True, type=Path, help="trusted public key: a PEM file or a folder"
-    )
+    check.add_argument("--key", required=True, type=Path, metavar="DIR_OR_PEM", help=KEY_HELP)
     check.add_argument(
         "--witness",
         type=Path,
@@ -365,9 +377,9 @@ def _bundle(registry: Registry, audit: AuditLog, args: argparse.Namespace) -> in
 
 
 def verify_bundle_command(args: argparse.Namespace) -> int:
-    """`harbor verify-bundle FILE --key PEM`: offline, never opens the store."""
+    """`harbor verify-bundle FILE --key DIR_OR_PEM`: offline, never opens the store."""
     try:
-        keys = load_public_keys(args.key)
+        keys = load_trusted_keys(args.key)
         data = load_bundle(args.file.read_text(encoding="utf-8"))
     except UnicodeDecodeError:
         print(f"harbor: {args.file}: not a proof bundle (not UTF-8 text)", file=sys.stderr)
@@ -384,6 +396,7 @@ def verify_bundle_command(args: argparse.Namespace) -> int:
                     "member_id": result.member_id,
                     "events": len(result.events),
                     "problems": result.problems,
+                    "notes": result.notes,
                 },
                 ensure_ascii=False,
             )
@@ -393,6 +406,7 @@ def verify_bundle_command(args: argparse.Namespace) -> int:
         print(f"NOT VERIFIED: {args.file}")
         for problem in result.problems:
             print(f"  {problem}")
+        _print_notes(result.notes)
         return _bundle_exit(result)
     assert result.head is not None
     print(
@@ -404,7 +418,13 @@ def verify_bundle_command(args: argparse.Namespace) -> int:
         print(line)
     if result.unsealed:
         print(f"note: {result.unsealed} later events were not sealed when this was exported")
+    _print_notes(result.notes)
     return 0
+
+
+def _print_notes(notes: list[str]) -> None:
+    for note in notes:
+        print(f"note: {note}")
 
 
 def _bundle_exit(result: BundleResult) -> int:
@@ -440,9 +460,9 @@ def _proof(audit: AuditLog, args: argparse.Namespace) -> int:
 
 
 def verify_proof_command(args: argparse.Namespace) -> int:
-    """`harbor verify-proof FILE --key PEM [--witness FILE]`: offline, never opens the store."""
+    """`harbor verify-proof FILE --key DIR_OR_PEM [--witness FILE]`: offline, no store."""
     try:
-        keys = load_public_keys(args.key)
+        keys = load_trusted_keys(args.key)
         data = load_proof(args.file.read_text(encoding="utf-8"))
         witness = None
         if args.witness is not None:
@@ -466,17 +486,20 @@ def verify_proof_command(args: argparse.Namespace) -> int:
                     "kind": result.kind,
                     "proved": result.proved,
                     "problems": result.problems,
+                    "notes": result.notes,
                 },
                 ensure_ascii=False,
             )
         )
-    elif result.ok:
+        return _proof_exit(result)
+    if result.ok:
         for line in result.proved:
             print(line)
     else:
         print(f"NOT VERIFIED: {args.file}")
         for problem in result.problems:
             print(f"  {problem}")
+    _print_notes(result.notes)
     return _proof_exit(result)
 
 

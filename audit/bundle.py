@@ -12,7 +12,10 @@ A bundle is JSON (format ``harbor-proof-bundle/1``)::
 
 It holds the member's own stored events and, in the proofs, hashes of other
 parts of the tree — never another member's data. ``verify_bundle`` needs only
-the bundle and a trusted public key: no database.
+the bundle and trusted public keys: no database. Given the keys with their history
+(``keyring.load_trusted_keys`` on the folder ``harbor keys export`` wrote), it
+also rejects a head signed by a key after that key was replaced, by the same rule
+as ``harbor verify``; without it, its result notes that this was not checked.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from uuid import UUID
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit import merkle
-from audit.keys import TreeHead, head_signature_problem, now_utc
+from audit.keys import TreeHead, TrustedKeys, now_utc
 from audit.leaf import FORMAT as LEAF_FORMAT
 from audit.leaf import event_leaf_hash
 
@@ -114,6 +117,7 @@ class BundleResult:
     events: list[VerifiedEvent] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     unsealed: int = 0
+    notes: list[str] = field(default_factory=list)  # what was not checked, whatever the verdict
 
     @property
     def malformed(self) -> bool:
@@ -137,9 +141,12 @@ def load_bundle(text: str) -> dict[str, Any]:
     return data
 
 
-def verify_bundle(data: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey]) -> BundleResult:
-    """Check a bundle offline against trusted public keys."""
-    result = BundleResult()
+def verify_bundle(
+    data: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey] | TrustedKeys
+) -> BundleResult:
+    """Check a bundle offline against trusted public keys (and their history, when given)."""
+    trusted = TrustedKeys.of(keys)
+    result = BundleResult(notes=trusted.caveats())
     try:
         result.member_id = str(UUID(str(data["member_id"])))
         head = TreeHead.from_json(data["tree_head"])
@@ -154,11 +161,12 @@ def verify_bundle(data: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey])
             f" (this verifier knows {LEAF_FORMAT})"
         )
         return result
-    problem = head_signature_problem(head, keys)
+    problem = trusted.head_problem(head)
     if problem is not None:
+        label, why = problem
         result.problems.append(
-            f"FORGED SIGNATURE: the tree head (size {head.tree_size}, signed at"
-            f" {head.signed_at}) is not vouched for — {problem}"
+            f"{label}: the tree head (size {head.tree_size}, signed at"
+            f" {head.signed_at}) is not vouched for — {why}"
         )
         return result
     result.head = head

@@ -4,29 +4,45 @@ The private key stays in its file (``HARBOR_SIGNING_KEY``, mode 0600); the
 database keeps every public key ever used, so tree heads signed before a
 rotation still verify. A rotation is endorsed: the outgoing key signs the new
 public key, and ``harbor verify`` checks that chain.
+
+``export_keys`` writes the public keys with ``keys.json``, the key history (dates
+and endorsements); ``load_trusted_keys`` reads such a folder back for the offline
+verifiers. Both kinds of verifier retire a key by the same rule, ``retirements``:
+from its endorsed successor's creation time on, it signs nothing.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import os
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from audit.config import AuditConfig
 from audit.keys import (
     KeyProblem,
+    Retirement,
     Signer,
+    TrustedKeys,
     endorsement_message,
+    load_public_keys,
     now_utc,
     public_pem,
     write_private_key,
 )
 from audit.log import AuditLog
 from audit.storage import KeyRecord
+
+KEY_INDEX = "keys.json"
+_KEY_ID = re.compile(r"[0-9a-f]{16}")
 
 
 @dataclass(frozen=True)
@@ -102,8 +118,111 @@ def export_keys(audit: AuditLog, directory: Path) -> list[Path]:
                 ),
             }
         )
-    (directory / "keys.json").write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
+    (directory / KEY_INDEX).write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
     return written
+
+
+def endorsement_verifies(record: KeyRecord, keys: Mapping[str, Ed25519PublicKey]) -> bool:
+    """True when the key ``record`` says it replaced (one of ``keys``) endorsed it."""
+    endorser = keys.get(record.endorsed_by or "")
+    if endorser is None or record.endorsement is None:
+        return False
+    message = endorsement_message(record.key_id, record.public_pem, record.created_at)
+    try:
+        endorser.verify(record.endorsement, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def retirements(
+    records: Sequence[KeyRecord], keys: Mapping[str, Ed25519PublicKey]
+) -> dict[str, Retirement]:
+    """When each key was replaced, from rotation records whose endorsement verifies."""
+    out: dict[str, Retirement] = {}
+    for record in records:
+        if record.endorsed_by is None or not endorsement_verifies(record, keys):
+            continue
+        earlier = out.get(record.endorsed_by)
+        if earlier is None or record.created_at < earlier.at:
+            out[record.endorsed_by] = Retirement(record.created_at, record.key_id)
+    return out
+
+
+def load_trusted_keys(path: Path) -> TrustedKeys:
+    """The public keys at ``path`` (a PEM file or a folder), with its ``keys.json`` history."""
+    keys = load_public_keys(path)
+    index = path / KEY_INDEX
+    if not path.is_dir() or not index.exists():
+        return TrustedKeys(keys)
+    records, listed, notes = _read_key_index(path, index, keys)
+    for record in records:
+        # An endorsement that fails would silently leave the replaced key current, so the
+        # history is refused rather than half applied; an untrusted endorser does not matter.
+        if record.endorsed_by in keys and not endorsement_verifies(record, keys):
+            raise KeyProblem(
+                f"{index}: key {record.key_id} claims to replace {record.endorsed_by}, but that"
+                " key's endorsement of it does not verify: export the keys again"
+                " (`harbor keys export DIR`)"
+            )
+    for kid in sorted(set(keys) - listed):
+        notes.append(
+            f"key {kid} is not in {index}: whether it replaced a key is not known, so the key it"
+            " replaced (if any) is not checked for retirement — export the keys again"
+        )
+    return TrustedKeys(keys, retirements(records, keys), tuple(notes))
+
+
+def _read_key_index(
+    directory: Path, index: Path, keys: Mapping[str, Ed25519PublicKey]
+) -> tuple[list[KeyRecord], set[str], list[str]]:
+    """The records of ``keys.json`` whose PEM is in ``directory``, every id listed, notes."""
+    not_history = f"{index} is not the key history `harbor keys export` writes"
+    try:
+        entries: Any = json.loads(index.read_bytes().decode("utf-8"))
+    except OSError as e:
+        raise KeyProblem(f"cannot read the key history {index}: {e}") from None
+    except ValueError as e:  # not UTF-8, or not JSON
+        raise KeyProblem(f"{not_history}: {e}") from None
+    if not isinstance(entries, list):
+        raise KeyProblem(f"{not_history}: it holds no list of keys")
+    records: list[KeyRecord] = []
+    listed: set[str] = set()
+    notes: list[str] = []
+    for number, entry in enumerate(entries, start=1):
+        try:
+            record = _key_record(directory, entry)
+        except (KeyError, TypeError, ValueError, binascii.Error) as e:
+            raise KeyProblem(f"{not_history}: entry {number} is malformed ({e!r})") from None
+        except OSError as e:
+            raise KeyProblem(f"{index}, entry {number}: cannot read its public key: {e}") from None
+        listed.add(entry["key_id"])
+        if record is not None:
+            records.append(record)
+        elif entry["endorsed_by"] in keys:
+            notes.append(
+                f"{index} says key {entry['key_id']} replaced key {entry['endorsed_by']} at"
+                f" {entry['created_at']}, but {entry['key_id']}.pem is not beside it: that"
+                " endorsement cannot be checked, so the retirement of key"
+                f" {entry['endorsed_by']} is not checked"
+            )
+    return records, listed, notes
+
+
+def _key_record(directory: Path, entry: Any) -> KeyRecord | None:
+    """One ``keys.json`` entry with its public key's PEM; None when that PEM file is absent."""
+    kid, created_at, endorsed_by = entry["key_id"], entry["created_at"], entry["endorsed_by"]
+    # The id names a file to open: only a real key id may, never a path.
+    if not isinstance(kid, str) or not _KEY_ID.fullmatch(kid):
+        raise ValueError(f"key_id {kid!r} is not a key id")
+    if not isinstance(created_at, str) or not isinstance(endorsed_by, str | None):
+        raise TypeError("created_at must be text, endorsed_by text or null")
+    endorsement = entry["endorsement"]
+    raw = None if endorsement is None else base64.b64decode(str(endorsement), validate=True)
+    pem = directory / f"{kid}.pem"
+    if not pem.exists():
+        return None
+    return KeyRecord(kid, pem.read_text(encoding="ascii"), created_at, endorsed_by, raw)
 
 
 def _export_one(signer: Signer, config: AuditConfig) -> Path:

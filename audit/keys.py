@@ -214,16 +214,22 @@ def head_signature_problem(
         key.verify(head.signature, head.message())
     except InvalidSignature:
         return f"its signature does not verify with key {head.key_id} (forged or altered)"
-    retirement = (retired or {}).get(head.key_id)
-    if retirement is not None:
-        signed, ended = parse_time(head.signed_at), parse_time(retirement.at)
-        if signed is None or ended is None or signed >= ended:
-            return (
-                f"signed by key {head.key_id} at {head.signed_at}, after key"
-                f" {retirement.successor} replaced it at {retirement.at}: a retired key"
-                " signs nothing (a leaked old key, or a sealer that missed the rotation)"
-            )
-    return None
+    return retirement_problem(head, retired or {})
+
+
+def retirement_problem(head: TreeHead, retired: Mapping[str, Retirement]) -> str | None:
+    """Why ``head`` is not vouched for: its key had been replaced; None while it was current."""
+    retirement = retired.get(head.key_id)
+    if retirement is None:
+        return None
+    signed, ended = parse_time(head.signed_at), parse_time(retirement.at)
+    if signed is not None and ended is not None and signed < ended:
+        return None
+    return (
+        f"signed by key {head.key_id} at {head.signed_at}, after key"
+        f" {retirement.successor} replaced it at {retirement.at}: a retired key"
+        " signs nothing (a leaked old key, or a sealer that missed the rotation)"
+    )
 
 
 @dataclass(frozen=True)
@@ -232,6 +238,43 @@ class Retirement:
 
     at: str
     successor: str
+
+
+FORGED_SIGNATURE = "FORGED SIGNATURE"
+RETIRED_KEY = "RETIRED KEY"
+RETIREMENT_UNCHECKED = (
+    "key retirement was not checked: no key history (the keys.json that `harbor keys export"
+    " DIR` writes beside the public keys) came with the keys, so a head signed by a retired key"
+    " after its rotation (e.g. a leaked old key) would pass — verify with that folder as the keys"
+)
+
+
+@dataclass(frozen=True)
+class TrustedKeys:
+    """The public keys an offline verifier trusts, and when each was retired if that is known."""
+
+    keys: Mapping[str, Ed25519PublicKey]
+    # None when no key history came with the keys: retirement then cannot be checked at all,
+    # which differs from a history in which no key was ever replaced (an empty mapping).
+    retired: Mapping[str, Retirement] | None = None
+    notes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, keys: Mapping[str, Ed25519PublicKey] | TrustedKeys) -> TrustedKeys:
+        """``keys`` itself, or bare public keys (with no key history) wrapped."""
+        return keys if isinstance(keys, TrustedKeys) else cls(keys)
+
+    def head_problem(self, head: TreeHead) -> tuple[str, str] | None:
+        """None when a trusted key, still current then, signed ``head``; else (label, why)."""
+        problem = head_signature_problem(head, self.keys)
+        if problem is not None:
+            return FORGED_SIGNATURE, problem
+        problem = retirement_problem(head, self.retired or {})
+        return None if problem is None else (RETIRED_KEY, problem)
+
+    def caveats(self) -> list[str]:
+        """What these keys leave unchecked, to be shown with any verdict reached with them."""
+        return [*self.notes, *([RETIREMENT_UNCHECKED] if self.retired is None else [])]
 
 
 def parse_time(text: str) -> datetime | None:

@@ -22,7 +22,10 @@ log (RFC 9162 §2.1.3). A tree head is as ``TreeHead.to_json`` writes it.
 
 ``make_consistency_proof`` and ``make_inclusion_proof`` return the JSON dict
 (for the CLI or an HTTP route); ``verify_proof`` checks one with no database,
-only trusted public keys — and optionally a witness file's heads.
+only trusted public keys — and optionally a witness file's heads. Given the keys
+with their history (``keyring.load_trusted_keys``), it also rejects a head signed
+by a key after that key was replaced, by the same rule as ``harbor verify``;
+without it, its result notes that this was not checked.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from audit import merkle
 from audit.bundle import FORMAT as BUNDLE_FORMAT
 from audit.bundle import BundleResult, VerifiedEvent, event_json, state_bytes, trail_lines
-from audit.keys import TreeHead, head_signature_problem, now_utc
+from audit.keys import TreeHead, TrustedKeys, now_utc
 from audit.leaf import FORMAT as LEAF_FORMAT
 from audit.leaf import event_leaf_hash, id_bytes, leaf_hashes
 
@@ -201,6 +204,7 @@ class ProofResult:
     heads: list[TreeHead] = field(default_factory=list)
     proved: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was not checked, whatever the verdict
 
     @property
     def malformed(self) -> bool:
@@ -245,19 +249,23 @@ def _or(formats: Sequence[str]) -> str:
 
 def verify_proof(
     data: Mapping[str, Any],
-    keys: Mapping[str, Ed25519PublicKey],
+    keys: Mapping[str, Ed25519PublicKey] | TrustedKeys,
     witness: Witness | None = None,
 ) -> ProofResult:
     """Check a proof file offline against trusted public keys (and a witness's heads)."""
+    trusted = TrustedKeys.of(keys)
     if data.get("format") == CONSISTENCY_FORMAT:
-        return _verify_consistency(data, keys, witness)
-    if data.get("format") == INCLUSION_FORMAT:
-        return _verify_inclusion(data, keys, witness)
-    return ProofResult(problems=[f"UNSUPPORTED: format {data.get('format')!r}"])
+        result = _verify_consistency(data, trusted, witness)
+    elif data.get("format") == INCLUSION_FORMAT:
+        result = _verify_inclusion(data, trusted, witness)
+    else:
+        result = ProofResult(problems=[f"UNSUPPORTED: format {data.get('format')!r}"])
+    result.notes.extend(trusted.caveats())
+    return result
 
 
 def _verify_consistency(
-    data: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey], witness: Witness | None
+    data: Mapping[str, Any], keys: TrustedKeys, witness: Witness | None
 ) -> ProofResult:
     result = ProofResult(kind="consistency")
     try:
@@ -311,7 +319,7 @@ def _verify_consistency(
 
 
 def _verify_inclusion(
-    data: Mapping[str, Any], keys: Mapping[str, Ed25519PublicKey], witness: Witness | None
+    data: Mapping[str, Any], keys: TrustedKeys, witness: Witness | None
 ) -> ProofResult:
     result = ProofResult(kind="inclusion")
     try:
@@ -370,7 +378,7 @@ def _verify_inclusion(
 def _heads_vouched_for(
     result: ProofResult,
     heads: Sequence[tuple[str, TreeHead]],
-    keys: Mapping[str, Ed25519PublicKey],
+    keys: TrustedKeys,
     witness: Witness | None,
 ) -> bool:
     """Record each head's signature and witness problems; True when there are none."""
@@ -379,9 +387,10 @@ def _heads_vouched_for(
             f"the {role + ' ' if role else ''}tree head"
             f" (size {head.tree_size}, signed at {head.signed_at})"
         )
-        problem = head_signature_problem(head, keys)
+        problem = keys.head_problem(head)
         if problem is not None:
-            result.problems.append(f"FORGED SIGNATURE: {what} is not vouched for — {problem}")
+            label, why = problem
+            result.problems.append(f"{label}: {what} is not vouched for — {why}")
             continue
         result.heads.append(head)
         if witness is not None:

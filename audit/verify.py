@@ -32,22 +32,24 @@ from pathlib import Path
 from queue import Empty, Queue
 from typing import TypeVar
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from audit import merkle
+
+# ``retirements`` is the rule the offline verifiers share; it is also imported from here.
+from audit.keyring import endorsement_verifies
+from audit.keyring import retirements as retirements
 from audit.keys import (
     KeyProblem,
     Retirement,
     TreeHead,
-    endorsement_message,
     head_signature_problem,
     key_id,
     parse_public_pem,
 )
 from audit.leaf import leaf_hashes, row_problem
 from audit.log import AuditLog, read_witness_file, witness_lock
-from audit.storage import EventRow, KeyRecord, Leaf
+from audit.storage import EventRow, Leaf
 
 H = merkle.HASH_SIZE
 _NO_HASH = b"\xff" * H  # stands for a stored leaf hash that is not one
@@ -119,15 +121,7 @@ def trusted_keys_from_store(audit: AuditLog, report: Report) -> dict[str, Ed2551
             continue
         keys[record.key_id] = key
     for record in records:
-        if record.endorsed_by is None:
-            continue
-        endorser = keys.get(record.endorsed_by)
-        message = endorsement_message(record.key_id, record.public_pem, record.created_at)
-        try:
-            if endorser is None or record.endorsement is None:
-                raise InvalidSignature
-            endorser.verify(record.endorsement, message)
-        except InvalidSignature:
+        if record.endorsed_by is not None and not endorsement_verifies(record, keys):
             report.findings.append(
                 Finding(
                     KEY,
@@ -242,27 +236,6 @@ def verify_log(
             _check_witness(path, lines, keys, retired, tree, report)
             _compare_heads(path, lines, stored_heads, path == sealer_witness, report)
     return report
-
-
-def retirements(
-    records: Sequence[KeyRecord], keys: Mapping[str, Ed25519PublicKey]
-) -> dict[str, Retirement]:
-    """When each key was replaced, from rotation records whose endorsement verifies."""
-    out: dict[str, Retirement] = {}
-    for record in records:
-        endorser = keys.get(record.endorsed_by or "")
-        if endorser is None or record.endorsement is None:
-            continue
-        message = endorsement_message(record.key_id, record.public_pem, record.created_at)
-        try:
-            endorser.verify(record.endorsement, message)
-        except InvalidSignature:
-            continue
-        assert record.endorsed_by is not None
-        earlier = out.get(record.endorsed_by)
-        if earlier is None or record.created_at < earlier.at:
-            out[record.endorsed_by] = Retirement(record.created_at, record.key_id)
-    return out
 
 
 def _extend_leaves(stored: bytearray, stored_ids: array[int], page: list[Leaf]) -> None:
