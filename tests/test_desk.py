@@ -288,6 +288,10 @@ def test_an_auditor_ranks_units_reads_findings_and_replays_a_history(
     _wait(browser, lambda b: "as of 截至 2006-05-20" in _text(b, "main"), "the replay")
     then = _text(browser, "main")
     assert "InquiryReceived" in then and "ActivityAttended" not in then
+    # Nothing is sealed in this store: the bundle is refused, and says why.
+    browser.find_element("id", "bundle").click()
+    _wait(browser, lambda b: b.find_element("id", "problem").is_displayed(), "the refusal")
+    assert "seal" in _text(browser, "#problem")
 
 
 def test_the_admin_sees_only_the_logs_seals(desk: Desk, browser: Any) -> None:

@@ -34,7 +34,8 @@ function apiUrl(path, params) {
   return url;
 }
 
-async function api(path, params, accept = "application/json") {
+// JSON answers come back parsed; with asFile (or another type) as a Blob to save.
+async function api(path, params, accept = "application/json", asFile = false) {
   const response = await fetch(apiUrl(path, params), {
     headers: { Authorization: "Bearer " + token(), Accept: accept },
   });
@@ -43,7 +44,7 @@ async function api(path, params, accept = "application/json") {
     try { body = await response.json(); } catch (_) { /* not a problem document */ }
     throw new Problem(response.status, body);
   }
-  return accept === "application/json" ? response.json() : response.blob();
+  return accept === "application/json" && !asFile ? response.json() : response.blob();
 }
 
 // --- building the page (text only) ---------------------------------------------------
@@ -123,6 +124,23 @@ function csvButton(path, params, filename) {
       } catch (error) { showProblem(error); }
     },
   }, "Download CSV 下载");
+}
+
+// A JSON answer saved as a file: a member's proof bundle, for an auditor to check offline.
+function jsonButton(path, filename, label) {
+  return el("button", {
+    type: "button",
+    id: "bundle",
+    onclick: async () => {
+      try {
+        const blob = await api(path, {}, "application/json", true);
+        const link = el("a", { href: URL.createObjectURL(blob), download: filename });
+        document.body.append(link);
+        link.click();
+        link.remove();
+      } catch (error) { showProblem(error); }
+    },
+  }, label);
 }
 
 function showProblem(error) {
@@ -261,6 +279,8 @@ async function showMember(id, query) {
       ["open case 未结事项", caseLink(status.open_case_id)],
     ]),
     me.role === "unit" ? await recordPanel(status) : null,
+    me.role === "auditor" ? el("p", {}, jsonButton(`audit/members/${id}/bundle`, `bundle-${id}.json`,
+      "Download proof bundle 下载证明包"), " check it offline: harbor verify-bundle FILE --key DIR") : null,
     el("h2", {}, "History 历史 — ", asked),
     form([
       ["as_of", "as of 截至", "date"], ["as_recorded", "as recorded 记录于", "date"],
