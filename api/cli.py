@@ -46,6 +46,7 @@ READS_EXISTING_STORE: set[str | tuple[str, str]] = {
     "history",
     "case",
     "queue",
+    "roster",
     "scorecard",
     "findings",
     "lookup",

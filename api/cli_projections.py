@@ -25,11 +25,13 @@ from api.cli_args import add_command, iso_date, member_ref
 from domain.errors import NotFound
 from domain.registry import Registry
 from projections.history import member_history
-from projections.queries import ReadModels
+from projections.queries import ROSTER_LIMIT, ReadModels
 from projections.runner import DEFAULT_BATCH, REBUILD_BATCH, Projector, default_workers, rebuild
 from store.lease import lease_for
 
-COMMANDS = {"status", "history", "queue", "scorecard", "findings", "rebuild", "project", "case"}
+COMMANDS = {
+    "status", "history", "queue", "roster", "scorecard", "findings", "rebuild", "project", "case",
+}
 RULES = ["R1", "R2", "R3", "R5", "R6", "R7", "R8"]
 
 
@@ -70,6 +72,26 @@ def add_commands(sub: Any) -> None:
     queue = sub.add_parser("queue", help="a unit's queues: 待办, 未办结, cases it answered first")
     queue.add_argument("unit", help="the unit's code")
     on(queue)
+
+    roster = add_command(
+        sub,
+        "roster",
+        summary="在册: who is attached here, and who is on the way",
+        description="List the members a unit holds, and those with a letter on the way to it"
+        " (held / arriving), by name, with standing, status, open case and ledger colour"
+        " judged on a date. Long rosters come in pages (--limit, --offset).",
+        example="harbor roster daning-center --limit 50 --offset 50",
+    )
+    roster.add_argument("unit", help="the unit's code")
+    roster.add_argument(
+        "--limit", type=int, default=200, help=f"members per page, 1 to {ROSTER_LIMIT}"
+        " (default %(default)s)"
+    )
+    roster.add_argument(
+        "--offset", type=int, default=0, help="members to skip: the page's start (default 0)"
+    )
+    roster.add_argument("--csv", action="store_true", help="print CSV")
+    on(roster)
 
     score = sub.add_parser("scorecard", help="answered first, seen through (句号), dropped (逗号)")
     score.add_argument("unit", nargs="?", help="one unit (default: all)")
@@ -167,6 +189,15 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
     elif command == "queue":
         registry.unit(args.unit)  # an unknown code is refused (UNKNOWN_UNIT), not an empty queue
         _show_queue(models.unit_queue(args.unit, args.on), args.json)
+    elif command == "roster":
+        registry.unit(args.unit)  # an unknown code is refused (UNKNOWN_UNIT), not an empty list
+        data = models.roster(args.unit, args.on, limit=args.limit, offset=args.offset)
+        if args.csv:
+            _csv(data["members"])
+        elif args.json:
+            _print(data)
+        else:
+            print(render_roster(data))
     elif command == "scorecard":
         if args.unit is not None:
             registry.unit(args.unit)
@@ -251,6 +282,23 @@ def _csv(rows: list[dict[str, Any]]) -> None:
 def _unit_names(models: ReadModels) -> Callable[[str], str]:
     names = {u["code"]: u["name"] for u in models.units()}
     return lambda code: names.get(code, code)
+
+
+def render_roster(data: dict[str, Any]) -> str:
+    """A unit's members as a table, and where this page sits among them all."""
+    rows = [["name", "member", "relation", "standing", "status", "since", "colour", "open case"]]
+    for m in data["members"]:
+        rows.append([
+            m["name"], m["member_id"][:8], m["relation"], m["standing"], m["status"],
+            m["since"] or "", m["colour"], (m["open_case_id"] or "")[:8],
+        ])  # fmt: skip
+    shown = len(data["members"])
+    first = data["offset"] + 1 if shown else data["offset"]
+    tail = f"{data['unit_id']} on {data['on']}: members {first}–{data['offset'] + shown}"
+    tail += f" of {data['total']}"
+    if data["offset"] + shown < data["total"]:
+        tail += f" (next page: --offset {data['offset'] + shown})"
+    return (_table(rows) + "\n" if shown else "") + tail
 
 
 def render_scorecards(cards: list[dict[str, Any]], name: Callable[[str], str]) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 from uuid import UUID
 
 from domain import rules
-from domain.errors import NotFound
+from domain.errors import InvalidInput, NotFound
 from domain.registry import Registry
 from projections import judgements as j
 from projections.schema import COLUMNS, ensure_schema, view
@@ -63,6 +63,20 @@ def _member_status_sql() -> str:
 
 
 MEMBER_STATUS_SQL = _member_status_sql()  # also what bench/suite.py's baseline runs
+# The same columns for every member a unit holds or has a letter coming for, by name.
+_ROSTER_FROM = _member_status_sql().partition(" FROM ")[2].replace(
+    "WHERE m.member_id = ?", "WHERE m.holder_unit_id = ? OR m.in_transit_to = ?"
+)
+# Names sort by their bytes on both backends (SQLite's BINARY, PostgreSQL's "C"), so the
+# pages of one roster are the same whichever store serves them.
+ROSTER_SQL = (
+    f"SELECT {_member_status_sql().partition(' FROM ')[0].removeprefix('SELECT ')}"
+    f" FROM {_ROSTER_FROM} ORDER BY m.name{{collate}}, m.member_id LIMIT ? OFFSET ?"
+)
+ROSTER_COUNT_SQL = (
+    f"SELECT COUNT(*) FROM {view('members')} m WHERE m.holder_unit_id = ? OR m.in_transit_to = ?"
+)
+ROSTER_LIMIT = 1000  # members per page at most
 
 
 class ReadModels:
@@ -138,6 +152,38 @@ class ReadModels:
             "colour": j.ledger_colour(member, open_case, day),
             "version": member["version"],
             "on": day.isoformat(),
+        }
+
+    def roster(
+        self, unit_id: str, on: date | None = None, *, limit: int = 200, offset: int = 0
+    ) -> Rec:
+        """在册: the members a unit holds, and those with its letter coming, by name.
+
+        Each as ``member_status`` gives it, plus ``relation``: ``held`` (this unit is the
+        holder) or ``arriving`` (a letter to this unit is out; the issuer still holds them,
+        R2). One page of ``limit`` from ``offset``; ``total`` counts them all.
+        """
+        day = self._today(on)
+        if not 1 <= limit <= ROSTER_LIMIT or offset < 0:
+            raise InvalidInput(
+                f"limit is 1 to {ROSTER_LIMIT} and offset 0 or more", field="limit"
+            )
+        collate = ' COLLATE "C"' if self.db.backend == "postgres" else ""
+        rows = self.db.query(
+            ROSTER_SQL.format(collate=collate), (unit_id, unit_id, limit, offset)
+        )
+        (total,) = self.db.query(ROSTER_COUNT_SQL, (unit_id, unit_id))[0]
+        members = []
+        for row in rows:
+            status = self.status_from_rows(row[0], [row], day)
+            relation = "held" if status["holder_unit_id"] == unit_id else "arriving"
+            members.append({**status, "relation": relation})
+        return {
+            "unit_id": unit_id,
+            "on": day.isoformat(),
+            "total": int(total),
+            "offset": offset,
+            "members": members,
         }
 
     # --- cases -----------------------------------------------------------------------

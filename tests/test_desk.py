@@ -159,12 +159,12 @@ def desk(
         member = desk.post(hongkou, "/members", {
             "name": desk.waiting_name, "id_number": "310101199203040015", "standing": "full",
             "household_region": "上海", "occurred_on": "2020-01-01"})["member_id"]
-        desk.post(clerk, f"/members/{member}/inquiries", {
-            "channel": "walk_in", "summary": XSS, "occurred_on": "2020-02-01"})
-        desk.post(clerk, f"/members/{member}/cases/{_open_case(desk, member)}/evidence", {
+        case = desk.post(clerk, f"/members/{member}/inquiries", {
+            "channel": "walk_in", "summary": XSS, "occurred_on": "2020-02-01"})["case_id"]
+        desk.post(clerk, f"/members/{member}/cases/{case}/evidence", {
             "kind": "lease", "reference": "租赁合同 1", "valid_until": "2030-01-01",
             "occurred_on": "2020-02-02"})
-        letter = desk.post(hongkou, f"/members/{member}/cases/{_open_case(desk, member)}/letters", {
+        letter = desk.post(hongkou, f"/members/{member}/cases/{case}/letters", {
             "letter_no": "HK-2020-1", "to_unit_id": "daning-center",
             "dues_paid_through": "2020-01", "occurred_on": "2020-02-10"})
         _wait_until_projected(base, letter["position"])
@@ -178,14 +178,6 @@ def desk(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
-
-
-def _open_case(desk: Desk, member: str) -> str:
-    response = httpx.get(f"{desk.base}/members/{member}",
-                         headers={"Authorization": f"Bearer {desk.auditor}"}, timeout=10)
-    case: str = response.json()["open_case_id"]
-    assert case, response.text
-    return case
 
 
 @pytest.fixture
@@ -241,12 +233,22 @@ def test_a_clerk_finds_what_waits_for_the_unit_and_reads_the_members_trail(
     _sign_in(browser, desk, desk.clerk)
     _wait(browser, lambda b: "闸北区大宁社区（街道）党员服务中心" in _text(b, "#who"), "who I am")
     assert "王老师" in _text(browser, "#who") and "unit" in _text(browser, "#who")
-    assert _visible_tabs(browser) == ["queue", "search", "scorecards"]
+    assert _visible_tabs(browser) == ["queue", "roster", "search", "scorecards"]
     # 待办: the letter from hongkou-center, with the member's name filled in.
     _wait(browser, lambda b: desk.waiting_name in _text(b, "main"), "the member's name")
     todo = browser.find_elements("css selector", "main table")[0].text
     assert "HK-2020-1" in todo and "hongkou-center" in todo and desk.waiting_name in todo
 
+    # 在册: the old comrade is held here; the waiting member is on the way.
+    browser.find_element("css selector", 'nav a[data-tab="roster"]').click()
+    _wait(browser, lambda b: "members 1–2 of 2" in _text(b, "main"), "the roster")
+    roster = [row.text for row in browser.find_elements("css selector", "main tbody tr")]
+    assert len(roster) == 2
+    assert any(r.startswith("老同志 held") for r in roster), roster
+    assert any(r.startswith(f"{desk.waiting_name} arriving") for r in roster), roster
+
+    browser.find_element("css selector", 'nav a[data-tab="queue"]').click()
+    _wait(browser, lambda b: desk.waiting_name in _text(b, "main"), "the queue again")
     browser.find_element("css selector", f'main a[data-member="{desk.waiting_member}"]').click()
     _wait(browser, lambda b: "LetterIssued" in _text(b, "main"), "the member's trail")
     page = _text(browser, "main")
@@ -266,7 +268,9 @@ def test_an_auditor_ranks_units_reads_findings_and_replays_a_history(
 ) -> None:
     _sign_in(browser, desk, desk.auditor)
     _wait(browser, lambda b: "finding(s)" in _text(b, "main"), "the findings")
-    assert _visible_tabs(browser) == ["queue", "search", "findings", "scorecards", "audit"]
+    assert _visible_tabs(browser) == [
+        "queue", "roster", "search", "findings", "scorecards", "audit"
+    ]
     findings = _text(browser, "main")
     assert "R5" in findings and "dropped" in findings and "R8" in findings
 

@@ -43,7 +43,7 @@ from domain.member_state import Case, MemberState
 from domain.registry import Registry
 from projections.history import member_history
 from projections.judgements import Finding
-from projections.queries import MEMBER_STATUS_SQL, ReadModels, ScoreCard
+from projections.queries import MEMBER_STATUS_SQL, ROSTER_LIMIT, ReadModels, ScoreCard
 from store.async_reads import AsyncReads
 
 MEMBER_STATUS_PG_SQL = MEMBER_STATUS_SQL.replace("?", "%s")
@@ -176,6 +176,10 @@ QUEUE_COLUMNS = (
     "handover", "opened_on", "outcome", "stalled",
 )
 SCORECARD_COLUMNS = tuple(f.name for f in fields(ScoreCard))
+ROSTER_COLUMNS = (
+    "relation", "member_id", "name", "standing", "holder_unit_id", "since", "status",
+    "in_transit_to", "letter_no", "letter_valid_until", "open_case_id", "colour", "version",
+)
 FINDING_COLUMNS = tuple(f.name for f in fields(Finding))
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection):
 # OWASP's advice is a leading apostrophe, which shows as text.
@@ -368,6 +372,31 @@ def queue(
         ]
         return _csv(rows, QUEUE_COLUMNS)
     return data
+
+
+@router.get("/units/{unit_id}/members", tags=["units"])
+def roster(
+    unit_id: str,
+    caller: ReaderCaller,
+    registry: RegistryDep,
+    models: ModelsDep,
+    request: Request,
+    on: OnQuery = None,
+    limit: Annotated[int, Query(ge=1, le=ROSTER_LIMIT, description="members per page")] = 200,
+    offset: Annotated[int, Query(ge=0, description="members to skip (the page's start)")] = 0,
+) -> Any:
+    """在册: who is attached here — the members this unit holds, and those with a letter on
+    the way to it (``relation`` held / arriving), by name, each with status and colour."""
+    registry.unit(unit_id)
+    if caller.role == "unit" and unit_id != caller.credential.unit_id:
+        # DESIGN.md "Security": a unit reads the members it holds and receives; a parent
+        # reads its sub-units' queues and scorecards, not their members.
+        raise Forbidden(
+            f"{caller.credential.unit_id} may list only its own members; ask {unit_id}"
+            " or an auditor"
+        )
+    data = models.roster(unit_id, on, limit=limit, offset=offset)
+    return _csv(data["members"], ROSTER_COLUMNS) if _wants_csv(request) else data
 
 
 @router.get("/units/{unit_id}/scorecard", tags=["units"])

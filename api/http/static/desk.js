@@ -209,6 +209,33 @@ async function showQueue(unit, query) {
   nameMembers(content);
 }
 
+async function showRoster(unit, query) {
+  unit = unit || me.unit_id;
+  const page = { on: query.on, limit: query.limit || 100, offset: query.offset || 0 };
+  const data = await api(`units/${encodeURIComponent(unit)}/members`, page);
+  const shown = data.members.length;
+  const next = data.offset + shown < data.total;
+  const content = el("div", {},
+    form([["unit", "unit 单位"], ["on", "on 日期", "date"]],
+      (v) => go(`roster/${v.unit || me.unit_id}`, { on: v.on }), { unit, on: query.on }),
+    el("h2", {}, `${data.unit_id} 在册 — ${data.on}`),
+    csvButton(`units/${encodeURIComponent(unit)}/members`, page, `members-${unit}.csv`),
+    el("p", { id: "roster-count" }, `members ${shown ? data.offset + 1 : 0}–${data.offset + shown} of ${data.total}`),
+    table([
+      ["name 姓名", (m) => memberLink(m.member_id, m.name)],
+      ["relation 关系", (m) => (m.relation === "held" ? "held 在册" : "arriving 待接收")],
+      ["standing 身份", (m) => m.standing],
+      ["status 状态", (m) => m.status],
+      ["since 起", (m) => m.since],
+      ["colour 颜色", (m) => el("span", { class: `colour ${m.colour}` }, m.colour)],
+      ["letter 介绍信", (m) => (m.letter_no ? `${m.letter_no} → ${m.in_transit_to}` : null)],
+      ["open case 未结事项", (m) => caseLink(m.open_case_id)],
+    ], data.members, "no members here 无"),
+    data.offset > 0 ? el("a", { href: `#/roster/${unit}?offset=${Math.max(data.offset - page.limit, 0)}` }, "← previous 上一页 ") : null,
+    next ? el("a", { id: "roster-next", href: `#/roster/${unit}?offset=${data.offset + shown}` }, " next 下一页 →") : null);
+  view.replaceChildren(content);
+}
+
 async function showSearch(query) {
   const content = el("div", {},
     form([["q", "ID number or name 身份证号或姓名"]], (v) => go("search", { q: v.q }), query));
@@ -547,6 +574,7 @@ async function enrolPanel() {
 
 const VIEWS = {
   queue: (p) => showQueue(p.parts[1], p.query),
+  roster: (p) => showRoster(p.parts[1], p.query),
   search: (p) => showSearch(p.query),
   member: (p) => showMember(p.parts[1], p.query),
   case: (p) => showCase(p.parts[1], p.query),
@@ -595,7 +623,7 @@ async function signIn(candidate) {
     `${me.holder} · ${me.unit_name || me.unit_id} (${me.unit_id}) · ${me.role} · valid through ${dash(me.expires_on)}`;
   // The tabs a role's reads allow (DESIGN.md "Security"): findings and the log's seals are
   // the auditor's; the admin reads no member's records, only the log's seals.
-  const allowed = { unit: ["queue", "search", "scorecards"], auditor: Object.keys(VIEWS), admin: ["audit"] };
+  const allowed = { unit: ["queue", "roster", "search", "scorecards"], auditor: Object.keys(VIEWS), admin: ["audit"] };
   for (const link of document.querySelectorAll("nav a")) {
     link.hidden = !allowed[me.role].includes(link.dataset.tab);
   }

@@ -1,0 +1,129 @@
+"""在册: who is attached to a unit (DESIGN.md "Users": "who is attached here"), over HTTP
+and from the command line, on both backends.
+
+The members a unit holds and those with a letter on the way to it, by name (the same
+order on both backends), a page at a time, each with the status a member's own page
+gives; other units' members are not listed, and another unit may not list them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date
+
+import pytest
+
+from api.cli import main
+from domain.registry import Registry
+from tests.support import as_unit, register_article_units
+from tests.test_http_api import Api, csv_rows, make_api, refused
+
+# The fixture itself, reused: commit alone and group commit, on both backends.
+from tests.test_http_api import registry as registry
+
+ON = date(2021, 6, 1)
+# Listed by the bytes of their names: 张 (E5…) < 李 (E6…) < 王 (E7…).
+HELD = {"王五": "310101199001010017", "张三": "310101199001010025", "李四": "310101199001010033"}
+ARRIVING = ("赵六", "310101199001010041")
+ELSEWHERE = ("钱七", "310101199001010050")
+
+
+@pytest.fixture
+def api(registry: Registry) -> Iterator[Api]:
+    """daning-center holds three members and has a fourth on the way from sh-univ;
+    sh-univ holds a fifth."""
+    register_article_units(registry)
+    center, univ = as_unit("daning-center"), as_unit("sh-univ")
+    for name, id_number in HELD.items():
+        registry.enrol_member(center, name=name, id_number=id_number, standing="full",
+                              household_region="上海", occurred_on=date(2021, 1, 4))
+    for name, id_number in (ARRIVING, ELSEWHERE):
+        registry.enrol_member(univ, name=name, id_number=id_number, standing="full",
+                              household_region="上海", occurred_on=date(2021, 1, 4))
+    arriving = registry.member_id_for(ARRIVING[1])
+    registry.receive_inquiry(center, arriving, channel="walk_in", summary="回居住地",
+                             occurred_on=date(2021, 3, 1))
+    registry.record_evidence(center, arriving, kind="lease", reference="租赁合同",
+                             valid_until=date(2030, 1, 1), occurred_on=date(2021, 3, 2))
+    registry.issue_letter(univ, arriving, letter_no="U-2021-7", to_unit_id="daning-center",
+                          dues_paid_through="2021-02", occurred_on=date(2021, 3, 5))
+    yield from make_api(registry)
+
+
+def test_a_unit_lists_whom_it_holds_and_who_is_on_the_way_by_name(api: Api) -> None:
+    clerk = api.token("daning-center")
+    data = api.get("/units/daning-center/members", clerk,
+                   params={"on": ON.isoformat(), "min_position": api.registry.position()}).json()
+    assert (data["unit_id"], data["on"], data["total"], data["offset"]) == (
+        "daning-center", "2021-06-01", 4, 0
+    )
+    assert [(m["name"], m["relation"]) for m in data["members"]] == [
+        ("张三", "held"), ("李四", "held"), ("王五", "held"), ("赵六", "arriving"),
+    ]
+    arriving = data["members"][3]
+    assert (arriving["status"], arriving["holder_unit_id"], arriving["in_transit_to"]) == (
+        "in_transit", "sh-univ", "daning-center"
+    )
+    assert arriving["letter_no"] == "U-2021-7" and arriving["open_case_id"] is not None
+    # Each row is what the member's own page says.
+    for member in data["members"]:
+        alone = api.get(f"/members/{member['member_id']}", clerk, params={"on": "2021-06-01"})
+        assert {**alone.json(), "relation": member["relation"]} == member
+
+    page = api.get("/units/daning-center/members", clerk, params={"limit": 2, "offset": 2})
+    assert [m["name"] for m in page.json()["members"]] == ["王五", "赵六"]
+    assert page.json()["total"] == 4
+
+    rows = csv_rows(api.get("/units/daning-center/members", clerk,
+                            headers={"Accept": "text/csv"}))
+    assert [(r["name"], r["relation"], r["colour"]) for r in rows][:1] == [
+        ("张三", "held", data["members"][0]["colour"])
+    ]
+    assert len(rows) == 4
+
+    univ = api.get("/units/sh-univ/members", api.token("sh-univ")).json()
+    assert [(m["name"], m["relation"]) for m in univ["members"]] == [
+        ("赵六", "held"), ("钱七", "held")
+    ]
+
+
+def test_only_the_unit_and_auditors_list_its_members_and_bad_pages_are_refused(
+    api: Api,
+) -> None:
+    refused(api.get("/units/daning-center/members", api.token("sh-univ")), 403, "FORBIDDEN")
+    refused(api.get("/units/daning-center/members", api.token("sh-org-dept", "admin")),
+            403, "FORBIDDEN")
+    auditor = api.token("sh-org-dept", "auditor")
+    assert api.get("/units/daning-center/members", auditor).json()["total"] == 4
+    refused(api.get("/units/nowhere/members", auditor), 404, "UNKNOWN_UNIT", "unit_id")
+    refused(api.get("/units/daning-center/members", auditor, params={"limit": 0}),
+            422, "INVALID_INPUT", "limit")
+    refused(api.get("/units/daning-center/members", auditor, params={"limit": 1001}),
+            422, "INVALID_INPUT", "limit")
+    refused(api.get("/units/daning-center/members", auditor, params={"offset": -1}),
+            422, "INVALID_INPUT", "offset")
+    past = api.get("/units/daning-center/members", auditor, params={"offset": 10}).json()
+    assert past["members"] == [] and past["total"] == 4
+
+
+def test_harbor_roster_prints_a_page_and_where_the_next_one_starts(
+    api: Api, store_url: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("HARBOR_DATABASE_URL", store_url)
+    api.get("/units/daning-center/members", api.token("daning-center"),
+            params={"min_position": api.registry.position()})  # projected
+
+    assert main(["roster", "daning-center", "--limit", "2", "--on", "2021-06-01"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("张三") < out.index("李四") and "王五" not in out
+    assert "members 1–2 of 4 (next page: --offset 2)" in out
+
+    assert main(["roster", "daning-center", "--offset", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "王五" in out and "赵六" in out and "arriving" in out
+    assert "members 3–4 of 4" in out and "next page" not in out
+
+    assert main(["roster", "nowhere"]) == 1
+    assert "UNKNOWN_UNIT" in capsys.readouterr().err
+
