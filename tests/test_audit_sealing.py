@@ -24,6 +24,7 @@ from audit.storage import KeyRecord
 from audit.verify import verify_log
 from domain.registry import Actor, Registry
 from tests.conftest import TODAY
+from tests.support import event_count
 
 CLERK = Actor("daning-center", "clerk")
 
@@ -253,10 +254,26 @@ def test_a_verify_meeting_a_seal_half_way_waits_for_it(
         store_head(head)
 
     monkeypatch.setattr(audit.store, "add_head", slowly)
-    sealing = threading.Thread(target=audit.seal, args=(signer, witness))
-    sealing.start()
-    assert half_way.wait(5)
-    report = verify_log(AuditLog(registry.recorder), sealer_witness=witness)
-    sealing.join()
+    sealed: list[TreeHead] = []
+    failures: list[BaseException] = []
 
+    def seal() -> None:
+        try:
+            sealed.append(audit.seal(signer, witness))
+        except BaseException as e:
+            failures.append(e)
+
+    sealing = threading.Thread(target=seal)
+    sealing.start()
+    try:
+        assert half_way.wait(5)
+        report = verify_log(AuditLog(registry.recorder), sealer_witness=witness)
+    finally:
+        sealing.join(timeout=30)
+
+    assert not sealing.is_alive(), "the seal hung"
+    assert failures == []
+    (head,) = sealed
+    assert head.tree_size == event_count(registry)  # the head covers the whole log
     assert report.ok, report.findings
+    assert report.heads == 2  # the verify waited and checked the head sealed meanwhile

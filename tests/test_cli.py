@@ -102,11 +102,9 @@ def test_make_run_serves_the_article_cases_on_a_fresh_embedded_store(tmp_path: P
 
 
 def test_harbor_demo_prints_both_article_cases(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("HARBOR_DATABASE_URL", f"sqlite:///{tmp_path / 'demo.db'}")
-
-    assert main(["demo"]) == 0
+    assert cli("demo") == 0
 
     out = capsys.readouterr().out
     assert "Case 1 — 刘洋" in out and "Case 2 — 老同志" in out
@@ -657,13 +655,12 @@ def test_a_reader_that_leaves_early_ends_the_output_quietly(tmp_path: Path) -> N
 
 
 def test_the_queue_says_yes_and_no_not_true_and_false(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    cli, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("HARBOR_DATABASE_URL", f"sqlite:///{tmp_path / 'demo.db'}")
-    assert main(["demo"]) == 0
+    assert cli("demo") == 0
     capsys.readouterr()
 
-    assert main(["queue", "sh-residence-center"]) == 0
+    assert cli("queue", "sh-residence-center") == 0
 
     out = capsys.readouterr().out
     assert "outcome dropped, stalled yes" in out

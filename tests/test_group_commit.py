@@ -182,31 +182,44 @@ def test_two_leaders_commit_at_once_and_ids_still_commit_in_order(store_url: str
 
         committer._put = slow_put
         seen: list[tuple[int, list[int]]] = []  # (highest position, every position up to it)
+        failures: list[BaseException] = []
         writing = threading.Event()
+        before = event_count(registry)
 
         def sample() -> None:
-            while writing.is_set():
-                ids = [n.id for n in registry.recorder.select_notifications(1, 10_000)]
-                if ids:
-                    seen.append((ids[-1], ids))
+            try:
+                while writing.is_set():
+                    ids = [n.id for n in registry.recorder.select_notifications(1, 10_000)]
+                    if ids:
+                        seen.append((ids[-1], ids))
+            except BaseException as e:
+                failures.append(e)
 
         def work(worker: int) -> None:
-            for i in range(5):
-                registry.make_contact(
-                    as_unit("daning-center"), members[worker], occurred_on=date(2026, 1, 1),
-                    channel="phone", note=f"{worker}-{i}")
+            try:
+                for i in range(5):
+                    registry.make_contact(
+                        as_unit("daning-center"), members[worker],
+                        occurred_on=date(2026, 1, 1), channel="phone", note=f"{worker}-{i}")
+            except BaseException as e:
+                failures.append(e)
 
         writing.set()
         sampler = threading.Thread(target=sample)
         sampler.start()
         threads = [threading.Thread(target=work, args=(w,)) for w in range(THREADS)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        writing.clear()
-        sampler.join()
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
+        finally:
+            writing.clear()
+            sampler.join(timeout=60)
 
+        assert not any(t.is_alive() for t in [*threads, sampler]), "a thread hung"
+        assert failures == []
+        assert event_count(registry) == before + THREADS * 5  # every command stored its event
         assert most[0] == 2  # two transactions were under way at once
         final = [n.id for n in registry.recorder.select_notifications(1, 10_000)]
         for highest, ids in seen:

@@ -77,24 +77,31 @@ def test_a_held_session_goes_back_to_the_pool_when_someone_waits_for_one(pg_url:
     pool = recorder.datastore.pool  # type: ignore[attr-defined]
     assert recorder.held.keep == 1  # type: ignore[attr-defined]
     kept = [pool.getconn(), pool.getconn()]
-    got: list[float] = []
+    got: list[bool] = []
+    failures: list[BaseException] = []
     try:
         recorder.insert_events(_events(uuid.uuid4(), b"a"))  # the third session is parked
         assert len(recorder.held._idle) == 1  # type: ignore[attr-defined]
-        started = time.monotonic()
 
         def wait_for_one() -> None:
-            pool.putconn(pool.getconn(timeout=4))
-            got.append(time.monotonic() - started)
+            try:
+                # Times out (PoolTimeout) unless the parked session is given back.
+                pool.putconn(pool.getconn(timeout=4))
+                got.append(True)
+            except BaseException as e:
+                failures.append(e)
 
         waiter = threading.Thread(target=wait_for_one)
         waiter.start()
         while not pool.get_stats().get("requests_waiting"):
+            assert waiter.is_alive(), failures  # it must be waiting, not gone
             time.sleep(0.01)
         recorder.insert_events(_events(uuid.uuid4(), b"b"))  # ends by giving it back
         waiter.join(timeout=10)
 
-        assert got and got[0] < 2
+        assert not waiter.is_alive()
+        assert failures == []
+        assert got == [True]
         assert recorder.held._idle == []  # type: ignore[attr-defined]
     finally:
         for conn in kept:

@@ -17,6 +17,7 @@ from uuid import UUID
 import eventsourcing.domain
 import pytest
 
+from domain.member_events import ContactMade
 from domain.registry import SHANGHAI, Registry
 from projections.history import member_history
 from tests.conftest import TODAY
@@ -249,14 +250,22 @@ def test_a_history_read_while_the_member_is_written_never_fails(registry: Regist
     ).member_id  # fmt: skip
     assert member is not None
     done, stop = threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+    written: list[int] = []
 
     def write() -> None:
-        for n in range(150):
-            if stop.is_set():
-                break
-            registry.make_contact(Actor("daning-center", "王"), member,
-                                  occurred_on=date(2020, 2, 1), channel="phone", note=f"第{n}次")
-        done.set()
+        try:
+            for n in range(150):
+                if stop.is_set():
+                    break
+                registry.make_contact(Actor("daning-center", "王"), member,
+                                      occurred_on=date(2020, 2, 1), channel="phone",
+                                      note=f"第{n}次")
+                written.append(n)
+        except BaseException as e:
+            failures.append(e)
+        finally:
+            done.set()
 
     writer = threading.Thread(target=write)
     writer.start()
@@ -268,5 +277,10 @@ def test_a_history_read_while_the_member_is_written_never_fails(registry: Regist
             reads += 1
     finally:
         stop.set()
-        writer.join()
+        writer.join(timeout=60)
+    assert not writer.is_alive(), "the writer hung"
+    assert failures == []
+    assert len(written) == 150
+    notes = [e.note for e in registry.member(member).history if isinstance(e, ContactMade)]
+    assert notes == [f"第{n}次" for n in range(150)]  # every write was stored, in order
     assert reads > 0

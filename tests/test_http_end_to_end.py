@@ -1,5 +1,7 @@
-"""End to end over a real socket: `make run` on a fresh database, the two cases of
-seed/cases.md driven command by command over HTTP, the results read back, a clean stop.
+"""End to end over a real socket: `make run` on a fresh database (an SQLite file, and an
+emptied PostgreSQL database, where harbor serve runs its projection follower as a
+process), the two cases of seed/cases.md driven command by command over HTTP, the
+results read back, a clean stop.
 
 The server is started exactly as a user would (`make -s run`, with HARBOR_DEMO=no so it
 loads nothing), the admin token is read from its output, the units are registered over
@@ -24,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
 from api.demo import ARTICLE_UNITS, LIU_YANG_ID_NUMBER, OLD_COMRADE_ID_NUMBER
+from tests.conftest import reset_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 # "admin token (sh-org-dept, valid through 2026-12-26): TOKEN", and the auditor's likewise
@@ -82,12 +86,24 @@ def _reader(stream: Any, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
+    """`make -s run` on a fresh store: an SQLite file (its projection follower a thread,
+    as a user's first `make run`), or an emptied PostgreSQL database (the follower a
+    process of its own, as harbor serve runs it there)."""
     port = _free_port()
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'e2e.db'}"
+    else:
+        url = request.getfixturevalue("pg_database")
+        reset_postgres(url)
+        # As tests/test_http_api.py's registry: a fresh projection tracking table (the
+        # emptied one would be "migrated" into a bkup1_ table that may already exist).
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS harbor_tracking, bkup1_harbor_tracking")
     env = {
         **os.environ,
-        "HARBOR_DATABASE_URL": f"sqlite:///{tmp_path / 'e2e.db'}",
+        "HARBOR_DATABASE_URL": url,
         "HARBOR_PORT": str(port),
         "HARBOR_DEMO": "no",
         # No signing key (so nothing is sealed in the background, and no key in the
@@ -300,6 +316,13 @@ def test_make_run_serves_the_article_cases_driven_over_http(server: Server) -> N
     assert [t["unit_id"] for t in history["trail"]][-4:] == [
         "factory-superior", "daning-center", "factory-superior", "daning-center"
     ]
+
+    # The projection follower: a thread beside SQLite, a process of its own on PostgreSQL.
+    follower = httpx.get(f"{server.base}/healthz", timeout=10).json()["follower"]
+    if server.env["HARBOR_DATABASE_URL"].startswith("sqlite"):
+        assert follower == {"runs_in": "thread"}
+    else:
+        assert follower["runs_in"] == "process" and follower["restarts"] == 0, follower
 
     # harbor serve counts its collector's pauses (store/collection.py, serving_collections).
     metrics = httpx.get(f"{server.base}/metrics", timeout=10).text

@@ -1,9 +1,10 @@
 """Schemathesis against the live OpenAPI schema: no 5xx, responses as documented, and
 nothing stored after any 4xx.
 
-One app on SQLite with the article's two cases (sealed), its projection follower running. Every
-operation gets 50 examples (positive and negative data; for paths with ids, half of them
-use the article's real member, case and unit ids so the examples reach the rules) as
+One app per backend (SQLite, PostgreSQL) with the article's two cases (sealed), its
+projection follower running. Every operation gets 50 examples (positive and negative
+data; for paths with ids, half of them use the article's real member, case and unit
+ids so the examples reach the rules) as
 `sh-residence-center` (role unit: Liu Yang's first responder); the /units routes get a
 second run of 50 with the org department's admin token, and the auditors' routes (findings,
 audit status, proof bundles) one with an auditor token.
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import schemathesis
 from fastapi import FastAPI
@@ -38,7 +40,7 @@ from api.http.routes import commands, ops, reads
 from domain.registry import Registry
 from projections.runner import Projector, wait_for
 from store import open_registry
-from tests.conftest import TODAY
+from tests.conftest import TODAY, reset_postgres
 from tests.support import event_count
 
 PROBLEM = "application/problem+json"
@@ -75,10 +77,21 @@ class Live:
     ids: list[dict[str, str]]  # real path parameters: member, its case, a unit
 
 
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    folder: Path = tmp_path_factory.mktemp("schemathesis")
-    url = f"sqlite:///{folder / 'harbor.db'}"
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def live(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Live]:
+    """The app on each backend, built once per backend for the module's runs."""
+    folder: Path = tmp_path_factory.mktemp(f"schemathesis-{request.param}")
+    if request.param == "sqlite":
+        url = f"sqlite:///{folder / 'harbor.db'}"
+    else:
+        url = request.getfixturevalue("pg_database")
+        reset_postgres(url)
+        # As tests/test_http_api.py's registry: a fresh projection tracking table (the
+        # emptied one would be "migrated" into a bkup1_ table that may already exist).
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DROP TABLE IF EXISTS harbor_tracking, bkup1_harbor_tracking")
     registry = open_registry(url, clock=lambda: TODAY)
     members = load_article_cases(registry)
     patch = pytest.MonkeyPatch()

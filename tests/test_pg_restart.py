@@ -9,9 +9,11 @@ import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Coroutine
 from datetime import date
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,6 +61,13 @@ def test_writes_survive_a_real_server_restart(pg_url: str, where: str) -> None:
     stop = threading.Event()
     restarted = threading.Event()
     after_restart: list[str] = []
+    # Per writer, every exception but the retryable outage errors counted above.
+    failures: dict[str, list[BaseException]] = {}
+    failures_lock = threading.Lock()
+
+    def failed(writer: str, e: BaseException) -> None:
+        with failures_lock:
+            failures.setdefault(writer, []).append(e)
 
     def contact(worker: int, note: str) -> None:
         registry.make_contact(as_unit("daning-center"), members[worker],
@@ -67,49 +76,64 @@ def test_writes_survive_a_real_server_restart(pg_url: str, where: str) -> None:
 
     async def write(worker: int) -> None:
         i = 0
-        while not stop.is_set():
-            note = f"w{worker}-{i}"
-            while not stop.is_set():  # a client retries with the same key until it lands
-                try:
-                    if where == "event loop":
-                        await on_loop(partial(contact, worker, note))
-                    else:
-                        contact(worker, note)
-                except Unavailable as e:
-                    assert "retry" in e.message
-                    outage_errors[e.code] += 1
-                    await asyncio.sleep(0.1)
-                    continue
-                except HarborError as e:  # anything else is a failure of this test
-                    outage_errors[e.code] += 1
-                    raise
-                acknowledged.append(note)
-                if restarted.is_set():
-                    after_restart.append(note)
-                break
-            i += 1
+        try:
+            while not stop.is_set():
+                note = f"w{worker}-{i}"
+                while not stop.is_set():  # a client retries with the same key until it lands
+                    try:
+                        if where == "event loop":
+                            await on_loop(partial(contact, worker, note))
+                        else:
+                            contact(worker, note)
+                    except Unavailable as e:
+                        assert "retry" in e.message
+                        outage_errors[e.code] += 1
+                        await asyncio.sleep(0.1)
+                        continue
+                    except HarborError as e:  # anything else is a failure of this test
+                        outage_errors[e.code] += 1
+                        raise
+                    acknowledged.append(note)
+                    if restarted.is_set():
+                        after_restart.append(note)
+                    break
+                i += 1
+        except Exception as e:  # recorded, so the other writers (on one loop) go on
+            failed(f"writer {worker}", e)
 
     async def write_all() -> None:
         await asyncio.gather(*(write(w) for w in range(4)))
+
+    def run(label: str, writing: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        try:
+            asyncio.run(writing())
+        except BaseException as e:
+            failed(label, e)
 
     # The projection follower as harbor serve runs it: a process of its own, through
     # the same restart (its batches fail, it stands by, takes the lease again, goes on).
     follower = FollowerProcess.of(registry).start(wait=True)
     if where == "event loop":  # one loop, four writers interleaved on it
-        writers = [threading.Thread(target=asyncio.run, args=(write_all(),))]
+        writers = [threading.Thread(target=run, args=("event loop", write_all))]
     else:
-        writers = [threading.Thread(target=asyncio.run, args=(write(w),)) for w in range(4)]
+        writers = [threading.Thread(target=run, args=(f"thread {w}", partial(write, w)))
+                   for w in range(4)]
     for t in writers:
         t.start()
-    time.sleep(1.0)
-    subprocess.run(restart, check=True, capture_output=True, timeout=120)
-    restarted.set()
-    deadline = time.monotonic() + 60
-    while len(after_restart) < 20 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    stop.set()
-    for t in writers:
-        t.join(timeout=60)
+    try:
+        time.sleep(1.0)
+        subprocess.run(restart, check=True, capture_output=True, timeout=120)
+        restarted.set()
+        deadline = time.monotonic() + 60
+        while len(after_restart) < 20 and time.monotonic() < deadline and not failures:
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        for t in writers:
+            t.join(timeout=60)
+
+    assert not any(t.is_alive() for t in writers), "a writer hung"
+    assert failures == {}, failures  # only retryable outage errors were met
 
     notes = Counter(e.note for m in members for e in registry.member(m).history
                     if isinstance(e, ContactMade))

@@ -30,10 +30,6 @@ def test_today_in_shanghai_turns_at_shanghais_midnight(monkeypatch: pytest.Monke
     assert seen == [eve, eve, day, day, day]
 
 
-def test_today_in_shanghai_is_the_clocks_date() -> None:
-    assert today_in_shanghai() == datetime.now(SHANGHAI).date()
-
-
 def test_a_cached_token_check_answers_as_the_stored_one(registry: Registry) -> None:
     register_article_units(registry)
     tokens = TokenStore(Db(registry.recorder.datastore))  # type: ignore[attr-defined]

@@ -7,10 +7,13 @@ an older Harbor stored without an expiry keep acting, flagged for reissue.
 from __future__ import annotations
 
 import hashlib
-from datetime import date, timedelta
+import time
+from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
+from domain import registry as registry_module
 from domain.registry import Registry
 from store.sql import Db
 from store.tokens import (
@@ -52,13 +55,22 @@ def test_a_token_issued_without_an_expiry_gets_its_roles_default(tokens: TokenSt
     assert all(t.expires_on is not None for t in tokens.list())
 
 
-def test_without_a_today_the_default_counts_from_today_in_shanghai(tokens: TokenStore) -> None:
-    from domain.registry import today_in_shanghai
+def test_without_a_today_the_default_counts_from_today_in_shanghai(
+    tokens: TokenStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 20:00 UTC on 1 March is already 04:00 on 2 March in Shanghai. Only domain.registry's
+    # wall clock (what today_in_shanghai reads) is stopped; the rest of the process keeps
+    # the real one.
+    instant = datetime(2026, 3, 1, 20, 0, tzinfo=UTC).timestamp()
+    monkeypatch.setattr(
+        registry_module, "time", SimpleNamespace(time=lambda: instant, monotonic=time.monotonic)
+    )
 
     token = tokens.issue("daning-center", "admin", "clerk")
-    credential = tokens.check(token, today_in_shanghai())
+
+    credential = tokens.check(token, date(2026, 3, 2))
     assert credential is not None
-    assert credential.expires_on == today_in_shanghai() + timedelta(days=30)
+    assert credential.expires_on == date(2026, 4, 1)  # 2 March + 30 days, not 1 March + 30
 
 
 def test_no_token_lives_more_than_two_years(tokens: TokenStore) -> None:
