@@ -4,8 +4,8 @@ Exit codes: 0 everything holds (``verify`` with nothing sealed too, saying so);
 1 verification found a change (the first one is printed with its position and
 kind; ``proof`` refusing because the stored tree fails the proof); 2 something
 to do first (no key, ``bundle`` or ``proof`` with nothing sealed or no such head,
-a key or witness file that cannot be read or written, a file that is no
-well-formed bundle or proof).
+a key or witness file that cannot be read or written, a garbled ``keys.json`` or one
+whose endorsements do not verify, a file that is no well-formed bundle or proof).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from audit.bundle import (
 )
 from audit.config import AuditConfig
 from audit.keyring import export_keys, init_key, load_trusted_keys, rotate_key
-from audit.keys import KeyProblem, Signer, load_public_keys
+from audit.keys import KeyProblem, Signer
 from audit.log import CATCH_UP_BATCH, AuditError, AuditLog, read_witness_file
 from audit.proofs import (
     NotAProof,
@@ -77,15 +77,23 @@ def add_commands(sub: Any) -> None:
         "verify",
         summary="recompute every leaf and check every tree head; exit 1 naming the first change",
         description="Recompute every Merkle leaf from the stored events and check every signed"
-        " tree head (signature, root, consistency) and witness head against them. Exits 0 if"
-        " all hold, 1 naming the first change, 2 if it cannot start (e.g. unreadable keys).",
+        " tree head (signature, root, consistency) and witness head against them. A head signed"
+        " by a key after its endorsed successor replaced it fails; with --keys and the folder"
+        " `harbor keys export` wrote, the rotations come from its keys.json (your copy), and"
+        " database key records that disagree with it are a finding; otherwise they come from"
+        " the database, and the output says so. Exits 0 if all hold, 1 naming the first change,"
+        " 2 if it cannot start (e.g. unreadable keys, a garbled keys.json).",
         example="harbor verify --keys auditor-keys/ --witness /mnt/witness/harbor-witness.txt"
         " --json",
     )
     verify.add_argument(
         "--keys",
         type=Path,
-        help="trust only these public keys (a PEM file or a folder of them), not the database's",
+        metavar="DIR_OR_PEM",
+        help="trust only these public keys, not the database's: the folder `harbor keys export`"
+        " wrote, whose keys.json (the key history) then also says which keys were retired and is"
+        " compared with the database's key records; or a PEM file or folder of them, with"
+        " retirement taken from the database (the output then says so)",
     )
     verify.add_argument(
         "--witness",
@@ -289,7 +297,7 @@ def _progress(enabled: bool, total: int, label: str) -> Iterator[Any]:
 
 
 def _verify(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> int:
-    trusted = load_public_keys(args.keys) if args.keys else None
+    trusted = load_trusted_keys(args.keys) if args.keys else None
     witnesses = list(args.witness)
     # The configured file is the sealers' own: every stored head must be in it.
     sealers = None if witnesses or not config.witness_file.exists() else config.witness_file
@@ -329,6 +337,8 @@ def _report_json(report: Report) -> dict[str, Any]:
         "findings": [
             {"kind": f.kind, "position": f.position, "message": f.message} for f in report.findings
         ],
+        "retirement_from": report.retirement_from,
+        "notes": report.notes,
     }
 
 
@@ -351,6 +361,7 @@ def _print_report(report: Report, witnesses: list[Path]) -> None:
             f"note: {report.unsealed} events recorded after the last seal are not covered yet"
             " (run `harbor seal`)"
         )
+    _print_notes(report.notes)
 
 
 def _bundle(registry: Registry, audit: AuditLog, args: argparse.Namespace) -> int:

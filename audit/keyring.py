@@ -7,7 +7,8 @@ public key, and ``harbor verify`` checks that chain.
 
 ``export_keys`` writes the public keys with ``keys.json``, the key history (dates
 and endorsements); ``load_trusted_keys`` reads such a folder back for the offline
-verifiers. Both kinds of verifier retire a key by the same rule, ``retirements``:
+verifiers and for ``harbor verify --keys``, which then takes retirement from it rather
+than from the database. Every verifier retires a key by the same rule, ``retirements``:
 from its endorsed successor's creation time on, it signs nothing.
 """
 
@@ -28,6 +29,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from audit.config import AuditConfig
 from audit.keys import (
+    KeyEntry,
+    KeyHistory,
     KeyProblem,
     Retirement,
     Signer,
@@ -155,7 +158,8 @@ def load_trusted_keys(path: Path) -> TrustedKeys:
     index = path / KEY_INDEX
     if not path.is_dir() or not index.exists():
         return TrustedKeys(keys)
-    records, listed, notes = _read_key_index(path, index, keys)
+    records, entries, notes = _read_key_index(path, index, keys)
+    listed = {entry.key_id for entry in entries}
     for record in records:
         # An endorsement that fails would silently leave the replaced key current, so the
         # history is refused rather than half applied; an untrusted endorser does not matter.
@@ -170,13 +174,14 @@ def load_trusted_keys(path: Path) -> TrustedKeys:
             f"key {kid} is not in {index}: whether it replaced a key is not known, so the key it"
             " replaced (if any) is not checked for retirement — export the keys again"
         )
-    return TrustedKeys(keys, retirements(records, keys), tuple(notes))
+    history = KeyHistory(index, tuple(entries))
+    return TrustedKeys(keys, retirements(records, keys), tuple(notes), history)
 
 
 def _read_key_index(
     directory: Path, index: Path, keys: Mapping[str, Ed25519PublicKey]
-) -> tuple[list[KeyRecord], set[str], list[str]]:
-    """The records of ``keys.json`` whose PEM is in ``directory``, every id listed, notes."""
+) -> tuple[list[KeyRecord], list[KeyEntry], list[str]]:
+    """The records of ``keys.json`` whose PEM is in ``directory``, every entry, notes."""
     not_history = f"{index} is not the key history `harbor keys export` writes"
     try:
         entries: Any = json.loads(index.read_bytes().decode("utf-8"))
@@ -187,30 +192,31 @@ def _read_key_index(
     if not isinstance(entries, list):
         raise KeyProblem(f"{not_history}: it holds no list of keys")
     records: list[KeyRecord] = []
-    listed: set[str] = set()
+    listed: list[KeyEntry] = []
     notes: list[str] = []
-    for number, entry in enumerate(entries, start=1):
+    for number, item in enumerate(entries, start=1):
         try:
+            entry = _key_entry(item)
             record = _key_record(directory, entry)
         except (KeyError, TypeError, ValueError, binascii.Error) as e:
             raise KeyProblem(f"{not_history}: entry {number} is malformed ({e!r})") from None
         except OSError as e:
             raise KeyProblem(f"{index}, entry {number}: cannot read its public key: {e}") from None
-        listed.add(entry["key_id"])
+        listed.append(entry)
         if record is not None:
             records.append(record)
-        elif entry["endorsed_by"] in keys:
+        elif entry.endorsed_by in keys:
             notes.append(
-                f"{index} says key {entry['key_id']} replaced key {entry['endorsed_by']} at"
-                f" {entry['created_at']}, but {entry['key_id']}.pem is not beside it: that"
+                f"{index} says key {entry.key_id} replaced key {entry.endorsed_by} at"
+                f" {entry.created_at}, but {entry.key_id}.pem is not beside it: that"
                 " endorsement cannot be checked, so the retirement of key"
-                f" {entry['endorsed_by']} is not checked"
+                f" {entry.endorsed_by} is not checked"
             )
     return records, listed, notes
 
 
-def _key_record(directory: Path, entry: Any) -> KeyRecord | None:
-    """One ``keys.json`` entry with its public key's PEM; None when that PEM file is absent."""
+def _key_entry(entry: Any) -> KeyEntry:
+    """One ``keys.json`` entry, checked; KeyError, TypeError or ValueError when malformed."""
     kid, created_at, endorsed_by = entry["key_id"], entry["created_at"], entry["endorsed_by"]
     # The id names a file to open: only a real key id may, never a path.
     if not isinstance(kid, str) or not _KEY_ID.fullmatch(kid):
@@ -219,10 +225,21 @@ def _key_record(directory: Path, entry: Any) -> KeyRecord | None:
         raise TypeError("created_at must be text, endorsed_by text or null")
     endorsement = entry["endorsement"]
     raw = None if endorsement is None else base64.b64decode(str(endorsement), validate=True)
-    pem = directory / f"{kid}.pem"
+    return KeyEntry(kid, created_at, endorsed_by, raw)
+
+
+def _key_record(directory: Path, entry: KeyEntry) -> KeyRecord | None:
+    """A ``keys.json`` entry with its public key's PEM; None when that PEM file is absent."""
+    pem = directory / f"{entry.key_id}.pem"
     if not pem.exists():
         return None
-    return KeyRecord(kid, pem.read_text(encoding="ascii"), created_at, endorsed_by, raw)
+    return KeyRecord(
+        entry.key_id,
+        pem.read_text(encoding="ascii"),
+        entry.created_at,
+        entry.endorsed_by,
+        entry.endorsement,
+    )
 
 
 def _export_one(signer: Signer, config: AuditConfig) -> Path:

@@ -250,14 +250,35 @@ RETIREMENT_UNCHECKED = (
 
 
 @dataclass(frozen=True)
+class KeyEntry:
+    """One key as a key history (``keys.json``) lists it."""
+
+    key_id: str
+    created_at: str
+    endorsed_by: str | None = None
+    endorsement: bytes | None = None
+
+
+@dataclass(frozen=True)
+class KeyHistory:
+    """The key history a verifier was given: every entry of ``source`` (a ``keys.json``)."""
+
+    source: Path
+    entries: tuple[KeyEntry, ...]
+
+
+@dataclass(frozen=True)
 class TrustedKeys:
-    """The public keys an offline verifier trusts, and when each was retired if that is known."""
+    """The public keys a verifier trusts, and when each was retired if that is known."""
 
     keys: Mapping[str, Ed25519PublicKey]
     # None when no key history came with the keys: retirement then cannot be checked at all,
     # which differs from a history in which no key was ever replaced (an empty mapping).
     retired: Mapping[str, Retirement] | None = None
     notes: tuple[str, ...] = ()
+    # Kept whole (entries whose PEM is absent too) so that `harbor verify` can hold the
+    # database's key records against it.
+    history: KeyHistory | None = None
 
     @classmethod
     def of(cls, keys: Mapping[str, Ed25519PublicKey] | TrustedKeys) -> TrustedKeys:

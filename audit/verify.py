@@ -16,7 +16,14 @@ What is checked, in order:
    between each head and the next larger one (the log only grew);
 4. every line of the witness files given, the same way;
 5. the public keys kept in the database: ids, and each rotation's endorsement
-   by the key it replaced.
+   by the key it replaced — or, given a key history (the ``keys.json`` of the
+   folder ``harbor keys export`` wrote), that the database's key records agree
+   with it.
+
+A head signed by a key at or after its endorsed successor's creation is
+rejected. Those rotations come from the key history when one is given (the
+auditor's copy: a database edit cannot hide a rotation from it), else from the
+database's key records, and the report's notes say so.
 
 Events after the last leaf are counted as *unsealed*: nothing proves them yet.
 """
@@ -40,16 +47,18 @@ from audit import merkle
 from audit.keyring import endorsement_verifies
 from audit.keyring import retirements as retirements
 from audit.keys import (
+    KeyHistory,
     KeyProblem,
     Retirement,
     TreeHead,
+    TrustedKeys,
     head_signature_problem,
     key_id,
     parse_public_pem,
 )
 from audit.leaf import leaf_hashes, row_problem
 from audit.log import AuditLog, read_witness_file, witness_lock
-from audit.storage import EventRow, Leaf
+from audit.storage import EventRow, KeyRecord, Leaf
 
 H = merkle.HASH_SIZE
 _NO_HASH = b"\xff" * H  # stands for a stored leaf hash that is not one
@@ -67,6 +76,29 @@ TREE_HEAD, SIGNATURE, CONSISTENCY, WITNESS, KEY = (
 )
 
 Advance = Callable[[int], None]
+
+FROM_DATABASE = "database"
+GIVEN_HISTORY = "given"  # retirements passed in by a caller, with no keys.json to name
+RETIREMENT_FROM_DATABASE = (
+    "the public keys and their rotations (which retire a key) were taken from the database's"
+    " key records: whoever can rewrite the database can change them — an auditor verifies with"
+    " their own copy, `--keys DIR` with the folder (and keys.json) `harbor keys export` wrote"
+)
+RETIREMENT_FROM_DATABASE_NOT_YOURS = (
+    "key retirement was taken from the database's key records, not from your keys: no key"
+    " history (the keys.json that `harbor keys export DIR` writes beside the public keys) came"
+    " with them, so a rotation deleted from the database would leave a retired (e.g. leaked)"
+    " key's later heads passing — verify with that folder as --keys"
+)
+# Both causes are possible and look the same from here; only the auditor can tell which.
+_EDITED_OR_STALE = (
+    ": either the database's key history was edited (a deleted or altered rotation makes"
+    " a retired, possibly leaked, key look current), or your copy is stale or was not"
+    " exported from this database. Key retirement was taken from your copy. Get a fresh"
+    " `harbor keys export` from the operator and compare: if it only adds keys rotated"
+    " since your copy (check each one's endorsement), replace your copy with it;"
+    " otherwise treat the database's key records as tampered with"
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +120,10 @@ class Report:
     heads: int = 0
     witness_heads: int = 0
     findings: list[Finding] = field(default_factory=list)
+    # What the verdict leaves unchecked or where it took its trust from; not problems.
+    notes: list[str] = field(default_factory=list)
+    # The keys.json that said which keys were retired, FROM_DATABASE or GIVEN_HISTORY.
+    retirement_from: str = FROM_DATABASE
 
     @property
     def ok(self) -> bool:
@@ -100,9 +136,12 @@ class Report:
         return self.findings[0] if self.findings else None
 
 
-def trusted_keys_from_store(audit: AuditLog, report: Report) -> dict[str, Ed25519PublicKey]:
+def trusted_keys_from_store(
+    audit: AuditLog, report: Report, records: Sequence[KeyRecord] | None = None
+) -> dict[str, Ed25519PublicKey]:
     """The public keys kept in the database, checked (ids, rotation endorsements)."""
-    records = audit.store.public_keys()
+    if records is None:
+        records = audit.store.public_keys()
     keys: dict[str, Ed25519PublicKey] = {}
     for record in records:
         try:
@@ -132,10 +171,97 @@ def trusted_keys_from_store(audit: AuditLog, report: Report) -> dict[str, Ed2551
     return keys
 
 
+def key_history_findings(records: Sequence[KeyRecord], history: KeyHistory) -> list[Finding]:
+    """Where the database's key records and a trusted key history (keys.json) disagree."""
+    source = history.source
+    stored = {record.key_id: record for record in records}
+    listed = {entry.key_id for entry in history.entries}
+    findings = []
+    for entry in history.entries:
+        record = stored.get(entry.key_id)
+        if record is None:
+            if entry.endorsed_by is None:
+                what = (
+                    f"key {entry.key_id} (created at {entry.created_at}, as {source} records)"
+                    " is missing from the database's key records"
+                )
+            else:
+                what = (
+                    f"key {entry.key_id}: the rotation in which it replaced key"
+                    f" {entry.endorsed_by} at {entry.created_at}, as {source} records, is"
+                    " missing from the database's key records — the database alone would leave"
+                    f" key {entry.endorsed_by} current and its later heads passing"
+                )
+            findings.append(Finding(KEY, what + _EDITED_OR_STALE))
+            continue
+        differences = []
+        if record.created_at != entry.created_at:
+            differences.append(
+                f"created at {record.created_at} according to the database, at"
+                f" {entry.created_at} according to {source}"
+            )
+        if record.endorsed_by != entry.endorsed_by:
+            differences.append(
+                f"replaced {_key_or_none(record.endorsed_by)} according to the database,"
+                f" {_key_or_none(entry.endorsed_by)} according to {source}"
+            )
+        elif record.endorsement != entry.endorsement:
+            differences.append(f"its endorsement differs from the one in {source}")
+        if differences:
+            findings.append(
+                Finding(
+                    KEY,
+                    f"key {entry.key_id}: the database's key record disagrees with {source}: "
+                    + "; ".join(differences)
+                    + _EDITED_OR_STALE,
+                )
+            )
+    for record in records:
+        if record.key_id not in listed:
+            findings.append(
+                Finding(
+                    KEY,
+                    f"key {record.key_id} (created at {record.created_at}, replacing"
+                    f" {_key_or_none(record.endorsed_by)}, according to the database) is among"
+                    f" the database's key records but not in {source}"
+                    + _EDITED_OR_STALE,
+                )
+            )
+    return findings
+
+
+def _key_or_none(kid: str | None) -> str:
+    return "no key" if kid is None else f"key {kid}"
+
+
+def _keys_and_retirement(
+    audit: AuditLog,
+    records: Sequence[KeyRecord],
+    trusted_keys: Mapping[str, Ed25519PublicKey] | TrustedKeys | None,
+    report: Report,
+) -> tuple[dict[str, Ed25519PublicKey], Mapping[str, Retirement]]:
+    """The keys to check signatures with, and when each was retired (see the module doc)."""
+    if trusted_keys is None:
+        keys = trusted_keys_from_store(audit, report, records)
+        report.notes.append(RETIREMENT_FROM_DATABASE)
+        return keys, retirements(records, keys)
+    trusted = TrustedKeys.of(trusted_keys)
+    keys = dict(trusted.keys)
+    report.notes.extend(trusted.notes)
+    if trusted.retired is None:
+        report.notes.append(RETIREMENT_FROM_DATABASE_NOT_YOURS)
+        return keys, retirements(records, keys)
+    report.retirement_from = GIVEN_HISTORY
+    if trusted.history is not None:
+        report.retirement_from = str(trusted.history.source)
+        report.findings.extend(key_history_findings(records, trusted.history))
+    return keys, trusted.retired
+
+
 def verify_log(
     audit: AuditLog,
     *,
-    trusted_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    trusted_keys: Mapping[str, Ed25519PublicKey] | TrustedKeys | None = None,
     witness_files: Sequence[Path] = (),
     sealer_witness: Path | None = None,
     check_nodes: bool = True,
@@ -143,6 +269,9 @@ def verify_log(
 ) -> Report:
     """Check the whole log; see the module docstring for what is checked.
 
+    ``trusted_keys``: None trusts the database's keys; bare public keys trust only those,
+    with retirement still from the database; the ``TrustedKeys`` of ``load_trusted_keys``
+    with a key history take retirement from that history and compare it with the database.
     ``sealer_witness`` is the witness file the sealers append to: every stored head must be
     in it (a third party's copy may lag behind, so other witness files need not hold all)."""
     report = Report()
@@ -194,10 +323,7 @@ def verify_log(
         (h for h in head_rows if isinstance(h, TreeHead)), key=lambda h: (h.tree_size, h.signed_at)
     )
     report.heads = len(heads)
-    keys = (
-        dict(trusted_keys) if trusted_keys is not None else trusted_keys_from_store(audit, report)
-    )
-    retired = retirements(store.public_keys(), keys)
+    keys, retired = _keys_and_retirement(audit, store.public_keys(), trusted_keys, report)
 
     # the first change, or else 2. the stored interior nodes
     if current != stored:

@@ -21,10 +21,10 @@ from api.cli import main
 from api.demo import DemoMembers
 from audit.config import AuditConfig
 from audit.keyring import load_trusted_keys, rotate_key
-from audit.keys import Signer
+from audit.keys import Signer, endorsement_message
 from audit.log import AuditLog, append_witness_line
 from audit.storage import KEYS
-from audit.verify import FROM_DATABASE, verify_log
+from audit.verify import verify_log
 from domain.registry import Registry
 from tests.test_audit_tamper import RawStore, _contacts, audit_env, sealed
 
@@ -143,7 +143,7 @@ def test_the_text_output_names_the_missing_rotation_and_the_retired_key(
     assert code == 1, out
     first = out.splitlines()[0]
     assert first.startswith("CHANGED: ") and f"key {exported.new_key}" in first, out
-    assert f"also: tree head of size" in out and f"signed by key {exported.old.key_id}" in out
+    assert "also: tree head of size" in out and f"signed by key {exported.old.key_id}" in out
     assert FROM_DB_NOTE not in out
 
 
@@ -166,7 +166,7 @@ def test_without_the_key_history_the_deleted_rotation_goes_unnoticed_and_that_is
 
     for code, report in [(plain_code, plain), (pems_code, with_pems)]:
         assert code == 0 and report["ok"] and report["findings"] == [], report
-        assert report["heads"] == 3 and report["retirement_from"] == FROM_DATABASE
+        assert report["heads"] == 3 and report["retirement_from"] == "database"
         assert [n for n in report["notes"] if FROM_DB_NOTE in n], report
     assert text_code == 0 and text.startswith("verified: "), text
     assert f"note: key retirement was {FROM_DB_NOTE}, not from your keys" in text
@@ -183,14 +183,20 @@ def test_a_later_creation_time_in_the_database_does_not_move_the_retirement(
     store_url: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    # Moving the rotation into the future would make the leaked key's heads look earlier.
+    # Moving the rotation into the future makes the leaked key's heads look earlier; the
+    # leaked key endorses the moved rotation again, so the database's records hold together.
+    old, later = exported.old, "2999-01-01T00:00:00.000000Z"
+    (record,) = [
+        k for k in AuditLog(registry.recorder).store.public_keys() if k.key_id == exported.new_key
+    ]
+    endorsement = old.sign(endorsement_message(record.key_id, record.public_pem, later))
     _sql(
         store_url,
-        f"UPDATE {KEYS} SET created_at = ? WHERE key_id = ?",
-        "2999-01-01T00:00:00.000000Z",
+        f"UPDATE {KEYS} SET created_at = ?, endorsement = ? WHERE key_id = ?",
+        later,
+        endorsement,
         exported.new_key,
     )
-    old = exported.old
     _leak_head(old, registry, sealed)
 
     plain_code, plain = _verify(capsys)
