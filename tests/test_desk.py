@@ -181,7 +181,15 @@ def desk(
 
 
 @pytest.fixture
-def browser() -> Iterator[Any]:
+def downloads(tmp_path: Path) -> Path:
+    """Where the browser saves what the desk's download buttons give."""
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def browser(downloads: Path) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -190,6 +198,9 @@ def browser() -> Iterator[Any]:
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                  "--window-size=1400,1000"):
         options.add_argument(flag)
+    options.add_experimental_option("prefs", {
+        "download.default_directory": str(downloads), "download.prompt_for_download": False,
+    })
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         yield driver
@@ -224,7 +235,7 @@ def _visible_tabs(browser: Any) -> list[str]:
 
 
 def test_a_clerk_finds_what_waits_for_the_unit_and_reads_the_members_trail(
-    desk: Desk, browser: Any
+    desk: Desk, browser: Any, downloads: Path
 ) -> None:
     _sign_in(browser, desk, "hbr_not-a-token")
     _wait(browser, lambda b: "UNAUTHORIZED" in _text(b, "#problem"), "the refusal")
@@ -246,6 +257,13 @@ def test_a_clerk_finds_what_waits_for_the_unit_and_reads_the_members_trail(
     assert len(roster) == 2
     assert any(r.startswith("老同志 held") for r in roster), roster
     assert any(r.startswith(f"{desk.waiting_name} arriving") for r in roster), roster
+    # The same roster as a spreadsheet file, the API's CSV.
+    browser.find_element("xpath", "//main//button[starts-with(., 'Download CSV')]").click()
+    saved = downloads / "members-daning-center.csv"
+    _wait(browser, lambda b: saved.exists() and saved.stat().st_size > 0, "the CSV file")
+    lines = saved.read_text(encoding="utf-8-sig").splitlines()
+    assert lines[0].startswith("relation,member_id,name,") and len(lines) == 3
+    assert {line.split(",")[2] for line in lines[1:]} == {"老同志", desk.waiting_name}
 
     browser.find_element("css selector", 'nav a[data-tab="queue"]').click()
     _wait(browser, lambda b: desk.waiting_name in _text(b, "main"), "the queue again")

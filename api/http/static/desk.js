@@ -110,37 +110,30 @@ function form(fields, submit, values) {
   return node;
 }
 
-// A file for the spreadsheet: the same route asked for text/csv.
-function csvButton(path, params, filename) {
+// A button that saves what ``fetchFile`` answers as a file named ``filename``.
+function saveButton(label, filename, fetchFile, id) {
   return el("button", {
     type: "button",
+    id,
     onclick: async () => {
       try {
-        const blob = await api(path, params, "text/csv");
-        const link = el("a", { href: URL.createObjectURL(blob), download: filename });
-        document.body.append(link);
-        link.click();
-        link.remove();
-      } catch (error) { showProblem(error); }
-    },
-  }, "Download CSV 下载");
-}
-
-// A JSON answer saved as a file: a member's proof bundle, for an auditor to check offline.
-function jsonButton(path, filename, label) {
-  return el("button", {
-    type: "button",
-    id: "bundle",
-    onclick: async () => {
-      try {
-        const blob = await api(path, {}, "application/json", true);
-        const link = el("a", { href: URL.createObjectURL(blob), download: filename });
+        const link = el("a", { href: URL.createObjectURL(await fetchFile()), download: filename });
         document.body.append(link);
         link.click();
         link.remove();
       } catch (error) { showProblem(error); }
     },
   }, label);
+}
+
+// A file for the spreadsheet: the same route asked for text/csv.
+function csvButton(path, params, filename) {
+  return saveButton("Download CSV 下载", filename, () => api(path, params, "text/csv"));
+}
+
+// A member's proof bundle as a file, for an auditor to check offline.
+function jsonButton(path, filename, label) {
+  return saveButton(label, filename, () => api(path, {}, "application/json", true), "bundle");
 }
 
 function showProblem(error) {
