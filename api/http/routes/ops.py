@@ -64,7 +64,7 @@ def metrics(registry: RegistryDep) -> str:
 QUERY = [KnownQuery, CaughtUp]  # as every query (routes/reads.py)
 
 
-@router.get("/me", tags=["operations"], response_model=Me, dependencies=[KnownQuery])
+@router.get("/me", tags=["operations"], response_model=Me, dependencies=QUERY)
 def me(caller: AnyCaller, registry: RegistryDep) -> dict[str, Any]:
     """Who the token speaks for: its unit (and the unit's name), role, holder, last day."""
     credential = caller.credential
