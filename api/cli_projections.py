@@ -84,8 +84,8 @@ def add_commands(sub: Any) -> None:
     )
     roster.add_argument("unit", help="the unit's code")
     roster.add_argument(
-        "--limit", type=int, default=200, help=f"members per page, 1 to {ROSTER_LIMIT}"
-        " (default %(default)s)"
+        "--limit", type=int, default=None, help=f"members per page, 1 to {ROSTER_LIMIT}"
+        " (default 200; with --csv, all of them)"
     )
     roster.add_argument(
         "--offset", type=int, default=0, help="members to skip: the page's start (default 0)"
@@ -191,7 +191,11 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
         _show_queue(models.unit_queue(args.unit, args.on), args.json)
     elif command == "roster":
         registry.unit(args.unit)  # an unknown code is refused (UNKNOWN_UNIT), not an empty list
-        data = models.roster(args.unit, args.on, limit=args.limit, offset=args.offset)
+        # CSV is for a spreadsheet: the whole roster unless a page was asked for.
+        whole = args.csv and args.limit is None
+        data = models.roster(
+            args.unit, args.on, limit=None if whole else args.limit or 200, offset=args.offset
+        )
         if args.csv:
             _csv(data["members"])
         elif args.json:
@@ -293,9 +297,11 @@ def render_roster(data: dict[str, Any]) -> str:
             m["since"] or "", m["colour"], (m["open_case_id"] or "")[:8],
         ])  # fmt: skip
     shown = len(data["members"])
-    first = data["offset"] + 1 if shown else data["offset"]
-    tail = f"{data['unit_id']} on {data['on']}: members {first}–{data['offset'] + shown}"
-    tail += f" of {data['total']}"
+    tail = f"{data['unit_id']} on {data['on']}: "
+    if shown:
+        tail += f"members {data['offset'] + 1}–{data['offset'] + shown} of {data['total']}"
+    else:
+        tail += f"no members from {data['offset'] + 1} on; {data['total']} in all"
     if data["offset"] + shown < data["total"]:
         tail += f" (next page: --offset {data['offset'] + shown})"
     return (_table(rows) + "\n" if shown else "") + tail

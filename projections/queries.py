@@ -68,15 +68,18 @@ _ROSTER_FROM = _member_status_sql().partition(" FROM ")[2].replace(
     "WHERE m.member_id = ?", "WHERE m.holder_unit_id = ? OR m.in_transit_to = ?"
 )
 # Names sort by their bytes on both backends (SQLite's BINARY, PostgreSQL's "C"), so the
-# pages of one roster are the same whichever store serves them.
+# pages of one roster are the same whichever store serves them. The count rides on every
+# row (a window), so a page and its total come from the same snapshot.
 ROSTER_SQL = (
-    f"SELECT {_member_status_sql().partition(' FROM ')[0].removeprefix('SELECT ')}"
-    f" FROM {_ROSTER_FROM} ORDER BY m.name{{collate}}, m.member_id LIMIT ? OFFSET ?"
+    f"SELECT {_member_status_sql().partition(' FROM ')[0].removeprefix('SELECT ')},"
+    f" COUNT(*) OVER () AS total FROM {_ROSTER_FROM}"
+    " ORDER BY m.name{collate}, m.member_id{page}"
 )
 ROSTER_COUNT_SQL = (
     f"SELECT COUNT(*) FROM {view('members')} m WHERE m.holder_unit_id = ? OR m.in_transit_to = ?"
 )
 ROSTER_LIMIT = 1000  # members per page at most
+MAX_OFFSET = 2**62  # what both backends' integers hold
 
 
 class ReadModels:
@@ -155,27 +158,36 @@ class ReadModels:
         }
 
     def roster(
-        self, unit_id: str, on: date | None = None, *, limit: int = 200, offset: int = 0
+        self, unit_id: str, on: date | None = None, *, limit: int | None = 200, offset: int = 0
     ) -> Rec:
         """在册: the members a unit holds, and those with its letter coming, by name.
 
         Each as ``member_status`` gives it, plus ``relation``: ``held`` (this unit is the
         holder) or ``arriving`` (a letter to this unit is out; the issuer still holds them,
-        R2). One page of ``limit`` from ``offset``; ``total`` counts them all.
+        R2). One page of ``limit`` (None: all of them) from ``offset``; ``total`` counts
+        them all. Pages are read one by one: a member whose holder changes between two
+        reads may move from one page to another.
         """
         day = self._today(on)
-        if not 1 <= limit <= ROSTER_LIMIT or offset < 0:
-            raise InvalidInput(
-                f"limit is 1 to {ROSTER_LIMIT} and offset 0 or more", field="limit"
-            )
+        if limit is not None and not 1 <= limit <= ROSTER_LIMIT:
+            raise InvalidInput(f"limit is 1 to {ROSTER_LIMIT}", field="limit")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInput(f"offset is 0 to {MAX_OFFSET}", field="offset")
         collate = ' COLLATE "C"' if self.db.backend == "postgres" else ""
-        rows = self.db.query(
-            ROSTER_SQL.format(collate=collate), (unit_id, unit_id, limit, offset)
-        )
-        (total,) = self.db.query(ROSTER_COUNT_SQL, (unit_id, unit_id))[0]
+        page, params = "", (unit_id, unit_id)
+        if limit is not None or offset:
+            # SQLite needs a LIMIT before an OFFSET: -1 is its "no limit".
+            page, params = " LIMIT ? OFFSET ?", (*params, -1 if limit is None else limit, offset)
+            if limit is None and self.db.backend == "postgres":
+                page, params = " OFFSET ?", (unit_id, unit_id, offset)
+        rows = self.db.query(ROSTER_SQL.format(collate=collate, page=page), params)
+        if rows:
+            total = rows[0][-1]
+        else:  # past the end (or none at all): the window had no row to ride on
+            (total,) = self.db.query(ROSTER_COUNT_SQL, (unit_id, unit_id))[0]
         members = []
         for row in rows:
-            status = self.status_from_rows(row[0], [row], day)
+            status = self.status_from_rows(row[0], [row[:-1]], day)
             relation = "held" if status["holder_unit_id"] == unit_id else "arriving"
             members.append({**status, "relation": relation})
         return {

@@ -124,6 +124,47 @@ def test_harbor_roster_prints_a_page_and_where_the_next_one_starts(
     assert "王五" in out and "赵六" in out and "arriving" in out
     assert "members 3–4 of 4" in out and "next page" not in out
 
+    assert main(["roster", "daning-center", "--offset", "10"]) == 0
+    assert "no members from 11 on; 4 in all" in capsys.readouterr().out
+
+    assert main(["roster", "daning-center", "--csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split(",")[:2] == ["member_id", "name"]
+    assert len(lines) == 5  # the header and every member
+
     assert main(["roster", "nowhere"]) == 1
     assert "UNKNOWN_UNIT" in capsys.readouterr().err
 
+
+
+def test_a_parent_unit_reads_its_sub_units_queue_but_not_their_members(api: Api) -> None:
+    api.registry.enrol_member(as_unit("zb-factory"), name="孙八", id_number="310101199001010068",
+                              standing="full", household_region="上海",
+                              occurred_on=date(2021, 1, 4))
+    parent, own = api.token("factory-superior"), api.token("zb-factory")
+    assert api.get("/units/zb-factory/queue", parent).status_code == 200
+    refused(api.get("/units/zb-factory/members", parent), 403, "FORBIDDEN")
+    listed = api.get("/units/zb-factory/members", own,
+                     params={"min_position": api.registry.position()}).json()
+    assert [m["name"] for m in listed["members"]] == ["孙八"]
+
+
+def test_a_page_holds_200_by_default_and_the_csv_the_whole_roster(api: Api) -> None:
+    center = as_unit("daning-center")
+    for n in range(201):
+        api.registry.enrol_member(center, name=f"成员{n:03d}", id_number=f"3101012000{n:07d}1",
+                                  standing="full", household_region="上海",
+                                  occurred_on=date(2021, 1, 4))
+    clerk = api.token("daning-center")
+    page = api.get("/units/daning-center/members", clerk,
+                   params={"min_position": api.registry.position()}).json()
+    assert (len(page["members"]), page["total"]) == (200, 205)
+    rows = csv_rows(api.get("/units/daning-center/members", clerk,
+                            headers={"Accept": "text/csv"}))
+    assert len(rows) == 205 and len({r["member_id"] for r in rows}) == 205
+    rest = csv_rows(api.get("/units/daning-center/members", clerk, params={"offset": 200},
+                            headers={"Accept": "text/csv"}))
+    assert [r["member_id"] for r in rest] == [r["member_id"] for r in rows[200:]]
+    # A huge offset is refused, not a server error.
+    refused(api.get("/units/daning-center/members", clerk, params={"offset": 2**64}),
+            422, "INVALID_INPUT", "offset")

@@ -43,7 +43,13 @@ from domain.member_state import Case, MemberState
 from domain.registry import Registry
 from projections.history import member_history
 from projections.judgements import Finding
-from projections.queries import MEMBER_STATUS_SQL, ROSTER_LIMIT, ReadModels, ScoreCard
+from projections.queries import (
+    MAX_OFFSET,
+    MEMBER_STATUS_SQL,
+    ROSTER_LIMIT,
+    ReadModels,
+    ScoreCard,
+)
 from store.async_reads import AsyncReads
 
 MEMBER_STATUS_PG_SQL = MEMBER_STATUS_SQL.replace("?", "%s")
@@ -382,11 +388,18 @@ def roster(
     models: ModelsDep,
     request: Request,
     on: OnQuery = None,
-    limit: Annotated[int, Query(ge=1, le=ROSTER_LIMIT, description="members per page")] = 200,
-    offset: Annotated[int, Query(ge=0, description="members to skip (the page's start)")] = 0,
+    limit: Annotated[
+        int | None,
+        Query(ge=1, le=ROSTER_LIMIT, description="members per page (default 200; as CSV, all)"),
+    ] = None,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="members to skip (the page's start)")
+    ] = 0,
 ) -> Any:
     """在册: who is attached here — the members this unit holds, and those with a letter on
-    the way to it (``relation`` held / arriving), by name, each with status and colour."""
+    the way to it (``relation`` held / arriving), by name, each with status and colour.
+    As CSV (``Accept: text/csv``) the whole roster unless ``limit`` is given: a
+    spreadsheet wants them all."""
     registry.unit(unit_id)
     if caller.role == "unit" and unit_id != caller.credential.unit_id:
         # DESIGN.md "Security": a unit reads the members it holds and receives; a parent
@@ -395,8 +408,10 @@ def roster(
             f"{caller.credential.unit_id} may list only its own members; ask {unit_id}"
             " or an auditor"
         )
-    data = models.roster(unit_id, on, limit=limit, offset=offset)
-    return _csv(data["members"], ROSTER_COLUMNS) if _wants_csv(request) else data
+    csv = _wants_csv(request)
+    page = limit if limit is not None or csv else 200
+    data = models.roster(unit_id, on, limit=page, offset=offset)
+    return _csv(data["members"], ROSTER_COLUMNS) if csv else data
 
 
 @router.get("/units/{unit_id}/scorecard", tags=["units"])
