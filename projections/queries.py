@@ -174,7 +174,8 @@ class ReadModels:
         if not 0 <= offset <= MAX_OFFSET:
             raise InvalidInput(f"offset is 0 to {MAX_OFFSET}", field="offset")
         collate = ' COLLATE "C"' if self.db.backend == "postgres" else ""
-        page, params = "", (unit_id, unit_id)
+        params: tuple[str | int, ...] = (unit_id, unit_id)
+        page = ""
         if limit is not None or offset:
             # SQLite needs a LIMIT before an OFFSET: -1 is its "no limit".
             page, params = " LIMIT ? OFFSET ?", (*params, -1 if limit is None else limit, offset)
