@@ -48,6 +48,18 @@ class StaleVersion(Conflict):
 
     default_code = "STALE_VERSION"
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        field: str | None = None,
+        current_version: int | None = None,
+    ):
+        """``current_version``: the version the member is at, for a caller deciding again."""
+        super().__init__(message, code=code, field=field)
+        self.current_version = current_version
+
 
 class Unavailable(HarborError):
     """The store could not be reached; the command may be retried as it is."""

@@ -643,6 +643,7 @@ class Registry(MemberCommands, Application[UUID]):
                         f"the member is at version {member.version}, not {expected_version};"
                         " reload and decide again",
                         field="expected_version",
+                        current_version=member.version,
                     )
                 acting = self._acting_unit(actor, on)
                 holder = self._opt_unit(member.holder_unit_id, "holder_unit_id")

@@ -308,6 +308,9 @@ def test_an_auditor_ranks_units_reads_findings_and_replays_a_history(
     browser.execute_script("arguments[0].value = '2006-05-20'", field)
     browser.find_element("css selector", "main form:nth-of-type(1) button").click()
     _wait(browser, lambda b: "as of 截至 2006-05-20" in _text(b, "main"), "the replay")
+    # The card shows the member as the replay has them: still held by the closed factory.
+    assert "zb-factory" in _text(browser, "#member-card")
+    assert "daning-center" not in _text(browser, "#member-card")
     then = _text(browser, "main")
     assert "InquiryReceived" in then and "ActivityAttended" not in then
     # Nothing is sealed in this store: the bundle is refused, and says why.
@@ -324,15 +327,31 @@ def test_the_admin_sees_only_the_logs_seals(desk: Desk, browser: Any) -> None:
 
 
 def test_the_page_runs_only_its_own_files() -> None:
-    """The page and its files name no outside host, and it forbids any other source."""
+    """The page and its files name no outside host, and never write HTML."""
     from api.http import pages
 
-    page = (pages.STATIC / "index.html").read_text(encoding="utf-8")
-    script = (pages.STATIC / "desk.js").read_text(encoding="utf-8")
+    page = (pages.HERE / "index.html").read_text(encoding="utf-8")
+    script = (pages.HERE / "assets" / "desk.js").read_text(encoding="utf-8")
     assert not re.search(r"https?://|//[a-z]", page + script.replace("// ", ""))
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script
-    policy = pages.HEADERS["Content-Security-Policy"]
-    assert "script-src 'self'" in policy and "default-src 'none'" in policy
+    # No field of the sign-in form has a name: sent without the script, it carries nothing.
+    assert 'name="token"' not in page and 'method="post"' in page
+
+
+def test_the_page_and_its_files_are_served_with_the_policy(desk: Desk) -> None:
+    """What the server really sends: the policy on the page and its files, and no page
+    among the files."""
+    for path in ("/ui/", "/ui/assets/desk.js", "/ui/assets/desk.css"):
+        response = httpx.get(f"{desk.base}{path}", timeout=10)
+        assert response.status_code == 200, path
+        policy = response.headers["content-security-policy"]
+        assert "default-src 'none'" in policy and "script-src 'self'" in policy, path
+        assert "form-action 'none'" in policy and "frame-ancestors 'none'" in policy, path
+        assert response.headers["x-content-type-options"] == "nosniff", path
+        assert response.headers["cache-control"] == "no-cache", path
+    assert httpx.get(f"{desk.base}/ui/assets/index.html", timeout=10).status_code == 404
+    moved = httpx.get(f"{desk.base}/ui", timeout=10)
+    assert (moved.status_code, moved.headers["location"]) == (308, "ui/")
 
 
 def _choose(browser: Any, select_id: str, text: str) -> None:
@@ -376,7 +395,7 @@ def test_a_clerk_enrols_and_records_actions_and_a_refusal_stores_nothing(
                     "prior_contacts": "原单位人事: 没有党组织\n街道: 让去大宁"})
     _wait(browser, lambda b: "InquiryReceived" in _text(b, "main"), "the inquiry in the trail")
     assert "recorded at log position" in _text(browser, "#recorded")
-    assert "Case actions go to the open case" in _text(browser, "main")
+    assert "open 未结" in _text(browser, "#record-case")  # case actions go to the open case
 
     # A case action with a list field.
     _choose(browser, "record-action", "case 事项: requirements —")
@@ -391,8 +410,65 @@ def test_a_clerk_enrols_and_records_actions_and_a_refusal_stores_nothing(
     # field marked, and nothing is stored.
     before = _events(desk)
     _choose(browser, "record-action", "case 事项: attachments —")
+    # No choice is made for the clerk: the basis starts empty and must be chosen.
+    assert browser.find_element("id", "c-basis").get_attribute("value") == ""
     _fill(browser, {"basis": "residence", "occurred_on": "2021-03-03"})
     _wait(browser, lambda b: b.find_element("id", "problem").is_displayed(), "the refusal")
     refusal = _text(browser, "#problem")
     assert refusal.startswith("R1_"), refusal
     assert _events(desk) == before
+
+
+def test_a_walk_in_is_taken_on_by_a_unit_that_could_not_read_the_member_before(
+    desk: Desk, browser: Any
+) -> None:
+    """首问: the old comrade comes to hongkou-center, which neither holds him nor took part
+    in his cases; its clerk finds him and records the inquiry that makes it take part."""
+    hongkou = _issue(desk.env, "hongkou-center", holder="周老师")
+    _sign_in(browser, desk, hongkou)
+    _wait(browser, lambda b: "待办" in _text(b, "main"), "the queue")
+    browser.get(f"{desk.base}/ui/#/search?q=310109195001010022")
+    _wait(browser, lambda b: "老**" in _text(b, "main"), "the masked match")
+    browser.find_element("css selector", "main table a[data-member]").click()
+    _wait(browser, lambda b: "records an inquiry first" in _text(b, "main"), "the offer")
+    _choose(browser, "record-action", "member 党员: inquiries —")
+    _fill(browser, {"channel": "walk_in", "summary": "搬到虹口，申请转入",
+                    "occurred_on": "2026-11-20"})
+    _wait(browser, lambda b: "搬到虹口" in _text(b, "main"), "the member's page with the inquiry")
+    assert "recorded at log position" in _text(browser, "#recorded")
+    assert "老同志" in _text(browser, "main h2")
+
+
+def test_a_stale_version_is_refused_then_recorded_on_the_new_one(
+    desk: Desk, browser: Any
+) -> None:
+    """Another unit records for the member while the clerk's form is open: the clerk's
+    command is refused, not laid over it; pressed again, it is recorded once."""
+    member = _enrolled(desk, "吴九", "310101199707070019")
+    _sign_in(browser, desk, desk.clerk)
+    _wait(browser, lambda b: "待办" in _text(b, "main"), "the queue")
+    browser.get(f"{desk.base}/ui/#/member/{member}")
+    _wait(browser, lambda b: b.find_elements("id", "record-action"), "the record panel")
+    _choose(browser, "record-action", "member 党员: contacts —")
+    sibling = _issue(desk.env, "sh-univ", holder="高校")
+    desk.post(sibling, f"/members/{member}/contacts", {"channel": "phone", "note": "别处联系",
+                                                       "occurred_on": "2026-11-21"})
+    before = _events(desk)
+    _fill(browser, {"channel": "phone", "note": "本单位联系", "occurred_on": "2026-11-22"})
+    _wait(browser, lambda b: "changed meanwhile" in _text(b, "#problem"), "the refusal")
+    assert "STALE_VERSION" in _text(browser, "#problem") and _events(desk) == before
+    browser.find_element("css selector", "form.command button").click()
+    _wait(browser, lambda b: "本单位联系" in _text(b, "main"), "the contact in the trail")
+    assert _events(desk) == before + 1
+    notes = [row.text for row in browser.find_elements("css selector", "main tr")
+             if "联系" in row.text and "ContactMade" in row.text]
+    assert len(notes) == 2, notes
+
+
+def _enrolled(desk: Desk, name: str, id_number: str) -> str:
+    """A member enrolled at daning-center over HTTP, projected."""
+    answer = desk.post(desk.clerk, "/members", {"name": name, "id_number": id_number,
+                                                "standing": "full", "household_region": "上海",
+                                                "occurred_on": "2026-11-01"})
+    _wait_until_projected(desk.base, answer["position"])
+    return str(answer["member_id"])

@@ -1049,15 +1049,16 @@ def test_if_match_refuses_a_stale_version(article: Article) -> None:
     body = {"kind": "组织生活会", "occurred_on": "2011-10-01"}
     stale = api.post(f"/members/{liu}/activities", clerk, body,
                      headers={"If-Match": str(version - 1)})
-    refused(stale, 409, "STALE_VERSION")
+    assert refused(stale, 409, "STALE_VERSION")["current_version"] == version
     fresh = api.post(f"/members/{liu}/activities", clerk, body,
                      headers={"If-Match": f'"{version}"'})
     assert fresh.status_code == 201 and fresh.json()["version"] == version + 1
     weak = api.post(f"/members/{liu}/activities", clerk, body,
                     headers={"If-Match": f'W/"{version + 1}"'})
     assert weak.status_code == 201 and weak.json()["version"] == version + 2
-    refused(api.post(f"/members/{liu}/activities", clerk, body,
-                     headers={"If-Match": str(version)}), 409, "STALE_VERSION")
+    moved = refused(api.post(f"/members/{liu}/activities", clerk, body,
+                             headers={"If-Match": str(version)}), 409, "STALE_VERSION")
+    assert moved["current_version"] == version + 2  # decide again on this one
     # The version a query shows is the one If-Match wants.
     seen = api.get(f"/members/{liu}", clerk,
                    params={"min_position": weak.json()["position"]}).json()["version"]

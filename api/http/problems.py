@@ -18,6 +18,7 @@ from domain.errors import (
     InvalidInput,
     NotFound,
     RuleRefused,
+    StaleVersion,
     Unavailable,
 )
 
@@ -75,7 +76,13 @@ def install(app: FastAPI) -> None:
     async def refused(request: Request, error: HarborError) -> JSONResponse:
         METRICS.refusal(error.code)
         field = HEADER_FIELDS.get(error.field or "", error.field)
-        return problem(status_of(error), error.code, error.message, field, request.url.path)
+        # A stale version names the one the member is at: decide again on it, no re-read.
+        extra = (
+            {"current_version": error.current_version}
+            if isinstance(error, StaleVersion) and error.current_version is not None
+            else None
+        )
+        return problem(status_of(error), error.code, error.message, field, request.url.path, extra)
 
     async def unreachable(request: Request, error: Exception) -> JSONResponse:
         # A read that could not reach the store (a command's append says so itself, as

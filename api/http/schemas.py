@@ -362,6 +362,9 @@ class Problem(BaseModel):
     field: str | None = None
     instance: str
     errors: list[dict[str, Any]] | None = None
+    current_version: int | None = Field(
+        None, description="STALE_VERSION: the version the member is at now (send it as If-Match)"
+    )
 
 
 def problem_responses() -> dict[int | str, dict[str, Any]]:

@@ -63,6 +63,12 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// Recorded times come in UTC; as_recorded counts Shanghai's days, so they are shown so.
+const SHANGHAI = new Intl.DateTimeFormat("sv-SE", {
+  timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit", day: "2-digit",
+  hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
+});
+const shanghai = (iso) => (iso ? SHANGHAI.format(new Date(iso)) : null);
 const dash = (value) => (value === null || value === undefined || value === "" ? "–" : value);
 const short = (id) => (id ? String(id).slice(0, 8) : "–");
 
@@ -117,10 +123,12 @@ function saveButton(label, filename, fetchFile, id) {
     id,
     onclick: async () => {
       try {
-        const link = el("a", { href: URL.createObjectURL(await fetchFile()), download: filename });
+        const href = URL.createObjectURL(await fetchFile());
+        const link = el("a", { href, download: filename });
         document.body.append(link);
         link.click();
         link.remove();
+        setTimeout(() => URL.revokeObjectURL(href), 60000);  // once the browser has saved it
       } catch (error) { showProblem(error); }
     },
   }, label);
@@ -148,14 +156,19 @@ function showProblem(error) {
 
 // Queue entries and findings carry member ids; the names come from each member's status,
 // which this caller may read (or, if not, the short id stays).
+// Four at a time, so a long page of findings does not send the server hundreds at once.
 async function nameMembers(root) {
   const ids = [...new Set([...root.querySelectorAll("a[data-member]")].map((a) => a.dataset.member))];
-  await Promise.all(ids.map(async (id) => {
-    try {
-      const member = await api(`members/${id}`);
-      for (const link of root.querySelectorAll(`a[data-member="${id}"]`)) link.textContent = member.name;
-    } catch (_) { /* not readable by this caller: the id stays */ }
-  }));
+  const next = async () => {
+    for (let id = ids.shift(); id !== undefined; id = ids.shift()) {
+      if (!root.isConnected) return;  // the page moved on
+      try {
+        const member = await api(`members/${id}`);
+        for (const link of root.querySelectorAll(`a[data-member="${id}"]`)) link.textContent = member.name;
+      } catch (_) { /* not readable by this caller: the id stays */ }
+    }
+  };
+  await Promise.all([next(), next(), next(), next()]);
 }
 
 // --- views ---------------------------------------------------------------------------
@@ -202,6 +215,11 @@ async function showQueue(unit, query) {
   nameMembers(content);
 }
 
+function rosterPage(unit, query, offset) {
+  const search = new URLSearchParams(Object.entries({ ...query, offset }).filter(([, v]) => v !== undefined && v !== ""));
+  return `#/roster/${unit}?${search}`;
+}
+
 async function showRoster(unit, query) {
   unit = unit || me.unit_id;
   const page = { on: query.on, limit: query.limit || 100, offset: query.offset || 0 };
@@ -212,8 +230,11 @@ async function showRoster(unit, query) {
     form([["unit", "unit 单位"], ["on", "on 日期", "date"]],
       (v) => go(`roster/${v.unit || me.unit_id}`, { on: v.on }), { unit, on: query.on }),
     el("h2", {}, `${data.unit_id} 在册 — ${data.on}`),
-    csvButton(`units/${encodeURIComponent(unit)}/members`, page, `members-${unit}.csv`),
-    el("p", { id: "roster-count" }, `members ${shown ? data.offset + 1 : 0}–${data.offset + shown} of ${data.total}`),
+    // The file holds the whole roster, not only this page.
+    csvButton(`units/${encodeURIComponent(unit)}/members`, { on: query.on }, `members-${unit}.csv`),
+    el("p", { id: "roster-count" }, shown
+      ? `members ${data.offset + 1}–${data.offset + shown} of ${data.total}`
+      : `no members from ${data.offset + 1} on; ${data.total} in all`),
     table([
       ["name 姓名", (m) => memberLink(m.member_id, m.name)],
       ["relation 关系", (m) => (m.relation === "held" ? "held 在册" : "arriving 待接收")],
@@ -224,8 +245,8 @@ async function showRoster(unit, query) {
       ["letter 介绍信", (m) => (m.letter_no ? `${m.letter_no} → ${m.in_transit_to}` : null)],
       ["open case 未结事项", (m) => caseLink(m.open_case_id)],
     ], data.members, "no members here 无"),
-    data.offset > 0 ? el("a", { href: `#/roster/${unit}?offset=${Math.max(data.offset - page.limit, 0)}` }, "← previous 上一页 ") : null,
-    next ? el("a", { id: "roster-next", href: `#/roster/${unit}?offset=${data.offset + shown}` }, " next 下一页 →") : null);
+    data.offset > 0 ? el("a", { href: rosterPage(unit, query, Math.max(data.offset - page.limit, 0)) }, "← previous 上一页 ") : null,
+    next ? el("a", { id: "roster-next", href: rosterPage(unit, query, data.offset + shown) }, " next 下一页 →") : null);
   view.replaceChildren(content);
 }
 
@@ -250,7 +271,7 @@ function trailTable(trail) {
     ["event 事件", (e) => e.event_type],
     ["summary 摘要", (e) => (e.voided ? `${e.summary} (voided 作废: ${dash(e.void_reason)})` : e.summary), "wrap"],
     ["recorded by 记录人", (e) => e.recorded_by],
-    ["recorded at 记录时间", (e) => e.recorded_at],
+    ["recorded at 记录时间 (UTC+8)", (e) => el("span", { title: e.recorded_at }, shanghai(e.recorded_at))],
   ], trail);
 }
 
@@ -278,27 +299,46 @@ function caseSection(c) {
 async function showMember(id, query) {
   // After a command, min_position makes both reads wait until they show it.
   const seen = { min_position: query.min_position };
-  const [status, history] = await Promise.all([
-    api(`members/${id}`, seen),
-    api(`members/${id}/history`, { as_of: query.as_of, as_recorded: query.as_recorded, position: query.position, ...seen }),
-  ]);
-  const colour = el("span", { class: `colour ${status.colour}` }, status.colour);
+  const replay = { as_of: query.as_of, as_recorded: query.as_recorded, position: query.position };
+  let status;
+  try {
+    status = await api(`members/${id}`, seen);
+  } catch (error) {
+    // A unit reads a member only once it holds them, receives them or took part in a case;
+    // a walk-in's first inquiry is what makes it take part, so that is offered here.
+    if (me.role === "unit" && error instanceof Problem && error.status === 403) {
+      view.replaceChildren(el("div", {}, el("p", { class: "hint" }, error.message),
+        await recordPanel({ member_id: id, version: null }, [])));
+      return;
+    }
+    throw error;
+  }
+  const history = await api(`members/${id}/history`, { ...replay, ...seen });
+  const replaying = Boolean(query.as_of || query.as_recorded || query.position);
   const asked = query.as_of ? `as of 截至 ${query.as_of} (what had happened)`
     : query.as_recorded ? `as recorded 记录于 ${query.as_recorded} (what the registry knew)`
       : query.position ? `at log position ${query.position}` : "as it stands now 当前";
+  // Replaying, the card is the member as the replay has them, not as they are today.
+  const shown = replaying ? card([
+    ["member id", history.member_id],
+    ["standing 身份", history.standing],
+    ["holder 所在单位", history.holder_unit_id],
+    ["since 起", history.since],
+    ["in transit to 转往", history.in_transit_to],
+  ]) : card([
+    ["member id", status.member_id],
+    ["standing 身份", status.standing],
+    ["holder 所在单位", status.holder_unit_id],
+    ["since 起", status.since],
+    ["status 状态", status.status],
+    ["in transit to 转往", status.in_transit_to],
+    ["letter 介绍信", status.letter_no ? `${status.letter_no}, valid until ${status.letter_valid_until}` : null],
+    ["open case 未结事项", caseLink(status.open_case_id)],
+  ]);
   const content = el("div", {},
-    el("h2", {}, `${status.name} `, colour),
-    card([
-      ["member id", status.member_id],
-      ["standing 身份", status.standing],
-      ["holder 所在单位", status.holder_unit_id],
-      ["since 起", status.since],
-      ["status 状态", status.status],
-      ["in transit to 转往", status.in_transit_to],
-      ["letter 介绍信", status.letter_no ? `${status.letter_no}, valid until ${status.letter_valid_until}` : null],
-      ["open case 未结事项", caseLink(status.open_case_id)],
-    ]),
-    me.role === "unit" ? await recordPanel(status) : null,
+    el("h2", {}, `${status.name} `, replaying ? `— ${asked}` : el("span", { class: `colour ${status.colour}` }, status.colour)),
+    el("div", { id: "member-card" }, shown),
+    me.role === "unit" && !replaying ? await recordPanel(status, history.cases || []) : null,
     me.role === "auditor" ? el("p", {}, jsonButton(`audit/members/${id}/bundle`, `bundle-${id}.json`,
       "Download proof bundle 下载证明包"), " check it offline: harbor verify-bundle FILE --key DIR") : null,
     el("h2", {}, "History 历史 — ", asked),
@@ -361,7 +401,7 @@ const SCORE_COLUMNS = [
 
 async function showScorecards(query) {
   const rows = await api("scorecards", { on: query.on });
-  // Ranked as a reviewer reads it: most dropped first, then fewest seen through.
+  // Ranked by the chosen column, largest first (most dropped, by default); ties by unit.
   const by = query.by || "dropped";
   const column = SCORE_COLUMNS.find(([label]) => label.startsWith(by.replace(/_/g, " "))) || SCORE_COLUMNS[3];
   rows.sort((a, b) => (Number(column[1](b)) || 0) - (Number(column[1](a)) || 0) || String(a.unit_id).localeCompare(b.unit_id));
@@ -432,27 +472,30 @@ const MONTH = "^\\d{4}-(0[1-9]|1[0-2])$";
 
 // One input for one body field; read() gives the JSON value, or undefined to leave it out.
 function field(spec, name, prop, required) {
-  let p = prop;
+  let p = resolve(spec, prop);
   let optional = !required;
   let text = false;  // a number that may also be written as text (an amount): sent as typed
   if (p.anyOf) {
-    const kinds = p.anyOf.filter((x) => x.type !== "null");
+    const kinds = p.anyOf.filter((x) => x.type !== "null").map((x) => resolve(spec, x));
     optional = optional || kinds.length < p.anyOf.length;
     text = kinds.some((x) => x.type === "string") && kinds.some((x) => x.type === "number");
     p = { ...kinds[0], title: prop.title, description: prop.description, examples: prop.examples || kinds[0].examples };
   }
+  const needed = required && !optional;
   const id = "c-" + name;
   const example = p.examples && p.examples.length ? String(p.examples[0]) : "";
   let input;
   let read;
   const items = p.type === "array" ? resolve(spec, p.items) : null;
   if (p.enum) {
-    input = el("select", { id, name }, optional ? el("option", { value: "" }, "–") : null,
+    // Never a choice made for the clerk: a required list starts empty and must be chosen.
+    input = el("select", { id, name }, el("option", { value: "" }, needed ? "choose… 请选择" : "–"),
       p.enum.map((v) => el("option", { value: v }, v)));
     read = () => input.value || undefined;
   } else if (p.type === "boolean") {
+    // Unchecked is an answer too (false); a browser would refuse a required unchecked box.
     input = el("input", { id, name, type: "checkbox" });
-    read = () => input.checked;
+    read = () => (input.checked ? true : needed ? false : undefined);
   } else if ((p.type === "integer" || p.type === "number") && !text) {
     input = el("input", { id, name, type: "number", step: p.type === "integer" ? "1" : "any", placeholder: example });
     read = () => (input.value === "" ? undefined : Number(input.value));
@@ -480,23 +523,29 @@ function field(spec, name, prop, required) {
       : el("input", { id, name, type, placeholder: example });
     read = () => (input.value.trim() === "" ? undefined : input.value.trim());
   }
-  if (required && !optional) input.required = true;
-  const label = el("label", { for: id, title: p.description || "" }, `${p.title || name}${required && !optional ? " *" : ""}`);
+  if (needed && p.type !== "boolean") input.required = true;
+  const label = el("label", { for: id, title: p.description || "" }, `${p.title || name}${needed ? " *" : ""}`);
   return { name, label, input, read };
 }
 
-// A random key per form shown: pressing the button twice (or again after a timeout)
-// replays the first answer instead of recording twice.
+// A random key per action being recorded: pressing the button twice, or again after a
+// lost answer, replays the first answer instead of recording twice.
 function newKey() {
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return "desk-" + [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-function commandForm(spec, command, url, version, done) {
+let lastRecorded = null;  // the notice after a command, shown once (never taken from a URL)
+
+// ``member.version`` is sent as If-Match and kept current by ``refresh`` after a refusal
+// for a stale version; the key is kept until the command is recorded, so a retry after a
+// lost answer or an unavailable store can never record it twice.
+function commandForm(spec, command, url, member, refresh, done) {
   // The acting unit always comes from the token (the API says so): never asked here.
   const props = Object.entries(command.body.properties || {}).filter(([name]) => name !== "unit_id");
   const required = new Set(command.body.required || []);
   const fields = props.map(([name, prop]) => field(spec, name, prop, required.has(name)));
+  const button = el("button", { type: "submit" }, "Record 记录");
   let key = newKey();
   const node = el("form", {
     class: "command",
@@ -509,50 +558,87 @@ function commandForm(spec, command, url, version, done) {
         if (value !== undefined) body[f.name] = value;
       }
       const headers = { Authorization: "Bearer " + token(), "Content-Type": "application/json", "Idempotency-Key": key };
-      if (version !== null && version !== undefined) headers["If-Match"] = String(version);
-      const response = await fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
-      const answer = await response.json().catch(() => null);
-      if (!response.ok) {
-        const problem = new Problem(response.status, answer);
-        const wrong = fields.find((f) => answer && answer.field === f.name);
-        if (wrong) wrong.input.classList.add("refused");
-        if (response.status !== 409 || !answer || answer.code !== "STALE_VERSION") key = newKey();
-        showProblem(problem);
+      if (member.version !== null && member.version !== undefined) headers["If-Match"] = String(member.version);
+      button.disabled = true;
+      let response;
+      let answer = null;
+      try {
+        response = await fetch(url, { method: "POST", headers, body: JSON.stringify(body) });
+        answer = await response.json().catch(() => null);
+      } catch (error) {
+        showProblem(`The server did not answer (${error.message}). Press Record again: the same key is sent, so it is recorded once.`);
+        return;
+      } finally {
+        button.disabled = false;
+      }
+      if (response.ok) {
+        done(answer);
         return;
       }
-      done(answer);
+      const problem = new Problem(response.status, answer);
+      const named = answer && answer.field ? String(answer.field).split(".")[0] : null;
+      const wrong = fields.find((f) => f.name === named);
+      if (wrong) wrong.input.classList.add("refused");
+      if (answer && answer.code === "STALE_VERSION") {
+        // Someone recorded for this member meanwhile: take their version, let the clerk
+        // look at what changed, and send again as a new command.
+        if (Number.isInteger(answer.current_version)) member.version = answer.current_version;
+        else await refresh();
+        key = newKey();
+        showProblem(`${problem.message}\nThe member changed meanwhile (now version ${member.version}); check the history below, then record again.`);
+        return;
+      }
+      // A refusal of this very command stored nothing; a retryable failure keeps the key.
+      if (response.status < 500) key = newKey();
+      showProblem(problem);
     },
-  }, fields.map((f) => el("span", { class: "field" }, f.label, f.input)),
-  el("button", { type: "submit" }, "Record 记录"));
+  }, fields.map((f) => el("span", { class: "field" }, f.label, f.input)), button);
   return node;
 }
 
-async function recordPanel(status) {
+// The actions this unit may record for the member: the member's own, and the case
+// actions for a chosen case (the open one by default; a closed case still takes a receipt
+// or an expired letter coming back, R9). ``cases`` is the history's list of cases.
+async function recordPanel(status, cases) {
   const spec = await apiSchema();
+  const member = { version: status.version };
   const memberActions = commands(spec, /^\/members\/\{member_id\}\/([a-z-]+)$/);
-  const caseActions = status.open_case_id ? commands(spec, /^\/members\/\{member_id\}\/cases\/\{case_id\}\/([a-z-]+)$/) : [];
+  const caseActions = cases.length ? commands(spec, /^\/members\/\{member_id\}\/cases\/\{case_id\}\/([a-z-]+)$/) : [];
   const all = [...caseActions.map((c) => ({ ...c, scope: "case" })), ...memberActions.map((c) => ({ ...c, scope: "member" }))];
+  const ordered = [...cases].reverse();  // newest first
+  const openFirst = ordered.find((c) => c.case_id === status.open_case_id) || ordered[0];
+  const whichCase = cases.length ? el("select", { id: "record-case" }, ordered.map((c) =>
+    el("option", { value: c.case_id, selected: c === openFirst },
+      `case 事项 #${c.number} ${short(c.case_id)} ${c.closed_on ? `closed ${c.closed_on}` : "open 未结"}`))) : null;
   const holder = el("div", {});
   const choose = el("select", { id: "record-action" }, el("option", { value: "" }, "choose an action 选择操作…"),
     all.map((c, i) => el("option", { value: String(i) }, `${c.scope === "case" ? "case 事项" : "member 党员"}: ${c.action} — ${c.summary}`)));
-  choose.onchange = () => {
+  const refresh = async () => {
+    member.version = (await api(`members/${status.member_id}`)).version;
+  };
+  const draw = () => {
     problemBox.hidden = true;
     const command = all[Number(choose.value)];
     if (!command) { holder.replaceChildren(); return; }
-    const url = apiUrl(command.path.replace("{member_id}", status.member_id).replace("{case_id}", status.open_case_id || ""));
-    holder.replaceChildren(commandForm(spec, command, url, status.version, (answer) => {
-      const note = answer.replayed ? "already recorded (the same action was sent before)" : `recorded at log position ${answer.position}`;
-      go(`member/${status.member_id}`, { min_position: answer.position, recorded: note });
+    const caseId = whichCase ? whichCase.value : "";
+    const url = apiUrl(command.path.replace("{member_id}", status.member_id).replace("{case_id}", caseId));
+    holder.replaceChildren(commandForm(spec, command, url, member, refresh, (answer) => {
+      lastRecorded = answer.replayed ? "already recorded (the same action was sent before)" : `recorded at log position ${answer.position}`;
+      go(`member/${status.member_id}`, { min_position: answer.position });
     }));
   };
-  const query = params().query;
+  choose.onchange = draw;
+  if (whichCase) whichCase.onchange = draw;
+  const notice = lastRecorded;
+  lastRecorded = null;
   return el("section", { class: "card" },
     el("h3", {}, "Record what this unit did 记录本单位的办理"),
-    query.recorded ? el("p", { id: "recorded" }, query.recorded) : null,
-    el("p", { class: "hint" }, status.open_case_id
-      ? `Case actions go to the open case ${short(status.open_case_id)}; the member's version ${status.version} is sent with it, so a change by someone else meanwhile is refused, not overwritten.`
-      : "No open case: an inquiry opens one."),
-    choose, holder);
+    notice ? el("p", { id: "recorded" }, notice) : null,
+    el("p", { class: "hint" }, member.version === null || member.version === undefined
+      ? "This unit records an inquiry first: it then takes part in the member's case."
+      : `The member's version ${member.version} is sent with each action, so a change by someone else meanwhile is refused, not overwritten.`
+        + (cases.length ? "" : " No case yet: an inquiry opens one.")),
+    whichCase, choose, holder);
 }
 
 async function enrolPanel() {
@@ -560,8 +646,11 @@ async function enrolPanel() {
   const [enrol] = commands(spec, /^\/members$/);
   const holder = el("div", {});
   const open = el("button", { type: "button" }, "Enrol a member 登记党员…");
-  open.onclick = () => holder.replaceChildren(commandForm(spec, enrol, apiUrl("members"), null,
-    (answer) => go(`member/${answer.member_id}`, { min_position: answer.position, recorded: `enrolled at log position ${answer.position}` })));
+  open.onclick = () => holder.replaceChildren(commandForm(spec, enrol, apiUrl("members"), { version: null },
+    async () => {}, (answer) => {
+      lastRecorded = `enrolled at log position ${answer.position}`;
+      go(`member/${answer.member_id}`, { min_position: answer.position });
+    }));
   return el("section", { class: "card" }, open, holder);
 }
 
