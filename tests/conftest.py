@@ -82,6 +82,15 @@ def reset_postgres(url: str) -> None:
             )
 
 
+def empty_for_a_server(url: str) -> None:
+    """``reset_postgres``, and a fresh projection tracking table: for a store a whole app
+    (or `harbor serve`) opens, whose tracking recorder would otherwise "migrate" the
+    emptied table into a ``bkup1_`` table that may already exist."""
+    reset_postgres(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS harbor_tracking, bkup1_harbor_tracking")
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A URL to an empty store on each backend."""

@@ -1,6 +1,8 @@
-"""Helpers shared by tests: the article's units and small counting helpers."""
+"""Helpers shared by tests: the article's units, small counting helpers, a free port."""
 
 from __future__ import annotations
+
+import socket
 
 from api.demo import load_units
 from domain.registry import Actor, Registry
@@ -26,3 +28,10 @@ def event_count(registry: Registry) -> int:
         if len(page) < 1000:
             return total
         start = page[-1].id + 1
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on (for a server a test starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

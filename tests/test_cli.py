@@ -24,19 +24,14 @@ from api.cli import MEMBER_COMMANDS, build_parser, main
 from domain.registry import Registry, today_in_shanghai
 from store.tokens import DEFAULT_LIFETIME
 from tests.conftest import PG_ADMIN_URL, require_postgres
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_make_run_serves_the_article_cases_on_a_fresh_embedded_store(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "HARBOR_DATABASE_URL": f"sqlite:///{tmp_path / 'fresh.db'}",

@@ -18,7 +18,6 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -30,7 +29,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import reset_postgres
+from tests.conftest import empty_for_a_server
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 HARBOR = str(ROOT / ".venv" / "bin" / "harbor")
@@ -62,12 +62,6 @@ def browser_available() -> None:
     if os.environ.get("CI"):
         pytest.fail(f"CI is set and {reason}")
     pytest.skip(f"SKIPPED BROWSER TESTS — {reason}")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -118,8 +112,8 @@ def desk(
         store_url = f"sqlite:///{tmp_path / 'harbor.db'}"
     else:
         store_url = request.getfixturevalue("pg_database")
-        reset_postgres(store_url)
-    port = _free_port()
+        empty_for_a_server(store_url)
+    port = free_port()
     env = {**os.environ, "HARBOR_DATABASE_URL": store_url,
            "HARBOR_SIGNING_KEY": str(tmp_path / "no-signing-key.pem")}
     process = subprocess.Popen(

@@ -19,7 +19,6 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import httpx
-import psycopg
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -29,7 +28,7 @@ from api.http.app import MAX_BODY, create_app
 from api.http.routes.commands import CASE_ACTIONS, MEMBER_ACTIONS
 from domain.registry import SHANGHAI, Actor, Registry
 from store import open_registry
-from tests.conftest import TODAY
+from tests.conftest import TODAY, empty_for_a_server
 from tests.support import event_count, register_article_units
 
 PROBLEM = "application/problem+json"
@@ -126,17 +125,12 @@ def refused(
 
 @pytest.fixture(params=["off", "on"], ids=["commit alone", "group commit"])
 def registry(store_url: str, request: pytest.FixtureRequest) -> Iterator[Registry]:
-    """conftest's ``registry``, plus a fresh projection tracking table on PostgreSQL; with
-    group commit off, and on as harbor serve runs it (commands on the event loop then
-    wait for the committer's call back, api/http/on_loop.py).
-
-    conftest.reset_postgres truncates ``harbor_tracking`` with the library's
-    single-row-tracking marker in it; the next tracking recorder would then "migrate"
-    the table by renaming it to ``bkup1_harbor_tracking``, which fails once that exists.
-    """
+    """conftest's ``registry``, plus a fresh projection tracking table on PostgreSQL
+    (conftest.empty_for_a_server says why); with group commit off, and on as harbor
+    serve runs it (commands on the event loop then wait for the committer's call back,
+    api/http/on_loop.py)."""
     if store_url.startswith("postgres"):
-        with psycopg.connect(store_url, autocommit=True) as conn:
-            conn.execute("DROP TABLE IF EXISTS harbor_tracking, bkup1_harbor_tracking")
+        empty_for_a_server(store_url)
     opened = open_registry(
         store_url, clock=lambda: TODAY, extra_env={"HARBOR_GROUP_COMMIT": request.param}
     )

@@ -16,7 +16,6 @@ import os
 import queue
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -26,23 +25,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from api.demo import ARTICLE_UNITS, LIU_YANG_ID_NUMBER, OLD_COMRADE_ID_NUMBER
-from tests.conftest import reset_postgres
+from tests.conftest import empty_for_a_server
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 # "admin token (sh-org-dept, valid through 2026-12-26): TOKEN", and the auditor's likewise
 TOKEN_LINE = re.compile(r"^(admin|auditor) token \(sh-org-dept, valid through [\d-]+\): (\S+)$")
 START_TIMEOUT = 120.0
 STOP_TIMEOUT = 30.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -91,16 +84,12 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     """`make -s run` on a fresh store: an SQLite file (its projection follower a thread,
     as a user's first `make run`), or an emptied PostgreSQL database (the follower a
     process of its own, as harbor serve runs it there)."""
-    port = _free_port()
+    port = free_port()
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'e2e.db'}"
     else:
         url = request.getfixturevalue("pg_database")
-        reset_postgres(url)
-        # As tests/test_http_api.py's registry: a fresh projection tracking table (the
-        # emptied one would be "migrated" into a bkup1_ table that may already exist).
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("DROP TABLE IF EXISTS harbor_tracking, bkup1_harbor_tracking")
+        empty_for_a_server(url)
     env = {
         **os.environ,
         "HARBOR_DATABASE_URL": url,

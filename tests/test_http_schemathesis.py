@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import schemathesis
 from fastapi import FastAPI
@@ -40,7 +39,7 @@ from api.http.routes import commands, ops, reads
 from domain.registry import Registry
 from projections.runner import Projector, wait_for
 from store import open_registry
-from tests.conftest import TODAY, reset_postgres
+from tests.conftest import TODAY, empty_for_a_server
 from tests.support import event_count
 
 PROBLEM = "application/problem+json"
@@ -87,11 +86,7 @@ def live(
         url = f"sqlite:///{folder / 'harbor.db'}"
     else:
         url = request.getfixturevalue("pg_database")
-        reset_postgres(url)
-        # As tests/test_http_api.py's registry: a fresh projection tracking table (the
-        # emptied one would be "migrated" into a bkup1_ table that may already exist).
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("DROP TABLE IF EXISTS harbor_tracking, bkup1_harbor_tracking")
+        empty_for_a_server(url)
     registry = open_registry(url, clock=lambda: TODAY)
     members = load_article_cases(registry)
     patch = pytest.MonkeyPatch()
