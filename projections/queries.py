@@ -63,9 +63,15 @@ def _member_status_sql() -> str:
 
 
 MEMBER_STATUS_SQL = _member_status_sql()  # also what bench/suite.py's baseline runs
-# The same columns for every member a unit holds or has a letter coming for, by name.
+# The same columns for every member a unit holds or has a letter coming for, and those
+# held by a dissolved unit it is the parent or successor of (R8: it stands in for them).
+_ROSTER_WHERE = (
+    "m.holder_unit_id = ? OR m.in_transit_to = ? OR m.holder_unit_id IN"
+    f" (SELECT g.code FROM {view('units')} g WHERE g.dissolved_on IS NOT NULL"
+    " AND (g.parent_unit_id = ? OR g.successor_unit_id = ?))"
+)
 _ROSTER_FROM = _member_status_sql().partition(" FROM ")[2].replace(
-    "WHERE m.member_id = ?", "WHERE m.holder_unit_id = ? OR m.in_transit_to = ?"
+    "WHERE m.member_id = ?", f"WHERE {_ROSTER_WHERE}"
 )
 # Names sort by their bytes on both backends (SQLite's BINARY, PostgreSQL's "C"), so the
 # pages of one roster are the same whichever store serves them. The count rides on every
@@ -75,9 +81,7 @@ ROSTER_SQL = (
     f" COUNT(*) OVER () AS total FROM {_ROSTER_FROM}"
     " ORDER BY m.name{collate}, m.member_id{page}"
 )
-ROSTER_COUNT_SQL = (
-    f"SELECT COUNT(*) FROM {view('members')} m WHERE m.holder_unit_id = ? OR m.in_transit_to = ?"
-)
+ROSTER_COUNT_SQL = f"SELECT COUNT(*) FROM {view('members')} m WHERE {_ROSTER_WHERE}"
 ROSTER_LIMIT = 1000  # members per page at most
 MAX_OFFSET = 2**62  # what both backends' integers hold
 
@@ -163,10 +167,11 @@ class ReadModels:
         """在册: the members a unit holds, and those with its letter coming, by name.
 
         Each as ``member_status`` gives it, plus ``relation``: ``held`` (this unit is the
-        holder) or ``arriving`` (a letter to this unit is out; the issuer still holds them,
-        R2). One page of ``limit`` (None: all of them) from ``offset``; ``total`` counts
-        them all. Pages are read one by one: a member whose holder changes between two
-        reads may move from one page to another.
+        holder), ``arriving`` (a letter to this unit is out; the issuer still holds them,
+        R2) or ``orphaned`` (held by a dissolved unit this one is the parent or successor
+        of, and so may issue their letter: R2, R8). One page of ``limit`` (None: all of
+        them) from ``offset``; ``total`` counts them all. Pages are read one by one: a
+        member whose holder changes between two reads may move from one page to another.
         """
         day = self._today(on)
         if limit is not None and not 1 <= limit <= ROSTER_LIMIT:
@@ -174,22 +179,28 @@ class ReadModels:
         if not 0 <= offset <= MAX_OFFSET:
             raise InvalidInput(f"offset is 0 to {MAX_OFFSET}", field="offset")
         collate = ' COLLATE "C"' if self.db.backend == "postgres" else ""
-        params: tuple[str | int, ...] = (unit_id, unit_id)
+        params: tuple[str | int, ...] = (unit_id,) * 4
         page = ""
         if limit is not None or offset:
             # SQLite needs a LIMIT before an OFFSET: -1 is its "no limit".
             page, params = " LIMIT ? OFFSET ?", (*params, -1 if limit is None else limit, offset)
             if limit is None and self.db.backend == "postgres":
-                page, params = " OFFSET ?", (unit_id, unit_id, offset)
+                page, params = " OFFSET ?", ((unit_id,) * 4 + (offset,))
         rows = self.db.query(ROSTER_SQL.format(collate=collate, page=page), params)
         if rows:
             total = rows[0][-1]
         else:  # past the end (or none at all): the window had no row to ride on
-            (total,) = self.db.query(ROSTER_COUNT_SQL, (unit_id, unit_id))[0]
+            (total,) = self.db.query(ROSTER_COUNT_SQL, (unit_id,) * 4)[0]
         members = []
         for row in rows:
             status = self.status_from_rows(row[0], [row[:-1]], day)
-            relation = "held" if status["holder_unit_id"] == unit_id else "arriving"
+            relation = (
+                "held"
+                if status["holder_unit_id"] == unit_id
+                else "arriving"
+                if status["in_transit_to"] == unit_id
+                else "orphaned"
+            )
             members.append({**status, "relation": relation})
         return {
             "unit_id": unit_id,

@@ -168,3 +168,35 @@ def test_a_page_holds_200_by_default_and_the_csv_the_whole_roster(api: Api) -> N
     # A huge offset is refused, not a server error.
     refused(api.get("/units/daning-center/members", clerk, params={"offset": 2**64}),
             422, "INVALID_INPUT", "offset")
+
+
+def test_the_parent_and_the_successor_of_a_dissolved_holder_list_and_read_its_members(
+    api: Api,
+) -> None:
+    """R8: zb-factory closes with its members on the books. Its parent and its successor
+    may issue their letters (R2), so they see them: on their roster as orphaned, and whole
+    on the member's own pages. Nobody else gains anything."""
+    registry = api.registry
+    registry.enrol_member(as_unit("zb-factory"), name="孙八", id_number="310101199001010068",
+                          standing="full", household_region="上海", occurred_on=date(2021, 1, 4))
+    orphan = registry.member_id_for("310101199001010068")
+    parent, successor, other = (api.token(u) for u in (
+        "factory-superior", "hongkou-center", "sh-univ"))
+    refused(api.get(f"/members/{orphan}", parent), 403, "FORBIDDEN")  # not before it closes
+    registry.dissolve_unit(as_unit("sh-org-dept"), "zb-factory",
+                           successor_unit_id="hongkou-center", occurred_on=date(2021, 5, 1))
+    now = {"min_position": registry.position()}
+
+    for token in (parent, successor):
+        listed = api.get(f"/units/{'factory-superior' if token == parent else 'hongkou-center'}"
+                         "/members", token, params=now).json()
+        assert [(m["name"], m["relation"], m["status"]) for m in listed["members"]] == [
+            ("孙八", "orphaned", "orphaned")
+        ]
+        status = api.get(f"/members/{orphan}", token, params=now)
+        assert status.status_code == 200 and status.json()["holder_unit_id"] == "zb-factory"
+        whole = api.get(f"/members/{orphan}/history", token, params=now).json()
+        assert whole["limited_to_cases"] is None
+        assert [e["event_type"] for e in whole["trail"]] == ["MemberEnrolled"]
+    refused(api.get(f"/members/{orphan}", other), 403, "FORBIDDEN")
+    assert api.get("/units/sh-univ/members", other, params=now).json()["total"] == 2

@@ -66,29 +66,37 @@ OnQuery = Annotated[
 def may_read_member(registry: Registry, caller: Caller, member_id: UUID) -> None:
     """A unit reads members it holds, members on the way to it, and cases it took part in."""
     if caller.role == "unit":
-        may_read_state(caller, registry.member(member_id).state)
+        may_read_state(caller, registry.member(member_id).state, registry)
 
 
-def may_read_state(caller: Caller, state: MemberState) -> None:
+def may_read_state(caller: Caller, state: MemberState, registry: Registry | None = None) -> None:
     """``may_read_member`` for a member already loaded: the status (holder, status, open
     case) is for every unit that may read anything of the member — a unit that took part
-    in one of its cases included, so that it can see where the member went."""
-    member_scope(caller, state)
+    in one of its cases included, so that it can see where the member went. Without the
+    registry, the parent or successor of a dissolved holder is not recognised (it takes a
+    unit's read): Forbidden then means "ask again with it"."""
+    member_scope(caller, state, registry)
 
 
-def member_scope(caller: Caller, state: MemberState) -> tuple[UUID, ...] | None:
+def member_scope(
+    caller: Caller, state: MemberState, registry: Registry | None = None
+) -> tuple[UUID, ...] | None:
     """What of a member the caller reads: None for all of it, else only these cases.
 
     A unit reads the whole member (every case, every trail entry) while it holds the
-    member or the member is in transit to it (the outstanding letter's addressee); a
-    unit that only took part in cases reads those cases and nothing else of the member
-    (DESIGN.md "Security"). Auditors read everything. Forbidden when the
-    unit may read nothing of the member.
+    member or the member is in transit to it (the outstanding letter's addressee), or
+    when it stands in for a dissolved holder as its parent or successor — the units R2
+    lets issue the orphaned member's letter, who must see them to do it; a unit that only
+    took part in cases reads those cases and nothing else of the member (DESIGN.md
+    "Security"). Auditors read everything. Forbidden when the unit may read nothing of
+    the member.
     """
     if caller.role != "unit":
         return None
     unit = caller.credential.unit_id
     if unit in (state.holder_unit_id, state.in_transit_to):
+        return None
+    if registry is not None and stands_in_for_holder(registry, unit, state):
         return None
     cases = tuple(case_id for case_id, case in state.cases.items() if took_part(unit, case))
     if not cases:
@@ -97,6 +105,20 @@ def member_scope(caller: Caller, state: MemberState) -> tuple[UUID, ...] | None:
             " in their cases; record an inquiry first if they came to you"
         )
     return cases
+
+
+def stands_in_for_holder(registry: Registry, unit_id: str, state: MemberState) -> bool:
+    """The member's holder is dissolved and ``unit_id`` is its parent or successor (R2, R8)."""
+    if state.holder_unit_id is None:
+        return False
+    try:
+        holder = registry.unit(state.holder_unit_id, "holder_unit_id")
+    except NotFound:
+        return False
+    return holder.dissolved_on is not None and unit_id in (
+        holder.parent_unit_id,
+        holder.successor_unit_id,
+    )
 
 
 def took_part(unit_id: str, case: Case) -> bool:
@@ -292,7 +314,12 @@ async def _member_status_now(
         stored, rows = await reads.tail_and_rows(
             member_id, known.version(member_id), MEMBER_STATUS_PG_SQL, (str(member_id),)
         )
-        may_read_state(caller, known.advance(member_id, stored).state)
+        try:
+            may_read_state(caller, known.advance(member_id, stored).state)
+        except Forbidden:
+            # Perhaps the parent or successor of a dissolved holder: that takes the unit's
+            # record, which may need a read, so it is asked from a request thread.
+            await run_in_threadpool(may_read_member, registry, caller, member_id)
     else:
         rows = await reads.rows(MEMBER_STATUS_PG_SQL, (str(member_id),))
     return models.status_from_rows(member_id, rows, on)
@@ -324,7 +351,9 @@ def history(
     whole history).
     """
     cases = (
-        member_scope(caller, registry.member(member_id).state) if caller.role == "unit" else None
+        member_scope(caller, registry.member(member_id).state, registry)
+        if caller.role == "unit"
+        else None
     )
     found = member_history(
         registry, member_id, as_of=as_of, as_recorded=as_recorded, position=position
@@ -346,7 +375,7 @@ def case(
         unit = caller.credential.unit_id
         involved = set(data["participants"]) | {r["to"] for r in data["referrals"]}
         if unit not in involved:
-            cases = member_scope(caller, registry.member(UUID(data["member_id"])).state)
+            cases = member_scope(caller, registry.member(UUID(data["member_id"])).state, registry)
             if cases is not None and case_id not in cases:
                 raise Forbidden(
                     f"{unit} took no part in case {case_id}, and neither holds its member"
