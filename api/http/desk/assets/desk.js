@@ -215,6 +215,12 @@ async function showQueue(unit, query) {
   nameMembers(content);
 }
 
+const RELATIONS = {
+  held: "held 在册",
+  arriving: "arriving 待接收",
+  orphaned: "orphaned 原单位已撤销",  // held by a dissolved unit this one stands in for (R8)
+};
+
 function rosterPage(unit, query, offset) {
   const search = new URLSearchParams(Object.entries({ ...query, offset }).filter(([, v]) => v !== undefined && v !== ""));
   return `#/roster/${unit}?${search}`;
@@ -237,7 +243,7 @@ async function showRoster(unit, query) {
       : `no members from ${data.offset + 1} on; ${data.total} in all`),
     table([
       ["name 姓名", (m) => memberLink(m.member_id, m.name)],
-      ["relation 关系", (m) => (m.relation === "held" ? "held 在册" : "arriving 待接收")],
+      ["relation 关系", (m) => RELATIONS[m.relation] || m.relation],
       ["standing 身份", (m) => m.standing],
       ["status 状态", (m) => m.status],
       ["since 起", (m) => m.since],
