@@ -25,7 +25,7 @@ from api.cli_args import add_command, iso_date, member_ref
 from domain.errors import NotFound
 from domain.registry import Registry
 from projections.history import member_history
-from projections.queries import ROSTER_LIMIT, ReadModels
+from projections.queries import ROSTER_LIMIT, ROSTER_PAGE, ReadModels
 from projections.runner import DEFAULT_BATCH, REBUILD_BATCH, Projector, default_workers, rebuild
 from store.lease import lease_for
 
@@ -78,14 +78,15 @@ def add_commands(sub: Any) -> None:
         "roster",
         summary="在册: who is attached here, and who is on the way",
         description="List the members a unit holds, and those with a letter on the way to it"
-        " (held / arriving), by name, with standing, status, open case and ledger colour"
+        " (held / arriving), and the members of a dissolved unit it stands in for (orphaned),"
+        " by name, with standing, status, open case and ledger colour"
         " judged on a date. Long rosters come in pages (--limit, --offset).",
         example="harbor roster daning-center --limit 50 --offset 50",
     )
     roster.add_argument("unit", help="the unit's code")
     roster.add_argument(
         "--limit", type=int, default=None, help=f"members per page, 1 to {ROSTER_LIMIT}"
-        " (default 200; with --csv, all of them)"
+        f" (default {ROSTER_PAGE}; with --csv, all of them)"
     )
     roster.add_argument(
         "--offset", type=int, default=0, help="members to skip: the page's start (default 0)"
@@ -193,9 +194,8 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
         registry.unit(args.unit)  # an unknown code is refused (UNKNOWN_UNIT), not an empty list
         # CSV is for a spreadsheet: the whole roster unless a page was asked for.
         whole = args.csv and args.limit is None
-        data = models.roster(
-            args.unit, args.on, limit=None if whole else args.limit or 200, offset=args.offset
-        )
+        limit = None if whole else args.limit or ROSTER_PAGE
+        data = models.roster(args.unit, args.on, limit=limit, offset=args.offset)
         if args.csv:
             _csv(data["members"])
         elif args.json:

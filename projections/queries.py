@@ -48,17 +48,17 @@ class ScoreCard:
         return dict(self.__dict__)
 
 
-def _member_status_sql() -> str:
+def _member_status_sql(where: str = "m.member_id = ?", extra: str = "") -> str:
     m_cols, c_cols = COLUMNS["members"], COLUMNS["cases"]
     # One round trip: the member, its holder's dissolution and its open case. Aliases
-    # keep the columns apart.
+    # keep the columns apart. ``extra`` columns come last.
     return (
         f"SELECT {', '.join(f'm.{c} AS m_{c}' for c in m_cols)}, u.dissolved_on AS u_gone,"
-        f" {', '.join(f'c.{c} AS c_{c}' for c in c_cols)}"
+        f" {', '.join(f'c.{c} AS c_{c}' for c in c_cols)}{extra}"
         f" FROM {view('members')} m"
         f" LEFT JOIN {view('units')} u ON u.code = m.holder_unit_id"
         f" LEFT JOIN {view('cases')} c ON c.case_id = m.open_case_id"
-        " WHERE m.member_id = ?"
+        f" WHERE {where}"
     )
 
 
@@ -70,19 +70,16 @@ _ROSTER_WHERE = (
     f" (SELECT g.code FROM {view('units')} g WHERE g.dissolved_on IS NOT NULL"
     " AND (g.parent_unit_id = ? OR g.successor_unit_id = ?))"
 )
-_ROSTER_FROM = _member_status_sql().partition(" FROM ")[2].replace(
-    "WHERE m.member_id = ?", f"WHERE {_ROSTER_WHERE}"
-)
 # Names sort by their bytes on both backends (SQLite's BINARY, PostgreSQL's "C"), so the
 # pages of one roster are the same whichever store serves them. The count rides on every
 # row (a window), so a page and its total come from the same snapshot.
 ROSTER_SQL = (
-    f"SELECT {_member_status_sql().partition(' FROM ')[0].removeprefix('SELECT ')},"
-    f" COUNT(*) OVER () AS total FROM {_ROSTER_FROM}"
-    " ORDER BY m.name{collate}, m.member_id{page}"
+    _member_status_sql(_ROSTER_WHERE, ", COUNT(*) OVER () AS total")
+    + " ORDER BY m.name{collate}, m.member_id LIMIT ? OFFSET ?"
 )
 ROSTER_COUNT_SQL = f"SELECT COUNT(*) FROM {view('members')} m WHERE {_ROSTER_WHERE}"
 ROSTER_LIMIT = 1000  # members per page at most
+ROSTER_PAGE = 200  # members per page unless asked otherwise
 MAX_OFFSET = 2**62  # what both backends' integers hold
 
 
@@ -162,7 +159,12 @@ class ReadModels:
         }
 
     def roster(
-        self, unit_id: str, on: date | None = None, *, limit: int | None = 200, offset: int = 0
+        self,
+        unit_id: str,
+        on: date | None = None,
+        *,
+        limit: int | None = ROSTER_PAGE,
+        offset: int = 0,
     ) -> Rec:
         """在册: the members a unit holds, and those with its letter coming, by name.
 
@@ -179,14 +181,9 @@ class ReadModels:
         if not 0 <= offset <= MAX_OFFSET:
             raise InvalidInput(f"offset is 0 to {MAX_OFFSET}", field="offset")
         collate = ' COLLATE "C"' if self.db.backend == "postgres" else ""
-        params: tuple[str | int, ...] = (unit_id,) * 4
-        page = ""
-        if limit is not None or offset:
-            # SQLite needs a LIMIT before an OFFSET: -1 is its "no limit".
-            page, params = " LIMIT ? OFFSET ?", (*params, -1 if limit is None else limit, offset)
-            if limit is None and self.db.backend == "postgres":
-                page, params = " OFFSET ?", ((unit_id,) * 4 + (offset,))
-        rows = self.db.query(ROSTER_SQL.format(collate=collate, page=page), params)
+        # All of them: a LIMIT no roster reaches (SQLite takes no OFFSET without a LIMIT).
+        page = MAX_OFFSET if limit is None else limit
+        rows = self.db.query(ROSTER_SQL.format(collate=collate), (unit_id,) * 4 + (page, offset))
         if rows:
             total = rows[0][-1]
         else:  # past the end (or none at all): the window had no row to ride on

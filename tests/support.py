@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import time
+
+import httpx
 
 from api.demo import load_units
 from domain.registry import Actor, Registry
@@ -35,3 +38,15 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until_serving(base: str, deadline: float, why: str = "") -> None:
+    """Wait until ``base``/healthz answers 200, failing (with ``why``) at ``deadline``."""
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "the server never answered" + why
+        time.sleep(0.1)

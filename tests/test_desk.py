@@ -30,7 +30,7 @@ import httpx
 import pytest
 
 from tests.conftest import empty_for_a_server
-from tests.support import free_port
+from tests.support import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 HARBOR = str(ROOT / ".venv" / "bin" / "harbor")
@@ -136,15 +136,7 @@ def desk(
             if printed := TOKEN_LINE.match(line.strip()):
                 tokens[printed.group(1)] = printed.group(2)
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server never answered"
-            time.sleep(0.1)
+        wait_until_serving(base, time.monotonic() + 60)
         clerk = _issue(env, "daning-center")
         hongkou = _issue(env, "hongkou-center", holder="李老师")
         desk = Desk(base, env, tokens["admin"], tokens["auditor"], clerk, "", "陈<b>晓</b>")

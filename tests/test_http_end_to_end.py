@@ -29,7 +29,7 @@ import pytest
 
 from api.demo import ARTICLE_UNITS, LIU_YANG_ID_NUMBER, OLD_COMRADE_ID_NUMBER
 from tests.conftest import empty_for_a_server
-from tests.support import free_port
+from tests.support import free_port, wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 # "admin token (sh-org-dept, valid through 2026-12-26): TOKEN", and the auditor's likewise
@@ -126,14 +126,7 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
         assert f"Harbor is serving at http://127.0.0.1:{port}" in text
         assert "loaded the article's two cases" not in text  # HARBOR_DEMO=no
         base = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server never answered:\n" + text
-            time.sleep(0.1)
+        wait_until_serving(base, deadline, ":\n" + text)
         yield Server(process, base, env, tokens["admin"], tokens["auditor"], output, lines)
     finally:
         if process.poll() is None:

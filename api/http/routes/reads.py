@@ -47,6 +47,7 @@ from projections.queries import (
     MAX_OFFSET,
     MEMBER_STATUS_SQL,
     ROSTER_LIMIT,
+    ROSTER_PAGE,
     ReadModels,
     ScoreCard,
 )
@@ -314,12 +315,13 @@ async def _member_status_now(
         stored, rows = await reads.tail_and_rows(
             member_id, known.version(member_id), MEMBER_STATUS_PG_SQL, (str(member_id),)
         )
+        state = known.advance(member_id, stored).state
         try:
-            may_read_state(caller, known.advance(member_id, stored).state)
+            may_read_state(caller, state)
         except Forbidden:
-            # Perhaps the parent or successor of a dissolved holder: that takes the unit's
+            # Perhaps the parent or successor of a dissolved holder: that takes the holder's
             # record, which may need a read, so it is asked from a request thread.
-            await run_in_threadpool(may_read_member, registry, caller, member_id)
+            await run_in_threadpool(may_read_state, caller, state, registry)
     else:
         rows = await reads.rows(MEMBER_STATUS_PG_SQL, (str(member_id),))
     return models.status_from_rows(member_id, rows, on)
@@ -419,7 +421,11 @@ def roster(
     on: OnQuery = None,
     limit: Annotated[
         int | None,
-        Query(ge=1, le=ROSTER_LIMIT, description="members per page (default 200; as CSV, all)"),
+        Query(
+            ge=1,
+            le=ROSTER_LIMIT,
+            description=f"members per page (default {ROSTER_PAGE}; as CSV, all)",
+        ),
     ] = None,
     offset: Annotated[
         int, Query(ge=0, le=MAX_OFFSET, description="members to skip (the page's start)")
@@ -438,7 +444,7 @@ def roster(
             " or an auditor"
         )
     csv = _wants_csv(request)
-    page = limit if limit is not None or csv else 200
+    page = limit if limit is not None or csv else ROSTER_PAGE
     data = models.roster(unit_id, on, limit=page, offset=offset)
     return _csv(data["members"], ROSTER_COLUMNS) if csv else data
 
