@@ -67,11 +67,10 @@ class Lease:
             return False
 
     def release(self) -> None:
-        """Give the lease up (closing its session releases the lock)."""
+        """Give the lease up at once (then close its session)."""
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(psycopg.Error):
-                conn.close()
+            _unlock_and_close(conn, self._key)
 
 
 def lease_for(registry: Any) -> Lease | None:
@@ -96,13 +95,18 @@ def rebuild_lock(registry: Any) -> Iterator[None]:
             conn = psycopg.connect(**lease._kwargs, autocommit=True)
         except psycopg.Error as e:
             raise Unavailable(f"the database could not be reached to start a rebuild: {e}") from e
+        locked = False
         try:
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (lease._key,)).fetchone()
-            if row is None or not row[0]:
+            locked = row is not None and bool(row[0])
+            if not locked:
                 raise busy
             yield
         finally:
-            conn.close()  # ends the session, and with it the lock
+            if locked:
+                _unlock_and_close(conn, lease._key)
+            else:
+                conn.close()
         return
     pool = getattr(datastore, "pool", None)
     name = str(getattr(pool, "db_name", "") or "")
@@ -115,3 +119,16 @@ def rebuild_lock(registry: Any) -> Iterator[None]:
         except BlockingIOError:
             raise busy from None
         yield  # closing the file releases the lock, also when the process dies
+
+
+def _unlock_and_close(conn: psycopg.Connection[Any], key: int) -> None:
+    """Release the advisory lock ``key`` before closing its session.
+
+    Closing alone releases it only once the server has noticed the session end, which
+    can come after this process asks for the lock again: a second rebuild started right
+    after the first then read as "another rebuild is running" (seen under CI's load).
+    """
+    with contextlib.suppress(psycopg.Error):
+        conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+    with contextlib.suppress(psycopg.Error):
+        conn.close()
