@@ -27,8 +27,11 @@ run: $(STAMP)
 	$(BIN)/harbor serve --demo --admin-token
 
 ## test: set up, then run the whole suite (SQLite and PostgreSQL)
+# Two worker processes (the machine's two cores), then alone the test that restarts
+# PostgreSQL itself, which would break every other test's connections mid-run.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 -m "not restarts_postgres"
+	$(BIN)/python -m pytest -m restarts_postgres
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

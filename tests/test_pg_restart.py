@@ -39,6 +39,7 @@ def _restart_command() -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.restarts_postgres
 @pytest.mark.parametrize("where", ["threads", "event loop"])
 def test_writes_survive_a_real_server_restart(pg_url: str, where: str) -> None:
     """Writers as request threads, or as harbor serve runs commands: on an event loop,
