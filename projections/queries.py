@@ -249,13 +249,27 @@ class ReadModels:
                 "to": letter["to_unit_id"],
             }
             (todo if letter["to_unit_id"] == unit_id else waiting).append(item)
-        open_cases = {c["case_id"]: c for c in _recs(self.db, "cases", "WHERE closed_on IS NULL")}
-        for referral in _recs(
+        pending = _recs(
             self.db,
             "referrals",
             "WHERE answer IS NULL AND (to_unit_id = ? OR from_unit_id = ?)",
             (unit_id, unit_id),
-        ):
+        )
+        # Only the open cases this unit answered first or has a pending referral in, and
+        # their referrals, each in one statement: a centre's queue stays a few reads
+        # however many cases the registry or the centre holds.
+        open_cases = {
+            c["case_id"]: c
+            for c in _recs(
+                self.db,
+                "cases",
+                f"WHERE closed_on IS NULL AND (first_responder = ? OR case_id IN"
+                f" (SELECT case_id FROM {view('referrals')} WHERE answer IS NULL"
+                " AND (to_unit_id = ? OR from_unit_id = ?)))",
+                (unit_id, unit_id, unit_id),
+            )
+        }
+        for referral in pending:
             case = open_cases.get(referral["case_id"])
             if case is None or j.accepted_on(referral, case) is not None:
                 continue  # the addressee took it on (accepted it, or acted in the case since)
@@ -270,11 +284,19 @@ class ReadModels:
             }
             (todo if referral["to_unit_id"] == unit_id else waiting).append(item)
         first = []
+        refs_of: dict[str, list[Rec]] = defaultdict(list)
+        for r in _recs(
+            self.db,
+            "referrals",
+            f"WHERE case_id IN (SELECT case_id FROM {view('cases')}"
+            " WHERE closed_on IS NULL AND first_responder = ?) ORDER BY version",
+            (unit_id,),
+        ):
+            refs_of[r["case_id"]].append(r)
         for case in open_cases.values():
             if case["first_responder"] != unit_id:
                 continue
-            refs = _recs(self.db, "referrals", "WHERE case_id = ?", (case["case_id"],))
-            outcome, _ = j.case_outcome(case, refs, day)
+            outcome, _ = j.case_outcome(case, refs_of[case["case_id"]], day)
             first.append(
                 {
                     "case_id": case["case_id"],
@@ -298,9 +320,15 @@ class ReadModels:
     def scorecards(self, unit_id: str | None = None, on: date | None = None) -> list[ScoreCard]:
         """Per unit: answered first, seen through, dropped, median days to attachment."""
         day = self._today(on)
-        cases = [c for c in _recs(self.db, "cases") if date.fromisoformat(c["opened_on"]) <= day]
+        # One unit's card reads only the cases it answered first and their referrals.
+        mine, params = ("WHERE first_responder = ?", (unit_id,)) if unit_id else ("", ())
+        cases = [
+            c for c in _recs(self.db, "cases", mine, params)
+            if date.fromisoformat(c["opened_on"]) <= day
+        ]
         referrals: dict[str, list[Rec]] = defaultdict(list)
-        for r in _recs(self.db, "referrals", "ORDER BY version"):
+        theirs = f"WHERE case_id IN (SELECT case_id FROM {view('cases')} {mine})" if unit_id else ""
+        for r in _recs(self.db, "referrals", f"{theirs} ORDER BY version".strip(), params):
             referrals[r["case_id"]].append(r)
         by_unit: dict[str, list[Rec]] = defaultdict(list)
         for c in cases:
@@ -344,13 +372,31 @@ class ReadModels:
     ) -> list[j.Finding]:
         """Compliance findings judged on ``on``, filtered as asked."""
         day = self._today(on)
-        where, params = ("WHERE member_id = ?", (member_id,)) if member_id else ("", ())
-        members = _recs(self.db, "members", where, params)
-        cases = _recs(self.db, "cases", where, params)
-        letters = _recs(self.db, "letters", where, params)
-        overrides = _recs(self.db, "overrides", where, params)
+
+        def rows(name: str, against: str, *unit_params: str, order: str = "") -> list[Rec]:
+            # Asked for one unit, each table is read only where a finding could name it
+            # (``against``: a superset, the filter below decides), not the whole registry.
+            conditions = ["member_id = ?"] if member_id else []
+            params: list[Any] = [member_id] if member_id else []
+            if unit_id is not None:
+                conditions.append(against)
+                params += unit_params
+            where = "WHERE " + " AND ".join(conditions) if conditions else ""
+            return _recs(self.db, name, f"{where} {order}".strip(), tuple(params))
+
+        unit = unit_id or ""
+        # R7 and R8 name a unit that held the member: every holder is in the holdings'
+        # JSON as a quoted code (codes are ASCII letters, digits and '-_.'; '_' matching
+        # any character only widens the superset).
+        members = rows("members", "holdings LIKE ?", f'%"{unit}"%')
+        cases = rows("cases", "first_responder = ?", unit)  # R5
+        letters = rows("letters", "issuer_unit_id = ?", unit)  # R6
+        overrides = rows("overrides", "unit_id = ?", unit)  # R1-R3
         referrals: dict[str, list[Rec]] = defaultdict(list)
-        for r in _recs(self.db, "referrals", (where + " ORDER BY version").strip(), params):
+        answered_first = (
+            f"case_id IN (SELECT case_id FROM {view('cases')} WHERE first_responder = ?)"
+        )
+        for r in rows("referrals", answered_first, unit, order="ORDER BY version"):
             referrals[r["case_id"]].append(r)
         found = judge_findings(
             members, cases, referrals, letters, overrides, self._dissolved(), day
