@@ -135,7 +135,7 @@ def test_an_event_column_of_the_wrong_type_is_reported_edited_at_its_position(
     store_url: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    if store_url.startswith("postgres"):
+    if store_url.startswith("postgres") and edit != "state = NULL":  # bytea takes NULL
         pytest.skip("PostgreSQL's typed columns refuse these edits")
     raw = RawStore(store_url)
     target = raw.ids()[9]

@@ -551,9 +551,9 @@ def test_tokens_list_flags_a_token_issued_before_expiry_was_required(
 
 
 def test_serve_on_a_port_in_use_says_so_before_announcing_anything(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    store_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("HARBOR_DATABASE_URL", f"sqlite:///{tmp_path / 'h.db'}")
+    monkeypatch.setenv("HARBOR_DATABASE_URL", store_url)
     monkeypatch.setenv("HARBOR_DEMO", "no")
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -628,9 +628,9 @@ def test_a_short_id_key_is_named_with_what_to_do(
     assert "Traceback" not in err
 
 
-def test_a_reader_that_leaves_early_ends_the_output_quietly(tmp_path: Path) -> None:
+def test_a_reader_that_leaves_early_ends_the_output_quietly(store_url: str) -> None:
     """`harbor demo | head -1`: the reader is gone before harbor writes."""
-    env = {**os.environ, "HARBOR_DATABASE_URL": f"sqlite:///{tmp_path / 'demo.db'}"}
+    env = {**os.environ, "HARBOR_DATABASE_URL": store_url}
     read, write = os.pipe()
     os.close(read)  # every write to the pipe fails: EPIPE
     try:

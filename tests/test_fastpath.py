@@ -2,7 +2,8 @@
 
 Every other test goes through them too; these pin down what the shortcut itself
 must keep: bytes stored exactly, the binary array format, and a session that lost
-its prepared statements.
+its prepared statements. What any append must keep (bytes, ids, receipts, all or
+nothing) is checked on SQLite's recorder as well.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def test_a_text_array_in_binary_has_its_header_and_each_length() -> None:
     )
 
 
-def test_what_is_appended_reads_back_byte_for_byte(pg_registry: Registry) -> None:
-    recorder = pg_registry.recorder
+def test_what_is_appended_reads_back_byte_for_byte(registry: Registry) -> None:
+    recorder = registry.recorder
     stream = uuid.uuid4()
     states = [b"", b"\x00\xff" * 5000, '{"名":"甲"}'.encode()]
 
@@ -58,9 +59,9 @@ def test_what_is_appended_reads_back_byte_for_byte(pg_registry: Registry) -> Non
 
 
 def test_each_id_returned_is_its_events_and_each_receipt_gets_its_commands_last(
-    pg_registry: Registry,
+    registry: Registry,
 ) -> None:
-    recorder = pg_registry.recorder
+    recorder = registry.recorder
     a, b = uuid.uuid4(), uuid.uuid4()
     events = [*_events(a, b"a1", b"a2"), *_events(b, b"b1")]  # two commands: a1+a2, b1
     receipts = [
@@ -80,8 +81,8 @@ def test_each_id_returned_is_its_events_and_each_receipt_gets_its_commands_last(
     assert (kept_b.position, kept_b.fingerprint) == (ids[2], "f-b")
 
 
-def test_a_taken_stream_version_fails_the_whole_append(pg_registry: Registry) -> None:
-    recorder = pg_registry.recorder
+def test_a_taken_stream_version_fails_the_whole_append(registry: Registry) -> None:
+    recorder = registry.recorder
     taken, fresh = uuid.uuid4(), uuid.uuid4()
     recorder.insert_events(_events(taken, b"first"))
 
