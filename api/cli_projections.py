@@ -91,6 +91,11 @@ def add_commands(sub: Any) -> None:
     roster.add_argument(
         "--offset", type=int, default=0, help="members to skip: the page's start (default 0)"
     )
+    roster.add_argument(
+        "--after", metavar="CURSOR", default=None,
+        help="the page after this cursor (printed under each page): pages that do not"
+        " shift when members join or leave meanwhile; not with --offset",
+    )
     roster.add_argument("--csv", action="store_true", help="print CSV")
     on(roster)
 
@@ -195,7 +200,9 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
         # CSV is for a spreadsheet: the whole roster unless a page was asked for.
         whole = args.csv and args.limit is None
         limit = None if whole else args.limit or ROSTER_PAGE
-        data = models.roster(args.unit, args.on, limit=limit, offset=args.offset)
+        data = models.roster(
+            args.unit, args.on, limit=limit, offset=args.offset, after=args.after
+        )
         if args.csv:
             _csv(data["members"])
         elif args.json:
@@ -296,14 +303,18 @@ def render_roster(data: dict[str, Any]) -> str:
             m["name"], m["member_id"][:8], m["relation"], m["standing"], m["status"],
             m["since"] or "", m["colour"], (m["open_case_id"] or "")[:8],
         ])  # fmt: skip
-    shown = len(data["members"])
+    shown, start = len(data["members"]), data["offset"]
     tail = f"{data['unit_id']} on {data['on']}: "
-    if shown:
-        tail += f"members {data['offset'] + 1}–{data['offset'] + shown} of {data['total']}"
+    if data["after"] is not None:
+        tail += f"{shown} members after the cursor, of {data['total']}"
+    elif shown:
+        tail += f"members {start + 1}–{start + shown} of {data['total']}"
     else:
-        tail += f"no members from {data['offset'] + 1} on; {data['total']} in all"
-    if data["offset"] + shown < data["total"]:
-        tail += f" (next page: --offset {data['offset'] + shown})"
+        tail += f"no members from {start + 1} on; {data['total']} in all"
+    if data["next_after"] is not None:
+        offset = f"--offset {start + shown}, or " if data["after"] is None else ""
+        # The cursor's pages do not shift when members join or leave between two reads.
+        tail += f" (next page: {offset}--after {data['next_after']})"
     return (_table(rows) + "\n" if shown else "") + tail
 
 

@@ -6,6 +6,7 @@ rules against the date asked for (default: today in Asia/Shanghai).
 
 from __future__ import annotations
 
+import base64
 import json
 import statistics
 from collections import defaultdict
@@ -65,11 +66,16 @@ def _member_status_sql(where: str = "m.member_id = ?", extra: str = "") -> str:
 MEMBER_STATUS_SQL = _member_status_sql()  # also what bench/suite.py's baseline runs
 # The same columns for every member a unit holds or has a letter coming for, and those
 # held by a dissolved unit it is the parent or successor of (R8: it stands in for them).
-_ROSTER_WHERE = (
-    "m.holder_unit_id = ? OR m.in_transit_to = ? OR m.holder_unit_id IN"
-    f" (SELECT g.code FROM {view('units')} g WHERE g.dissolved_on IS NOT NULL"
-    " AND (g.parent_unit_id = ? OR g.successor_unit_id = ?))"
-)
+def _roster_where(m: str) -> str:
+    """The roster's members, as member rows aliased ``m`` (four parameters: the unit)."""
+    return (
+        f"{m}.holder_unit_id = ? OR {m}.in_transit_to = ? OR {m}.holder_unit_id IN"
+        f" (SELECT g.code FROM {view('units')} g WHERE g.dissolved_on IS NOT NULL"
+        " AND (g.parent_unit_id = ? OR g.successor_unit_id = ?))"
+    )
+
+
+_ROSTER_WHERE = _roster_where("m")
 # Names sort by their bytes on both backends (SQLite's BINARY, PostgreSQL's "C"), so the
 # pages of one roster are the same whichever store serves them. The count rides on every
 # row (a window), so a page and its total come from the same snapshot.
@@ -78,9 +84,40 @@ ROSTER_SQL = (
     + " ORDER BY m.name{collate}, m.member_id LIMIT ? OFFSET ?"
 )
 ROSTER_COUNT_SQL = f"SELECT COUNT(*) FROM {view('members')} m WHERE {_ROSTER_WHERE}"
+# A page after a cursor (the last member of the page before, by name and id): a member
+# attached or gone meanwhile does not shift the rest, as it would an offset. Its total
+# counts the whole roster in the same statement.
+ROSTER_AFTER_SQL = (
+    _member_status_sql(
+        f"({_ROSTER_WHERE}) AND (m.name{{collate}}, m.member_id) > (?, ?)",
+        f", (SELECT COUNT(*) FROM {view('members')} t WHERE {_roster_where('t')}) AS total",
+    )
+    + " ORDER BY m.name{collate}, m.member_id LIMIT ?"
+)
 ROSTER_LIMIT = 1000  # members per page at most
 ROSTER_PAGE = 200  # members per page unless asked otherwise
 MAX_OFFSET = 2**62  # what both backends' integers hold
+
+
+def next_cursor(member: Rec) -> str:
+    """The roster cursor after ``member``: opaque to callers, its name and id inside."""
+    text = json.dumps([member["name"], member["member_id"]], ensure_ascii=False)
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def roster_cursor(cursor: str) -> tuple[str, str]:
+    """The (name, member id) a roster cursor stands for; InvalidInput if it is not one."""
+    try:
+        name, member_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(name, str) and isinstance(member_id, str) and "\x00" not in name + member_id:
+            (name + member_id).encode()  # a lone surrogate is text neither backend stores
+            return name, member_id
+    except (ValueError, TypeError):
+        pass
+    raise InvalidInput(
+        "after is not a roster cursor: pass the next_after of the page before, unchanged",
+        field="after",
+    )
 
 
 class ReadModels:
@@ -165,6 +202,7 @@ class ReadModels:
         *,
         limit: int | None = ROSTER_PAGE,
         offset: int = 0,
+        after: str | None = None,
     ) -> Rec:
         """在册: the members a unit holds, and those with its letter coming, by name.
 
@@ -172,18 +210,30 @@ class ReadModels:
         holder), ``arriving`` (a letter to this unit is out; the issuer still holds them,
         R2) or ``orphaned`` (held by a dissolved unit this one is the parent or successor
         of, and so may issue their letter: R2, R8). One page of ``limit`` (None: all of
-        them) from ``offset``; ``total`` counts them all. Pages are read one by one: a
-        member whose holder changes between two reads may move from one page to another.
+        them) from ``offset``, or after the cursor ``after``; ``total`` counts them all,
+        and ``next_after`` is the cursor of the next page (None on the last). Offset pages
+        shift when a member joins or leaves the roster between two reads; cursor pages do
+        not (a member joining before the cursor is simply not on the later pages).
         """
         day = self._today(on)
         if limit is not None and not 1 <= limit <= ROSTER_LIMIT:
             raise InvalidInput(f"limit is 1 to {ROSTER_LIMIT}", field="limit")
         if not 0 <= offset <= MAX_OFFSET:
             raise InvalidInput(f"offset is 0 to {MAX_OFFSET}", field="offset")
+        if after is not None and offset:
+            raise InvalidInput("give offset or after, not both", field="after")
         collate = ' COLLATE "C"' if self.db.backend == "postgres" else ""
         # All of them: a LIMIT no roster reaches (SQLite takes no OFFSET without a LIMIT).
-        page = MAX_OFFSET if limit is None else limit
-        rows = self.db.query(ROSTER_SQL.format(collate=collate), (unit_id,) * 4 + (page, offset))
+        # One row more than the page says whether another page follows.
+        page = MAX_OFFSET if limit is None else limit + 1
+        params: tuple[str | int, ...]
+        if after is None:
+            sql, params = ROSTER_SQL, (unit_id,) * 4 + (page, offset)
+        else:
+            sql, params = ROSTER_AFTER_SQL, (unit_id,) * 8 + roster_cursor(after) + (page,)
+        rows = self.db.query(sql.format(collate=collate), params)
+        more = limit is not None and len(rows) > limit
+        rows = rows[:limit] if more else rows
         if rows:
             total = rows[0][-1]
         else:  # past the end (or none at all): the window had no row to ride on
@@ -204,7 +254,9 @@ class ReadModels:
             "on": day.isoformat(),
             "total": int(total),
             "offset": offset,
+            "after": after,
             "members": members,
+            "next_after": next_cursor(members[-1]) if more else None,
         }
 
     # --- cases -----------------------------------------------------------------------

@@ -106,6 +106,45 @@ def test_only_the_unit_and_auditors_list_its_members_and_bad_pages_are_refused(
     assert past["members"] == [] and past["total"] == 4
 
 
+def test_cursor_pages_go_on_where_the_last_one_ended_when_a_member_joins_between(
+    api: Api,
+) -> None:
+    """A member enrolled between two reads, named to sort first: the next offset page
+    shows a member again; the next cursor page goes on with the ones not yet seen."""
+    clerk = api.token("daning-center")
+    path = "/units/daning-center/members"
+    first = api.get(path, clerk, params={"limit": 2, "min_position": api.registry.position()})
+    assert [m["name"] for m in first.json()["members"]] == ["张三", "李四"]
+    cursor = first.json()["next_after"]
+    assert isinstance(cursor, str)
+
+    api.registry.enrol_member(as_unit("daning-center"), name="A 新来", standing="full",
+                              id_number="310101199001010068", household_region="上海",
+                              occurred_on=date(2021, 7, 1))
+    fresh = {"min_position": api.registry.position()}
+
+    by_offset = api.get(path, clerk, params={"limit": 2, "offset": 2, **fresh}).json()
+    assert [m["name"] for m in by_offset["members"]] == ["李四", "王五"]  # 李四 again
+    by_cursor = api.get(path, clerk, params={"limit": 2, "after": cursor, **fresh}).json()
+    assert [m["name"] for m in by_cursor["members"]] == ["王五", "赵六"]
+    assert by_cursor["total"] == 5 and by_cursor["next_after"] is None
+
+    # Page by page with the cursor alone: every member once, in order, then no cursor.
+    seen, after = [], None
+    while True:
+        page = api.get(path, clerk, params={"limit": 1, **({"after": after} if after else {})})
+        seen += [m["name"] for m in page.json()["members"]]
+        after = page.json()["next_after"]
+        if after is None:
+            break
+    assert seen == ["A 新来", "张三", "李四", "王五", "赵六"]
+
+    refused(api.get(path, clerk, params={"after": "not-a-cursor"}), 422, "INVALID_INPUT",
+            "after")
+    refused(api.get(path, clerk, params={"after": cursor, "offset": 1}), 422,
+            "INVALID_INPUT", "after")
+
+
 def test_harbor_roster_prints_a_page_and_where_the_next_one_starts(
     api: Api, store_url: str, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -117,7 +156,13 @@ def test_harbor_roster_prints_a_page_and_where_the_next_one_starts(
     assert main(["roster", "daning-center", "--limit", "2", "--on", "2021-06-01"]) == 0
     out = capsys.readouterr().out
     assert out.index("张三") < out.index("李四") and "王五" not in out
-    assert "members 1–2 of 4 (next page: --offset 2)" in out
+    assert "members 1–2 of 4 (next page: --offset 2, or --after " in out
+    cursor = out.rsplit("--after ", 1)[1].rstrip(")\n")
+
+    assert main(["roster", "daning-center", "--limit", "2", "--after", cursor]) == 0
+    out = capsys.readouterr().out
+    assert "王五" in out and "赵六" in out and "李四" not in out
+    assert "2 members after the cursor, of 4" in out and "next page" not in out
 
     assert main(["roster", "daning-center", "--offset", "2"]) == 0
     out = capsys.readouterr().out

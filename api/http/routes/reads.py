@@ -430,6 +430,14 @@ def roster(
     offset: Annotated[
         int, Query(ge=0, le=MAX_OFFSET, description="members to skip (the page's start)")
     ] = 0,
+    after: Annotated[
+        str | None,
+        Query(
+            max_length=4096,
+            description="the page after this cursor: the `next_after` of the page before"
+            " (pages that do not shift when members join or leave meanwhile; not with offset)",
+        ),
+    ] = None,
 ) -> Any:
     """在册: who is attached here — the members this unit holds, and those with a letter on
     the way to it (``relation`` held / arriving), by name, each with status and colour.
@@ -445,7 +453,7 @@ def roster(
         )
     csv = _wants_csv(request)
     page = limit if limit is not None or csv else ROSTER_PAGE
-    data = models.roster(unit_id, on, limit=page, offset=offset)
+    data = models.roster(unit_id, on, limit=page, offset=offset, after=after)
     return _csv(data["members"], ROSTER_COLUMNS) if csv else data
 
 
