@@ -56,6 +56,7 @@ READS_EXISTING_STORE: set[str | tuple[str, str]] = {
     "seal",
     ("units", "list"),
     ("keys", "export"),
+    ("db", "copy"),
     ("tokens", "list"),
 }
 
@@ -382,6 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     db = sub.add_parser("db", help="the database").add_subparsers(dest="db_command", required=True)
     db.add_parser("init", help="create the schema (safe to run again, or from two places at once)")
+    from api.cli_db_copy import add_copy_command
+
+    add_copy_command(db)
 
     units = sub.add_parser("units", help="register and list units").add_subparsers(
         dest="units_command", required=True
@@ -543,6 +547,10 @@ def dispatch(registry: Registry, args: argparse.Namespace) -> int:
             return code
     if command in by_name:
         _run_member_command(registry, args, by_name[command])
+    elif command == "db" and args.db_command == "copy":
+        from api.cli_db_copy import run_copy
+
+        return run_copy(registry, args)
     elif command == "db":
         config = parse_database_url(database_url())
         _create_every_table(registry)
