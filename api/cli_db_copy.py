@@ -4,10 +4,13 @@ and its audit log verified there (api/store_copy.py says what is copied and why)
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 from pathlib import Path
 from typing import Any
 
+import psycopg
+from eventsourcing.persistence import PersistenceError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -22,6 +25,7 @@ from store.config import database_url, sqlite_file
 
 EXIT_REFUSED = 1
 EXIT_SETUP = 2
+EXIT_UNAVAILABLE = 3
 
 
 def add_copy_command(db: Any) -> None:
@@ -59,6 +63,11 @@ def run_copy(source: Registry, args: argparse.Namespace) -> int:
         print("harbor db copy: --to names the store being copied; name another database",
               file=sys.stderr)
         return EXIT_SETUP
+    unreachable = _unreachable(target_config.env) if target_config.backend == "postgres" else None
+    if unreachable is not None:
+        print(f"harbor db copy: cannot use {target_config.display}: {unreachable}",
+              file=sys.stderr)
+        return EXIT_SETUP
     try:
         target = open_registry(args.to)
     except Exception as e:  # the target could not be opened: say which and why
@@ -93,6 +102,10 @@ def _copy(source: Registry, target: Registry, batch: int, where: str) -> int:
         except CopyRefused as e:
             print(f"harbor db copy: {e}", file=sys.stderr)
             return EXIT_REFUSED
+        except (PersistenceError, psycopg.Error, sqlite3.Error) as e:
+            print(f"harbor db copy: the copy stopped: {e}. What it copied is kept and checked"
+                  " when it goes on: fix this and run the same command again", file=sys.stderr)
+            return EXIT_UNAVAILABLE
         resumed = f" (it held the first {report.already} already)" if report.already else ""
         print(f"copied {report.events} events up to log position {report.head} into {where}"
               f"{resumed}")
@@ -124,6 +137,23 @@ def _copy(source: Registry, target: Registry, batch: int, where: str) -> int:
     print(f"audit log verified on the target: {verdict.leaves} leaves, {verdict.heads} signed"
           " tree heads (run `harbor verify --keys DIR` there with the auditor's keys too)")
     return 0
+
+
+def _unreachable(env: dict[str, str]) -> str | None:
+    """Why the PostgreSQL database named cannot be used, in a clerk's words (None: it can)."""
+    try:
+        psycopg.connect(
+            dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+            user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"] or None,
+            connect_timeout=5,
+        ).close()
+    except psycopg.OperationalError as e:
+        said = " ".join(line.strip() for line in str(e).splitlines()) or type(e).__name__
+        if "does not exist" in said and "database" in said:
+            name = env["POSTGRES_DBNAME"]
+            return f"{said}; create it first (`createdb {name}`, or CREATE DATABASE {name})"
+        return said
+    return None
 
 
 def _same_store(url: str, other: str) -> bool:

@@ -98,11 +98,9 @@ def _a_sealed_store(registry: Registry) -> tuple[UUID, str]:
     recorder: Any = registry.recorder
     if Db(recorder.datastore).backend == "postgres":
         # The id of an append that rolled back is never used: the log has a gap here.
+        table = f"{recorder.datastore.schema or 'public'}.{recorder.events_table_name}"
         with Db(recorder.datastore).transaction() as cur:
-            cur.execute(
-                "SELECT nextval(pg_get_serial_sequence(?, 'notification_id'))",
-                (recorder.events_table_name,),
-            )
+            cur.execute("SELECT nextval(pg_get_serial_sequence(?, 'notification_id'))", (table,))
     registry.make_contact(as_unit(_holder(registry, members.liu_yang)), members.liu_yang,
                           occurred_on=date(2026, 11, 20), channel="phone", note="电话联系上了",
                           idempotency_key="contact-1")
@@ -238,3 +236,118 @@ def test_a_copy_made_while_the_store_was_written_to_says_so_and_the_next_one_cat
     assert not again.moved and again.events == 1
     receipts = ("harbor_command_receipts", "unit_id, key")
     assert _rows(target, *receipts) == _rows(registry, *receipts)
+
+
+def test_a_target_with_rows_of_its_own_is_refused_untouched(
+    registry: Registry, target: Registry
+) -> None:
+    """A key registered on the empty target first: its own head would shadow the source's."""
+    load_article_cases(registry)
+    signer = Signer(Ed25519PrivateKey.generate())
+    AuditLog(target.recorder).keep_key(
+        KeyRecord(signer.key_id, public_pem(signer.public_key), now_utc())
+    )
+
+    with pytest.raises(CopyRefused, match="harbor_signing_keys"):
+        copy_store(registry, target)
+    assert _log(target) == []
+
+
+def test_a_revocation_since_the_last_run_is_carried_and_a_changed_row_refused(
+    registry: Registry, target: Registry
+) -> None:
+    """Run again after a token was revoked: revoked on the target too. A receipt edited on
+    the target since: the next run refuses rather than keep either."""
+    load_article_cases(registry)
+    source_tokens = TokenStore(Db(registry.recorder.datastore))  # type: ignore[attr-defined]
+    token = source_tokens.issue("daning-center", "unit", "clerk", today=TODAY)
+    copy_store(registry, target)
+    target_tokens = TokenStore(Db(target.recorder.datastore))  # type: ignore[attr-defined]
+    assert target_tokens.check(token, TODAY) is not None
+
+    token_id = _rows(registry, "harbor_tokens", "token_id")[0][1]
+    assert source_tokens.revoke(token_id)
+    again = copy_store(registry, target)
+
+    assert again.moved is False and again.events == 0
+    assert TokenStore(Db(target.recorder.datastore)).check(token, TODAY) is None  # type: ignore[attr-defined]
+    with Db(target.recorder.datastore).transaction() as cur:  # type: ignore[attr-defined]
+        cur.execute("UPDATE harbor_command_receipts SET outcome = '{}'")
+    with pytest.raises(CopyRefused, match="harbor_command_receipts holds a row"):
+        copy_store(registry, target)
+
+
+def test_the_store_itself_under_another_name_is_refused(store_url: str) -> None:
+    """The same database by another spelling of its URL (PostgreSQL: localhost for
+    127.0.0.1; SQLite: the file through a relative path) is not a target."""
+    if store_url.startswith("postgres"):
+        other = store_url.replace("127.0.0.1", "localhost")
+    else:
+        path = Path(store_url.removeprefix("sqlite:///"))
+        other = f"sqlite:///{path.parent}/../{path.parent.name}/{path.name}"
+    assert other != store_url
+    source = open_registry(store_url, clock=lambda: TODAY)
+    same = open_registry(other, clock=lambda: TODAY)
+    try:
+        load_article_cases(source)
+        with pytest.raises(CopyRefused, match="is the store being copied"):
+            copy_store(source, same)
+    finally:
+        same.close()
+        source.close()
+
+
+@pytest.fixture
+def schema_database() -> Iterator[str]:
+    """A PostgreSQL database whose Harbor store lives in the schema `centre`."""
+    require_postgres()
+    name = f"harbor_copy_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = urlunparse(urlparse(PG_ADMIN_URL)._replace(path=f"/{name}"))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA centre")
+    try:
+        yield url
+    finally:
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.parametrize("direction", ["from the schema", "into the schema"])
+def test_a_store_in_its_own_postgresql_schema_is_copied_whole(
+    schema_database: str, tmp_path: Path, direction: str
+) -> None:
+    """POSTGRES_SCHEMA: receipts and the audit log are read from and written to that
+    schema, not to public."""
+    in_schema = open_registry(schema_database, clock=lambda: TODAY,
+                              extra_env={"POSTGRES_SCHEMA": "centre"})
+    file = open_registry(f"sqlite:///{tmp_path / 'file.db'}", clock=lambda: TODAY)
+    source, target = (in_schema, file) if direction == "from the schema" else (file, in_schema)
+    try:
+        _a_sealed_store(source)
+        copy_store(source, target)
+
+        for table, order in (("harbor_command_receipts", "unit_id, key"),
+                             ("harbor_tree_heads", "seq")):
+            qualified = f"centre.{table}"
+            assert _rows(in_schema, qualified, order) == _rows(file, table, order), table
+            assert _rows(in_schema, qualified, order) != []
+        assert verify_log(AuditLog(target.recorder)).heads == 2
+    finally:
+        file.close()
+        in_schema.close()
+
+
+def test_harbor_db_copy_names_a_target_database_that_does_not_exist(tmp_path: Path) -> None:
+    """The command line says to create the database, and copies nothing."""
+    require_postgres()
+    missing = urlunparse(urlparse(PG_ADMIN_URL)._replace(path="/harbor_copy_not_there"))
+    env = {**os.environ, "HARBOR_DATABASE_URL": f"sqlite:///{tmp_path / 'harbor.db'}"}
+    harbor = str(ROOT / ".venv" / "bin" / "harbor")
+    assert subprocess.run([harbor, "demo"], env=env, capture_output=True, check=False,
+                          timeout=120).returncode == 0
+    done = subprocess.run([harbor, "db", "copy", "--to", missing], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 2
+    assert "does not exist; create it first (`createdb harbor_copy_not_there`" in done.stderr
