@@ -177,8 +177,6 @@ def copy_store(
         report.events += len(page)
         position = page[-1].id
         step("events", position, report.head)
-    if dst.postgres and report.head:
-        _sequence_past(dst, dst.log, "notification_id")
     for name, key in SIDE_TABLES.items():
         if src.has_table(name):
             report.rows[name] = _copy_rows(src, dst, name, key, min(batch, SIDE_PAGE), step)
@@ -240,6 +238,11 @@ def _append(dst: _Store, page: Sequence[Any]) -> None:
             with cur.raw.copy(f"COPY {dst.log} ({columns}) FROM STDIN") as copy:
                 for n in page:
                     copy.write_row((n.id, n.originator_id, n.originator_version, n.topic, n.state))
+            # With each page, so even a half-done copy never hands out a taken position.
+            cur.execute(
+                "SELECT setval(pg_get_serial_sequence(?, 'notification_id'), ?)",
+                (dst.log, page[-1].id),
+            )
         else:
             cur.executemany(
                 f"INSERT INTO {dst.log} (rowid, originator_id, originator_version, topic, state)"
