@@ -215,6 +215,14 @@ def _sign_in(browser: Any, desk: Desk, token: str) -> None:
     browser.find_element("css selector", "#signin-form button").click()
 
 
+def _names(browser: Any) -> list[str]:
+    """The names on the roster page shown, in its order (read in one go by script: the
+    page may be replaced between finding a cell and reading it)."""
+    return list(browser.execute_script(
+        "return [...document.querySelectorAll('main tbody td:first-child')]"
+        ".map((td) => td.textContent)"))
+
+
 def _visible_tabs(browser: Any) -> list[str]:
     return [a.get_attribute("data-tab") for a in browser.find_elements("css selector", "nav a")
             if a.is_displayed()]
@@ -250,6 +258,24 @@ def test_a_clerk_finds_what_waits_for_the_unit_and_reads_the_members_trail(
     lines = saved.read_text(encoding="utf-8-sig").splitlines()
     assert lines[0].startswith("relation,member_id,name,") and len(lines) == 3
     assert {line.split(",")[2] for line in lines[1:]} == {"老同志", desk.waiting_name}
+    # One member a page: "next" follows the API's cursor (next_after) to the second page,
+    # which holds the member after the first page's; "previous" comes back to the first.
+    names = _names(browser)
+    browser.get(f"{desk.base}/ui/#/roster/daning-center?limit=1")
+    _wait(browser, lambda b: "members 1–1 of 2" in _text(b, "main"), "the first page of one")
+    assert _names(browser) == names[:1]
+    assert not browser.find_elements("css selector", "#roster-previous, #roster-first")
+    following = browser.find_element("id", "roster-next")
+    assert "after=" in following.get_attribute("href")
+    assert "offset=" not in following.get_attribute("href")
+    following.click()
+    _wait(browser, lambda b: "1 member shown of 2" in _text(b, "main"), "the second page")
+    _wait(browser, lambda b: _names(b) == names[1:], "the second page's member")
+    assert "after=" in browser.current_url and "limit=1" in browser.current_url
+    assert not browser.find_elements("id", "roster-next")  # the last page
+    browser.find_element("id", "roster-previous").click()
+    _wait(browser, lambda b: "members 1–1 of 2" in _text(b, "main"), "the first page again")
+    assert _names(browser) == names[:1]
 
     browser.find_element("css selector", 'nav a[data-tab="queue"]').click()
     _wait(browser, lambda b: desk.waiting_name in _text(b, "main"), "the queue again")
@@ -458,3 +484,38 @@ def _enrolled(desk: Desk, name: str, id_number: str) -> str:
                                                 "occurred_on": "2026-11-01"})
     _wait_until_projected(desk.base, answer["position"])
     return str(answer["member_id"])
+
+
+def test_the_roster_pages_forward_by_cursor_and_back_by_the_cursors_kept(
+    desk: Desk, browser: Any
+) -> None:
+    """Page by page, one member a page: "next" follows each cursor to the last page,
+    "previous" steps back through the pages seen, and "first page" starts again."""
+    _enrolled(desk, "钱一", "310101199808080016")
+    _enrolled(desk, "孙二", "310101199909090011")
+    everyone = httpx.get(f"{desk.base}/units/daning-center/members", params={"limit": 1000},
+                         headers={"Authorization": f"Bearer {desk.clerk}"}, timeout=10).json()
+    names = [m["name"] for m in everyone["members"]]
+    assert len(names) >= 4
+    _sign_in(browser, desk, desk.clerk)
+    _wait(browser, lambda b: "待办" in _text(b, "main"), "the queue")
+    browser.get(f"{desk.base}/ui/#/roster/daning-center?limit=1")
+    _wait(browser, lambda b: f"members 1–1 of {len(names)}" in _text(b, "main"), "page 1")
+    seen = [_names(browser)]
+    for number in range(2, len(names) + 1):
+        browser.find_element("id", "roster-next").click()
+        _wait(browser, lambda b, n=number: _names(b) == names[n - 1:n], f"page {number}")
+        assert f"1 member shown of {len(names)}" in _text(browser, "#roster-count")
+        seen.append(_names(browser))
+    assert seen == [[name] for name in names]
+    assert not browser.find_elements("id", "roster-next")  # the last page
+    for number in range(len(names) - 1, 1, -1):
+        assert browser.find_elements("id", "roster-first")
+        browser.find_element("id", "roster-previous").click()
+        _wait(browser, lambda b, n=number: _names(b) == names[n - 1:n], f"back to page {number}")
+    assert not browser.find_elements("id", "roster-first")  # "previous" is the first page
+    browser.find_element("id", "roster-next").click()
+    _wait(browser, lambda b: _names(b) == names[2:3], "page 3 again")
+    browser.find_element("id", "roster-first").click()
+    _wait(browser, lambda b: f"members 1–1 of {len(names)}" in _text(b, "main"), "page 1 again")
+    assert _names(browser) == names[:1]

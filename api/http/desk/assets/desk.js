@@ -221,26 +221,42 @@ const RELATIONS = {
   orphaned: "orphaned 原单位已撤销",  // held by a dissolved unit this one stands in for (R8)
 };
 
-function rosterPage(unit, query, offset) {
-  const search = new URLSearchParams(Object.entries({ ...query, offset }).filter(([, v]) => v !== undefined && v !== ""));
+// Roster pages go forward by the API's cursor (next_after), which does not shift when a
+// member joins or leaves meanwhile. The hash keeps the page's cursor (after) and the
+// cursors of the pages before it (back, oldest first, "." between: a cursor never holds
+// one), so "previous" is the very page seen before and "first" starts again.
+function rosterPage(unit, query, place) {
+  const { after, back, offset, ...kept } = query;  // the place is replaced, the rest kept
+  const wanted = { ...kept, ...place };
+  const search = new URLSearchParams(Object.entries(wanted).filter(([, v]) => v !== undefined && v !== null && v !== ""));
   return `#/roster/${unit}?${search}`;
 }
 
 async function showRoster(unit, query) {
   unit = unit || me.unit_id;
-  const page = { on: query.on, limit: query.limit || 100, offset: query.offset || 0 };
+  const after = query.after || null;
+  const back = after && query.back ? query.back.split(".").filter(Boolean) : [];
+  // An offset (from an older link) still shows its page; the desk's own links use cursors.
+  const offset = after ? 0 : Number(query.offset) || 0;
+  const page = { on: query.on, limit: query.limit || 100, after, offset: offset || null };
   const data = await api(`units/${encodeURIComponent(unit)}/members`, page);
   const shown = data.members.length;
-  const next = data.offset + shown < data.total;
+  // Positions are known from the start or an offset; after a cursor only the count is.
+  const count = after
+    ? (shown ? `${shown} member${shown === 1 ? "" : "s"} shown of ${data.total}` : `no members left after the page before; ${data.total} in all`)
+    : (shown ? `members ${offset + 1}–${offset + shown} of ${data.total}` : `no members from ${offset + 1} on; ${data.total} in all`);
+  let previous = null;
+  if (after) previous = back.length ? { after: back[back.length - 1], back: back.slice(0, -1).join(".") } : {};
+  else if (offset > 0) previous = { offset: Math.max(offset - Number(page.limit), 0) };
+  const first = after ? back.length > 0 : offset > 0 && previous.offset > 0;
+  const next = data.next_after ? { after: data.next_after, back: after ? [...back, after].join(".") : null } : null;
   const content = el("div", {},
     form([["unit", "unit 单位"], ["on", "on 日期", "date"]],
       (v) => go(`roster/${v.unit || me.unit_id}`, { on: v.on }), { unit, on: query.on }),
     el("h2", {}, `${data.unit_id} 在册 — ${data.on}`),
     // The file holds the whole roster, not only this page.
     csvButton(`units/${encodeURIComponent(unit)}/members`, { on: query.on }, `members-${unit}.csv`),
-    el("p", { id: "roster-count" }, shown
-      ? `members ${data.offset + 1}–${data.offset + shown} of ${data.total}`
-      : `no members from ${data.offset + 1} on; ${data.total} in all`),
+    el("p", { id: "roster-count" }, count),
     table([
       ["name 姓名", (m) => memberLink(m.member_id, m.name)],
       ["relation 关系", (m) => RELATIONS[m.relation] || m.relation],
@@ -251,8 +267,10 @@ async function showRoster(unit, query) {
       ["letter 介绍信", (m) => (m.letter_no ? `${m.letter_no} → ${m.in_transit_to}` : null)],
       ["open case 未结事项", (m) => caseLink(m.open_case_id)],
     ], data.members, "no members here 无"),
-    data.offset > 0 ? el("a", { href: rosterPage(unit, query, Math.max(data.offset - page.limit, 0)) }, "← previous 上一页 ") : null,
-    next ? el("a", { id: "roster-next", href: rosterPage(unit, query, data.offset + shown) }, " next 下一页 →") : null);
+    el("p", { class: "pages" },
+      first ? el("a", { id: "roster-first", href: rosterPage(unit, query, {}) }, "« first page 首页") : null,
+      previous ? el("a", { id: "roster-previous", href: rosterPage(unit, query, previous) }, "← previous 上一页") : null,
+      next ? el("a", { id: "roster-next", href: rosterPage(unit, query, next) }, "next 下一页 →") : null));
   view.replaceChildren(content);
 }
 
