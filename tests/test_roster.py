@@ -8,6 +8,7 @@ gives; other units' members are not listed, and another unit may not list them.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from datetime import date
 
@@ -245,3 +246,16 @@ def test_the_parent_and_the_successor_of_a_dissolved_holder_list_and_read_its_me
         assert [e["event_type"] for e in whole["trail"]] == ["MemberEnrolled"]
     refused(api.get(f"/members/{orphan}", other), 403, "FORBIDDEN")
     assert api.get("/units/sh-univ/members", other, params=now).json()["total"] == 2
+
+
+@pytest.mark.parametrize("cursor", [
+    base64.urlsafe_b64encode(b'["a", ' + b"[" * 1100 + b"]" * 1100 + b"]").decode(),  # deep
+    base64.urlsafe_b64encode(b'{"a": 1, "b": 2}').decode(),  # two keys, not a name and id
+    base64.urlsafe_b64encode(b'"ab"').decode(),  # a string of two characters
+    base64.urlsafe_b64encode('["张三", "x"]'.encode("utf-16")).decode(),  # not UTF-8
+    "not base64 at all!",
+])
+def test_anything_but_a_cursor_is_refused_naming_after(api: Api, cursor: str) -> None:
+    """Odd JSON, nested JSON and other encodings are not cursors: 422, never 500."""
+    refused(api.get("/units/daning-center/members", api.token("daning-center"),
+                    params={"after": cursor}), 422, "INVALID_INPUT", "after")

@@ -90,6 +90,7 @@ def test_one_units_findings_are_the_registrys_findings_that_name_it(registry: Re
     assert {"daning-center", "factory-superior", "zb-factory", "hongkou-center"} <= named
     assert {f.rule for f in everything} >= {"R5", "R6", "R7"}
 
+    assert models.findings(on=LATER, unit_id="daning\x00center") == []  # no such code
     for unit in [*sorted(named), "sh-univ"]:
         expected = [f for f in everything if f.unit_id == unit]
         assert models.findings(on=LATER, unit_id=unit) == expected, unit
