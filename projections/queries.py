@@ -302,6 +302,8 @@ class ReadModels:
                 "letter_no": letter["letter_no"],
                 "since": letter["issued_on"],
                 "valid_until": letter["valid_until"],
+                # Days left to use it (negative: expired): R6 makes an unused one a breach.
+                "days_left": (date.fromisoformat(letter["valid_until"]) - day).days,
                 "from": letter["issuer_unit_id"],
                 "to": letter["to_unit_id"],
             }

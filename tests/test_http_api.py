@@ -590,7 +590,8 @@ def test_unit_queue_as_json_and_csv(article: Article) -> None:
     liu = article.members.liu_yang
     letter = api.post(f"/members/{liu}/cases/{article.case_of(liu)}/letters", univ,
                       {"letter_no": "2011-009", "to_unit_id": "hongkou-center",
-                       "dues_paid_through": "2011-08", "occurred_on": "2011-09-01"})
+                       "dues_paid_through": "2011-08", "occurred_on": "2011-09-01",
+                       "valid_until": "2011-10-01"})
     assert letter.status_code == 201, letter.text
     hongkou = api.token("hongkou-center")
     todo = api.get("/units/hongkou-center/queue", hongkou,
@@ -603,10 +604,14 @@ def test_unit_queue_as_json_and_csv(article: Article) -> None:
     assert [(i["kind"], i["letter_no"], i["from"]) for i in todo] == [
         ("letter", "2011-009", "sh-univ")
     ]
+    for on, left in (("2011-09-21", 10), ("2011-10-01", 0), ("2011-10-04", -3)):
+        item = api.get("/units/hongkou-center/queue", hongkou, params={"on": on}).json()["todo"]
+        assert [i["days_left"] for i in item] == [left], on
     waiting = api.get("/units/sh-univ/queue", univ, headers={"Accept": "text/csv"})
     assert [(r["queue"], r["letter_no"]) for r in csv_rows(waiting)] == [
         ("waiting_on_others", "2011-009")
     ]
+    assert "days_left" in csv_rows(waiting)[0]
     refused(api.get("/units/nowhere/queue", article.auditor), 404, "UNKNOWN_UNIT", "unit_id")
 
 

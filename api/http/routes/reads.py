@@ -201,7 +201,8 @@ def accept_quality(accept: str, media: str) -> float:
 # Fixed columns per CSV answer: the header is there even without rows, and every row has
 # the same cells whichever kinds of item it holds.
 QUEUE_COLUMNS = (
-    "queue", "kind", "member_id", "case_id", "letter_no", "since", "valid_until", "from", "to",
+    "queue", "kind", "member_id", "case_id", "letter_no", "since", "valid_until", "days_left",
+    "from", "to",
     "handover", "opened_on", "outcome", "stalled",
 )
 SCORECARD_COLUMNS = tuple(f.name for f in fields(ScoreCard))

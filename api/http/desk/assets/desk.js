@@ -195,6 +195,8 @@ async function showQueue(unit, query) {
     ["to 至", (i) => i.to],
     ["letter no. 编号", (i) => i.letter_no],
     ["valid until 有效期", (i) => i.valid_until],
+    // Days left to use a letter before it expires (R6: an unused, expired letter is a breach).
+    ["days left 剩余天数", (i) => (i.days_left === undefined ? null : i.days_left < 0 ? `expired 已过期 (${-i.days_left})` : String(i.days_left))],
   ];
   const firsts = [
     ["case 事项", (c) => caseLink(c.case_id)],
