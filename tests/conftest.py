@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
@@ -46,11 +47,11 @@ def _with_db(url: str, dbname: str) -> str:
     return urlunparse(parts._replace(path=f"/{dbname}"))
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A throwaway PostgreSQL database for this test session, dropped at the end."""
+@contextmanager
+def fresh_pg_database(prefix: str = "harbor_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database (its URL), dropped afterwards."""
     require_postgres()
-    name = f"harbor_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -58,6 +59,13 @@ def pg_database() -> Iterator[str]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A throwaway PostgreSQL database for this test session, dropped at the end."""
+    with fresh_pg_database() as url:
+        yield url
 
 
 def reset_postgres(url: str) -> None:

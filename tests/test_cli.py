@@ -11,7 +11,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -23,7 +22,7 @@ import pytest
 from api.cli import MEMBER_COMMANDS, build_parser, main
 from domain.registry import Registry, today_in_shanghai
 from store.tokens import DEFAULT_LIFETIME
-from tests.conftest import PG_ADMIN_URL, require_postgres
+from tests.conftest import fresh_pg_database
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -398,15 +397,8 @@ def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'fresh.db'}"
         return
-    require_postgres()
-    name = f"harbor_test_init_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield PG_ADMIN_URL.rpartition("/")[0] + f"/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("harbor_test_init") as url:
+        yield url
 
 
 def test_db_init_creates_every_table_harbor_uses(

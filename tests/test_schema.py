@@ -9,17 +9,15 @@ SQLite gets a file that does not exist yet.
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import psycopg
 import pytest
 
 from store import open_registry
 from tests import racing
-from tests.conftest import PG_ADMIN_URL, TODAY, require_postgres
+from tests.conftest import TODAY, fresh_pg_database
 from tests.support import event_count
 
 pytestmark = pytest.mark.slow
@@ -30,15 +28,8 @@ PROCESSES = 4
 @pytest.fixture
 def empty_pg_database() -> Iterator[str]:
     """A PostgreSQL database with nothing in it, created for this test and dropped after."""
-    require_postgres()
-    name = f"harbor_schema_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunparse(urlparse(PG_ADMIN_URL)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("harbor_schema") as url:
+        yield url
 
 
 def _race_to_open(url: str) -> None:

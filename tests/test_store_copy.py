@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -35,7 +34,7 @@ from projections.runner import Projector, rebuild
 from store import open_registry
 from store.sql import Db
 from store.tokens import TokenStore
-from tests.conftest import PG_ADMIN_URL, TODAY, require_postgres
+from tests.conftest import PG_ADMIN_URL, TODAY, fresh_pg_database, require_postgres
 from tests.projection_support import assert_same_rows, live_rows
 from tests.support import as_unit, event_count
 
@@ -48,15 +47,8 @@ def other_store(store_url: str, tmp_path: Path) -> Iterator[str]:
     if store_url.startswith("postgres"):
         yield f"sqlite:///{tmp_path / 'copy.db'}"
         return
-    require_postgres()
-    name = f"harbor_copy_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunparse(urlparse(PG_ADMIN_URL)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_pg_database("harbor_copy") as url:
+        yield url
 
 
 @pytest.fixture
@@ -300,18 +292,10 @@ def test_the_store_itself_under_another_name_is_refused(store_url: str) -> None:
 @pytest.fixture
 def schema_database() -> Iterator[str]:
     """A PostgreSQL database whose Harbor store lives in the schema `centre`."""
-    require_postgres()
-    name = f"harbor_copy_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = urlunparse(urlparse(PG_ADMIN_URL)._replace(path=f"/{name}"))
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("CREATE SCHEMA centre")
-    try:
+    with fresh_pg_database("harbor_copy") as url:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE SCHEMA centre")
         yield url
-    finally:
-        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.parametrize("direction", ["from the schema", "into the schema"])
