@@ -5,7 +5,8 @@
 On PostgreSQL, on a database built as `bench/suite.py` builds its template (60 units, a
 seeded history, 4,000 members with open cases; `--full`: 20,000) with its projections
 folded, each read is asked for the unit that answered first in the most open cases (a
-busy centre) and for the unit at the median, `--repeat` times after one warm-up call.
+busy centre) and for the unit at the median, `--repeat` times after one warm-up call;
+and the whole registry's scorecards and findings, as an auditor reads them.
 
 Baseline, in the same run: the statements the read ran (recorded from its own calls),
 each sent by plain psycopg as a prepared statement on one autocommit connection and its
@@ -58,8 +59,11 @@ def measure(url: str, repeat: int) -> dict[str, Any]:
         f"SELECT first_responder, COUNT(*) FROM {view('cases')} WHERE closed_on IS NULL"
         " GROUP BY first_responder ORDER BY COUNT(*) DESC, first_responder"
     )
-    units = {"busiest": busy[0], "median": busy[len(busy) // 2]}
-    calls: dict[str, Callable[[str], Any]] = {
+    units = {"busiest": busy[0], "median": busy[len(busy) // 2],
+             "registry": (None, sum(n for _, n in busy))}
+    # The whole registry's scorecards and findings (an auditor's view): no unit given.
+    asked = {"busiest": READS, "median": READS, "registry": ("scorecard", "findings")}
+    calls: dict[str, Callable[[str | None], Any]] = {
         "queue": models.unit_queue,
         "scorecard": models.scorecards,
         "findings": lambda unit: models.findings(unit_id=unit),
@@ -75,7 +79,7 @@ def measure(url: str, repeat: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with psycopg.connect(url, autocommit=True) as conn, conn.cursor() as cur:
         for which, (unit, open_cases) in units.items():
-            for read in READS:
+            for read in asked[which]:
                 recorded.clear()
                 Db.query = recording  # type: ignore[method-assign]
                 try:
@@ -140,7 +144,8 @@ def main() -> int:
     print("|---|---|--:|--:|--:|--:|--:|")
     for name, r in results.items():
         h, b = r["harbor"], r["baseline"]
-        print(f"| {name} | {r['unit']} | {r['open_cases_answered_first']:,} | {r['answer_size']:,}"
+        unit = r["unit"] or "all units"
+        print(f"| {name} | {unit} | {r['open_cases_answered_first']:,} | {r['answer_size']:,}"
               f" | {r['statements']} | {h['p50_ms']:.1f} / {h['p99_ms']:.1f}"
               f" | {b['p50_ms']:.1f} / {b['p99_ms']:.1f} |")
     out = {"events": built["base"], "repeat": args.repeat, "reads": results,

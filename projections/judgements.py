@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
+import orjson
+
 from domain.values import add_months
 
 Rec = dict[str, Any]
@@ -56,7 +58,7 @@ class Finding:
 
 
 def _actions(case: Rec) -> list[tuple[str, date, int]]:
-    return [(u, date.fromisoformat(on), v) for u, on, v in json.loads(case["actions"])]
+    return [(u, date.fromisoformat(on), v) for u, on, v in orjson.loads(case["actions"])]
 
 
 # --- rows as they stood on a date ---------------------------------------------------------
@@ -345,44 +347,51 @@ def signs_of_life(member: Rec) -> list[tuple[date, date]]:
         (date.fromisoformat(s), date.fromisoformat(s))
         if isinstance(s, str)
         else (date.fromisoformat(s[0]), date.fromisoformat(s[1]))
-        for s in json.loads(member["signs"])
+        for s in orjson.loads(member["signs"])
     ]
 
 
-def r7_finding(member: Rec, on: date) -> Finding | None:
-    """R7 for one member, against its holder."""
+def r7_finding(member: Rec, on: date, periods: Holdings | None = None) -> Finding | None:
+    """R7 for one member, against its holder (``periods``: its holdings, if parsed already)."""
     episode = lost_contact(signs_of_life(member), on)
     if episode is None:
         return None
-    holder = holder_on(member, episode[0]) or member["holder_unit_id"]
+    holder = holder_on(member, episode[0], periods) or member["holder_unit_id"]
     return Finding(
         "R7", "breach", member["member_id"], None, holder, episode[0], episode[1], "lost contact"
     )
 
 
-def holdings(member: Rec) -> list[tuple[str, date, date | None]]:
+Holdings = list[tuple[str, date, date | None]]
+
+
+def holdings(member: Rec) -> Holdings:
     """The member's holders: (unit, from, until) — until None for the present one."""
-    periods = [(u, date.fromisoformat(s)) for u, s in json.loads(member["holdings"])]
+    periods = [(u, date.fromisoformat(s)) for u, s in orjson.loads(member["holdings"])]
     return [
         (unit, since, periods[i + 1][1] if i + 1 < len(periods) else None)
         for i, (unit, since) in enumerate(periods)
     ]
 
 
-def holder_on(member: Rec, day: date) -> str | None:
+def holder_on(member: Rec, day: date, periods: Holdings | None = None) -> str | None:
     """Who held the member on ``day``."""
     held = [
         unit
-        for unit, since, until in holdings(member)
+        for unit, since, until in (periods if periods is not None else holdings(member))
         if since <= day and (until is None or day < until)
     ]
     return held[-1] if held else None
 
 
-def r8_findings(member: Rec, dissolved: dict[str, date], on: date) -> list[Finding]:
+def r8_findings(
+    member: Rec, dissolved: dict[str, date], on: date, periods: Holdings | None = None
+) -> list[Finding]:
     """R8: held by a dissolved unit, from its dissolution until someone took the member in."""
     found: list[Finding] = []
-    for unit, since, until in holdings(member):
+    if not dissolved:
+        return found
+    for unit, since, until in periods if periods is not None else holdings(member):
         gone = dissolved.get(unit)
         if gone is None or gone > on or (until is not None and gone >= until):
             continue

@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from operator import attrgetter
 from typing import Any
 from uuid import UUID
 
@@ -486,11 +487,14 @@ def judge_findings(
     found += j.r5_findings(cases, referrals, on)
     found += j.r6_findings(letters, on)
     for member in members:
-        r7 = j.r7_finding(member, on)
+        # Parsed once for both rules, and only when one of them needs it.
+        periods = j.holdings(member) if dissolved else None
+        r7 = j.r7_finding(member, on, periods)
         if r7 is not None:
             found.append(r7)
-        found += j.r8_findings(member, dissolved, on)
-    return sorted(found, key=lambda f: (f.since, f.rule, f.member_id))
+        if periods:
+            found += j.r8_findings(member, dissolved, on, periods)
+    return sorted(found, key=attrgetter("since", "rule", "member_id"))
 
 
 def summarise_case(case: Rec, referrals: list[Rec], trail: list[Rec], on: date) -> Rec:
