@@ -194,7 +194,7 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
             print(render_case(data, _unit_names(models)))
     elif command == "queue":
         registry.unit(args.unit)  # an unknown code is refused (UNKNOWN_UNIT), not an empty queue
-        _show_queue(models.unit_queue(args.unit, args.on), args.json)
+        _show_queue(models.unit_queue(args.unit, args.on, names=True), args.json)
     elif command == "roster":
         registry.unit(args.unit)  # an unknown code is refused (UNKNOWN_UNIT), not an empty list
         # CSV is for a spreadsheet: the whole roster unless a page was asked for.

@@ -98,6 +98,7 @@ ROSTER_AFTER_SQL = (
 ROSTER_LIMIT = 1000  # members per page at most
 ROSTER_PAGE = 200  # members per page unless asked otherwise
 MAX_OFFSET = 2**62  # what both backends' integers hold
+_IN_CHUNK = 500  # ids per IN list
 
 
 def next_cursor(member: Rec) -> str:
@@ -151,6 +152,19 @@ class ReadModels:
         }
 
     # --- members --------------------------------------------------------------------
+
+    def _names(self, member_ids: set[str]) -> dict[str, str]:
+        """Each member's name, a few hundred ids per statement."""
+        ids, found = sorted(member_ids), dict[str, str]()
+        for start in range(0, len(ids), _IN_CHUNK):
+            chunk = ids[start : start + _IN_CHUNK]
+            rows = self.db.query(
+                f"SELECT member_id, name FROM {view('members')}"
+                f" WHERE member_id IN ({self.db.placeholders(len(chunk))})",
+                chunk,
+            )
+            found.update((str(member), str(name)) for member, name in rows)
+        return found
 
     def members_named(self, name: str, limit: int = 50) -> list[tuple[str, str]]:
         """(member id, name) of members with exactly this name."""
@@ -285,8 +299,9 @@ class ReadModels:
 
     # --- queues ------------------------------------------------------------------------
 
-    def unit_queue(self, unit_id: str, on: date | None = None) -> Rec:
-        """待办, 未办结 and the open cases a unit answered first."""
+    def unit_queue(self, unit_id: str, on: date | None = None, *, names: bool = False) -> Rec:
+        """待办, 未办结 and the open cases a unit answered first; with ``names``, each item's
+        ``member_name`` too (for readers who may read those members: see the route)."""
         day = self._today(on)
         todo: list[Rec] = []
         waiting: list[Rec] = []
@@ -367,6 +382,10 @@ class ReadModels:
                 }
             )
         key = lambda item: item["since"] if "since" in item else item["opened_on"]  # noqa: E731
+        if names:
+            named = self._names({item["member_id"] for item in (*todo, *waiting, *first)})
+            for item in (*todo, *waiting, *first):
+                item["member_name"] = named.get(item["member_id"])
         return {
             "unit_id": unit_id,
             "on": day.isoformat(),

@@ -187,8 +187,18 @@ def test_a_parent_unit_reads_its_sub_units_queue_but_not_their_members(api: Api)
     api.registry.enrol_member(as_unit("zb-factory"), name="孙八", id_number="310101199001010068",
                               standing="full", household_region="上海",
                               occurred_on=date(2021, 1, 4))
+    member = api.registry.member_id_for("310101199001010068")
+    api.registry.receive_inquiry(as_unit("zb-factory"), member, channel="walk_in",
+                                 summary="转出", occurred_on=date(2021, 3, 1))
     parent, own = api.token("factory-superior"), api.token("zb-factory")
-    assert api.get("/units/zb-factory/queue", parent).status_code == 200
+    fresh = {"min_position": api.registry.position()}
+    # Its own queue names its members; the parent's view of it does not (it may not read them).
+    mine = api.get("/units/zb-factory/queue", own, params=fresh).json()
+    assert [c.get("member_name") for c in mine["first_responder_cases"]] == ["孙八"]
+    theirs = api.get("/units/zb-factory/queue", parent, params=fresh)
+    assert theirs.status_code == 200
+    assert [c["member_id"] for c in theirs.json()["first_responder_cases"]] == [str(member)]
+    assert "member_name" not in theirs.json()["first_responder_cases"][0]
     refused(api.get("/units/zb-factory/members", parent), 403, "FORBIDDEN")
     listed = api.get("/units/zb-factory/members", own,
                      params={"min_position": api.registry.position()}).json()

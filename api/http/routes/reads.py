@@ -201,8 +201,8 @@ def accept_quality(accept: str, media: str) -> float:
 # Fixed columns per CSV answer: the header is there even without rows, and every row has
 # the same cells whichever kinds of item it holds.
 QUEUE_COLUMNS = (
-    "queue", "kind", "member_id", "case_id", "letter_no", "since", "valid_until", "days_left",
-    "from", "to",
+    "queue", "kind", "member_id", "member_name", "case_id", "letter_no", "since", "valid_until",
+    "days_left", "from", "to",
     "handover", "opened_on", "outcome", "stalled",
 )
 SCORECARD_COLUMNS = tuple(f.name for f in fields(ScoreCard))
@@ -401,7 +401,10 @@ def queue(
     """待办 (waiting for this unit), 未办结 (waiting for the other side), first-responder cases."""
     registry.unit(unit_id)
     may_read_unit(registry, caller, unit_id)
-    data = models.unit_queue(unit_id, on)
+    # Every member in a unit's own queue is one it may read (it holds them, receives them
+    # or took part in their case); a parent reading a sub-unit's queue is not, so no names.
+    names = caller.role != "unit" or unit_id == caller.credential.unit_id
+    data = models.unit_queue(unit_id, on, names=names)
     if _wants_csv(request):
         rows = [
             {"queue": name, **item}

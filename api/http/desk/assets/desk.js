@@ -72,8 +72,9 @@ const shanghai = (iso) => (iso ? SHANGHAI.format(new Date(iso)) : null);
 const dash = (value) => (value === null || value === undefined || value === "" ? "–" : value);
 const short = (id) => (id ? String(id).slice(0, 8) : "–");
 
+// A link that came without a name is named later by nameMembers (one read each).
 function memberLink(id, name) {
-  return el("a", { href: `#/member/${id}`, "data-member": id, title: id }, name || short(id));
+  return el("a", { href: `#/member/${id}`, "data-member": id, title: id, ...(name ? { "data-named": "" } : {}) }, name || short(id));
 }
 
 function caseLink(id) {
@@ -158,13 +159,13 @@ function showProblem(error) {
 // which this caller may read (or, if not, the short id stays).
 // Four at a time, so a long page of findings does not send the server hundreds at once.
 async function nameMembers(root) {
-  const ids = [...new Set([...root.querySelectorAll("a[data-member]")].map((a) => a.dataset.member))];
+  const ids = [...new Set([...root.querySelectorAll("a[data-member]:not([data-named])")].map((a) => a.dataset.member))];
   const next = async () => {
     for (let id = ids.shift(); id !== undefined; id = ids.shift()) {
       if (!root.isConnected) return;  // the page moved on
       try {
         const member = await api(`members/${id}`);
-        for (const link of root.querySelectorAll(`a[data-member="${id}"]`)) link.textContent = member.name;
+        for (const link of root.querySelectorAll(`a[data-member="${id}"]:not([data-named])`)) link.textContent = member.name;
       } catch (_) { /* not readable by this caller: the id stays */ }
     }
   };
@@ -188,7 +189,7 @@ async function showQueue(unit, query) {
   const queue = await api(`units/${encodeURIComponent(unit)}/queue`, { on: query.on });
   const letterOrReferral = [
     ["kind 类别", (i) => (i.kind === "letter" ? "letter 介绍信" : `referral 转介 (${i.handover})`)],
-    ["member 党员", (i) => memberLink(i.member_id)],
+    ["member 党员", (i) => memberLink(i.member_id, i.member_name)],
     ["case 事项", (i) => caseLink(i.case_id)],
     ["since 起", (i) => i.since],
     ["from 自", (i) => i.from],
@@ -200,7 +201,7 @@ async function showQueue(unit, query) {
   ];
   const firsts = [
     ["case 事项", (c) => caseLink(c.case_id)],
-    ["member 党员", (c) => memberLink(c.member_id)],
+    ["member 党员", (c) => memberLink(c.member_id, c.member_name)],
     ["opened 首问日", (c) => c.opened_on],
     ["outcome 结果", (c) => c.outcome],
     ["stalled 停滞", (c) => (c.stalled ? "yes 是" : "no 否")],
@@ -214,7 +215,7 @@ async function showQueue(unit, query) {
     el("h3", {}, "未办结 waiting on others"), table(letterOrReferral, queue.waiting_on_others),
     el("h3", {}, "首问 open cases this unit answered first"), table(firsts, queue.first_responder_cases));
   view.replaceChildren(content);
-  nameMembers(content);
+  nameMembers(content);  // a parent reading a sub-unit's queue gets no names with it
 }
 
 const RELATIONS = {
