@@ -153,7 +153,7 @@ class ReadModels:
 
     # --- members --------------------------------------------------------------------
 
-    def _names(self, member_ids: set[str]) -> dict[str, str]:
+    def member_names(self, member_ids: set[str]) -> dict[str, str]:
         """Each member's name, a few hundred ids per statement."""
         ids, found = sorted(member_ids), dict[str, str]()
         for start in range(0, len(ids), _IN_CHUNK):
@@ -383,7 +383,7 @@ class ReadModels:
             )
         key = lambda item: item["since"] if "since" in item else item["opened_on"]  # noqa: E731
         if names:
-            named = self._names({item["member_id"] for item in (*todo, *waiting, *first)})
+            named = self.member_names({item["member_id"] for item in (*todo, *waiting, *first)})
             for item in (*todo, *waiting, *first):
                 item["member_name"] = named.get(item["member_id"])
         return {

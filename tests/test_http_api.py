@@ -678,6 +678,8 @@ def test_compliance_findings_with_filters_as_json_and_csv(article: Article) -> N
         {k: f[k] for k in ("rule", "severity", "member_id", "unit_id", "since", "resolved")}
         for f in on_article_day
     ]
+    # Each names its member: the auditor reads every member.
+    assert {(f["member_id"], f["member_name"]) for f in on_article_day} >= {(liu, "刘洋")}
     settled = {(f["rule"], f["severity"], f["since"], f["resolved"])
                for f in findings(on="2006-06-20") if f["member_id"] == comrade}
     assert settled == {

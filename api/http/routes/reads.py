@@ -210,7 +210,7 @@ ROSTER_COLUMNS = (
     "relation", "member_id", "name", "standing", "holder_unit_id", "since", "status",
     "in_transit_to", "letter_no", "letter_valid_until", "open_case_id", "colour", "version",
 )
-FINDING_COLUMNS = tuple(f.name for f in fields(Finding))
+FINDING_COLUMNS = (*(f.name for f in fields(Finding)), "member_name")
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection):
 # OWASP's advice is a leading apostrophe, which shows as text.
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -510,10 +510,9 @@ def findings(
     open: Annotated[bool, Query(description="only unresolved findings")] = False,
     on: OnQuery = None,
 ) -> Any:
-    """Compliance findings (rule, severity, member, case, unit, since, resolved), judged on a
-    date."""
-    rows = [
-        f.as_dict()
-        for f in models.findings(on=on, rule=rule, unit_id=unit, severity=severity, open_only=open)
-    ]
+    """Compliance findings (rule, severity, member and its name, case, unit, since,
+    resolved), judged on a date."""
+    found = models.findings(on=on, rule=rule, unit_id=unit, severity=severity, open_only=open)
+    names = models.member_names({f.member_id for f in found})  # auditors read every member
+    rows = [{**f.as_dict(), "member_name": names.get(f.member_id)} for f in found]
     return _csv(rows, FINDING_COLUMNS) if _wants_csv(request) else rows

@@ -392,7 +392,7 @@ async function showCase(id, query) {
 function findingsTable(rows) {
   return table([
     ["rule 规则", (f) => f.rule], ["severity 等级", (f) => f.severity],
-    ["unit 单位", (f) => f.unit_id], ["member 党员", (f) => memberLink(f.member_id)],
+    ["unit 单位", (f) => f.unit_id], ["member 党员", (f) => memberLink(f.member_id, f.member_name)],
     ["case 事项", (f) => caseLink(f.case_id)], ["since 起", (f) => f.since],
     ["resolved 解决", (f) => f.resolved || "open 未解决"], ["detail 说明", (f) => f.detail, "wrap"],
   ], rows, "no findings 无");
