@@ -4,6 +4,7 @@ and its audit log verified there (api/store_copy.py says what is copied and why)
 from __future__ import annotations
 
 import argparse
+import json
 import sqlite3
 import sys
 from pathlib import Path
@@ -74,13 +75,15 @@ def run_copy(source: Registry, args: argparse.Namespace) -> int:
         print(f"harbor db copy: cannot open {target_config.display}: {e}", file=sys.stderr)
         return EXIT_SETUP
     try:
-        return _copy(source, target, args.batch, target_config.display)
+        return _copy(source, target, args.batch, target_config.display, args.json)
     finally:
         target.close()
 
 
-def _copy(source: Registry, target: Registry, batch: int, where: str) -> int:
+def _copy(source: Registry, target: Registry, batch: int, where: str, as_json: bool) -> int:
     console = Console(stderr=True)
+    summary: dict[str, Any] = {"target": where}
+    lines: list[str] = []
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -106,12 +109,14 @@ def _copy(source: Registry, target: Registry, batch: int, where: str) -> int:
             print(f"harbor db copy: the copy stopped: {e}. What it copied is kept and checked"
                   " when it goes on: fix this and run the same command again", file=sys.stderr)
             return EXIT_UNAVAILABLE
+        summary.update(head=report.head, copied_events=report.events, already=report.already,
+                       rows=report.rows, moved=report.moved)
         resumed = f" (it held the first {report.already} already)" if report.already else ""
-        print(f"copied {report.events} events up to log position {report.head} into {where}"
-              f"{resumed}")
-        for table, rows in report.rows.items():
-            print(f"  {table}: {rows} rows")
+        lines.append(f"copied {report.events} events up to log position {report.head} into"
+                     f" {where}{resumed}")
+        lines += [f"  {table}: {rows} rows" for table, rows in report.rows.items()]
         if report.moved:
+            _say(summary, lines, as_json)
             print(
                 "harbor db copy: the store was written to during the copy, so the target may"
                 " lack what came last; stop Harbor and run the same copy again (it goes on"
@@ -122,21 +127,33 @@ def _copy(source: Registry, target: Registry, batch: int, where: str) -> int:
         rebuilding = bar.add_task("rebuilding projections", total=max(report.head, 1))
         rebuild(target, workers=default_workers(target),
                 progress=lambda _events, position: bar.update(rebuilding, completed=position))
-    print("projections rebuilt on the target")
+    summary["projections_rebuilt"] = True
+    lines.append("projections rebuilt on the target")
     audit = AuditLog(target.recorder)
     if audit.store.latest_head() is None:
-        print("no signed tree head to verify: nothing was sealed on the source yet")
+        summary["audit"] = None
+        lines.append("no signed tree head to verify: nothing was sealed on the source yet")
+        _say(summary, lines, as_json)
         return 0
     verdict = verify_log(audit)
+    summary["audit"] = {"ok": verdict.ok, "leaves": verdict.leaves, "heads": verdict.heads}
     if not verdict.ok:
+        _say(summary, lines, as_json)
         first = verdict.first
         assert first is not None
         print(f"harbor db copy: the target's audit log does not verify: {first.kind} at leaf"
               f" {first.position}: {first.message}", file=sys.stderr)
         return EXIT_REFUSED
-    print(f"audit log verified on the target: {verdict.leaves} leaves, {verdict.heads} signed"
-          " tree heads (run `harbor verify --keys DIR` there with the auditor's keys too)")
+    lines.append(f"audit log verified on the target: {verdict.leaves} leaves, {verdict.heads}"
+                 " signed tree heads (run `harbor verify --keys DIR` there with the auditor's"
+                 " keys too)")
+    _say(summary, lines, as_json)
     return 0
+
+
+def _say(summary: dict[str, Any], lines: list[str], as_json: bool) -> None:
+    """What was done: the lines, or (--json) one JSON object for scripts."""
+    print(json.dumps(summary, ensure_ascii=False) if as_json else "\n".join(lines))
 
 
 def _unreachable(env: dict[str, str]) -> str | None:

@@ -9,6 +9,7 @@ rows. An interrupted copy goes on; a target holding another log is refused untou
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import Iterator
@@ -199,6 +200,13 @@ def test_harbor_db_copy_copies_rebuilds_verifies_and_refuses_its_own_store(
     assert done.returncode == 0, done.stderr
     assert "copied 26 events up to log position 26" in done.stdout
     assert "audit log verified on the target: 26 leaves, 1 signed tree heads" in done.stdout
+    scripted = run("--json", "db", "copy", "--to", f"sqlite:///{tmp_path / 'second.db'}")
+    assert scripted.returncode == 0, scripted.stderr
+    said = json.loads(scripted.stdout)
+    assert (said["copied_events"], said["head"], said["moved"], said["audit"]) == (
+        26, 26, False, {"ok": True, "leaves": 26, "heads": 1}
+    )
+    assert said["rows"]["harbor_tree_heads"] == 1
 
     same = run("db", "copy", "--to", f"sqlite:///{tmp_path}/../{tmp_path.name}/harbor.db")
     assert same.returncode == 2 and "names the store being copied" in same.stderr
