@@ -57,6 +57,7 @@ READS_EXISTING_STORE: set[str | tuple[str, str]] = {
     ("units", "list"),
     ("keys", "export"),
     ("db", "copy"),
+    ("db", "status"),
     ("tokens", "list"),
 }
 
@@ -384,8 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="the database").add_subparsers(dest="db_command", required=True)
     db.add_parser("init", help="create the schema (safe to run again, or from two places at once)")
     from api.cli_db_copy import add_copy_command
+    from api.cli_db_status import add_status_command
 
     add_copy_command(db)
+    add_status_command(db)
 
     units = sub.add_parser("units", help="register and list units").add_subparsers(
         dest="units_command", required=True
@@ -551,6 +554,10 @@ def dispatch(registry: Registry, args: argparse.Namespace) -> int:
         from api.cli_db_copy import run_copy
 
         return run_copy(registry, args)
+    elif command == "db" and args.db_command == "status":
+        from api.cli_db_status import run_status
+
+        return run_status(registry, args)
     elif command == "db":
         config = parse_database_url(database_url())
         _create_every_table(registry)
