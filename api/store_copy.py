@@ -163,10 +163,10 @@ def copy_store(
     src, dst = _Store(source), _Store(target)
     if src.identity() == dst.identity():
         raise CopyRefused("the target is the store being copied; name another database")
-    _make_side_tables(target)
     before = _fingerprint(src)
     report = CopyReport(head=source.position())
     report.already = _resume_from(src, dst)
+    _make_side_tables(target)  # only once the target is known to be this copy's
     position = report.already
     step("events", position, report.head)
     while position < report.head:

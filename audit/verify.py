@@ -656,7 +656,7 @@ def _check_witness(
                 Finding(
                     WITNESS,
                     f"{where}: the witness saw {entry.tree_size} sealed events"
-                    f" ({entry.signed_at}); the log now has only {tree.size}",
+                    f" ({entry.signed_at}); the database's tree now covers only {tree.size}",
                     tree.size,
                 )
             )

@@ -176,6 +176,10 @@ def test_an_interrupted_copy_goes_on_and_a_foreign_target_is_refused(
         with pytest.raises(CopyRefused, match="copy into an empty database"):
             copy_store(registry, other)
         assert _log(other) == before
+        tables = Db(other.recorder.datastore).query(  # type: ignore[attr-defined]
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        )
+        assert ("harbor_tokens",) not in tables  # not even an empty table was made there
     finally:
         other.close()
 
