@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import date
+import sys
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from api.cli_args import add_command
@@ -20,17 +21,23 @@ from store.tokens import TokenStore
 
 def add_status_command(db: Any) -> None:
     """Register `db status` under `harbor db`."""
-    add_command(
+    p = add_command(
         db,
         "status",
         summary="the store at a glance: log, read models' lag, last seal and check, tokens",
         description="Print where the store is, its log position, how far the read models"
         " have folded it (the lag), the audit log's unsealed events, last signed tree head"
-        " and last verification, and how many credentials are live. --json for a script or"
-        " a cron job; the exit status is 0 whatever it finds (GET /healthz serves the"
-        " running server's).",
-        example="harbor db status --json",
+        " and last verification, and how many credentials are live. --json for a script."
+        " For a cron job, give limits: it exits 1 naming each one exceeded (0 otherwise).",
+        example="harbor db status --max-lag 1000 --max-unsealed 5000 --max-check-age 7",
     )
+    p.add_argument("--max-lag", type=int, metavar="EVENTS",
+                   help="exit 1 if the read models are more than this many events behind")
+    p.add_argument("--max-unsealed", type=int, metavar="EVENTS",
+                   help="exit 1 if more than this many events are not under a signed head")
+    p.add_argument("--max-check-age", type=int, metavar="DAYS",
+                   help="exit 1 if the last `harbor verify` is older than this, failed, or"
+                   " never ran")
 
 
 def store_status(registry: Registry, today: date) -> dict[str, Any]:
@@ -51,12 +58,39 @@ def store_status(registry: Registry, today: date) -> dict[str, Any]:
     }
 
 
+def exceeded(found: dict[str, Any], args: argparse.Namespace, now: datetime) -> list[str]:
+    """The limits given that the status breaks, each said as an operator reads it."""
+    broken = []
+    if args.max_lag is not None and found["projection_lag"] > args.max_lag:
+        broken.append(f"the read models are {found['projection_lag']} events behind"
+                      f" (limit {args.max_lag}): is the follower running?")
+    unsealed = found["audit"]["unsealed_events"]
+    if args.max_unsealed is not None and unsealed > args.max_unsealed:
+        broken.append(f"{unsealed} events are not sealed (limit {args.max_unsealed}):"
+                      " is the signing key there? run `harbor seal`")
+    if args.max_check_age is not None:
+        check = found["audit"]["last_verification"]
+        if check is None:
+            broken.append("`harbor verify` never ran on this store")
+        elif not check["ok"]:
+            broken.append(f"the last `harbor verify` ({check['verified_at']}) found a change")
+        else:
+            at = datetime.fromisoformat(check["verified_at"].replace("Z", "+00:00"))
+            if now - at > timedelta(days=args.max_check_age):
+                broken.append(f"the last `harbor verify` ran {check['verified_at']}, more than"
+                              f" {args.max_check_age} days ago")
+    return broken
+
+
 def run_status(registry: Registry, args: argparse.Namespace) -> int:
-    """Print the status."""
+    """Print the status; exit 1 if a limit given is exceeded."""
     found = store_status(registry, registry.clock())
+    broken = exceeded(found, args, datetime.now(UTC))
+    for problem in broken:
+        print(f"harbor db status: {problem}", file=sys.stderr)
     if args.json:
         print(json.dumps(found, ensure_ascii=False))
-        return 0
+        return 1 if broken else 0
     audit = found["audit"]
     head = audit["last_tree_head"]
     check = audit["last_verification"]
@@ -72,4 +106,4 @@ def run_status(registry: Registry, args: argparse.Namespace) -> int:
         f"{check['verified_at']}: {'ok' if check['ok'] else 'CHANGED'},"
         f" {check['events_checked']} events" if check else "never (run `harbor verify`)"))
     print(f"credentials  {found['tokens']['live']} live of {found['tokens']['issued']} issued")
-    return 0
+    return 1 if broken else 0

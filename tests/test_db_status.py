@@ -60,3 +60,39 @@ def test_status_says_how_far_the_read_models_and_the_seals_are_behind_the_log(
     assert f"folded to {folded} (lag {later - folded} events)" in text
     assert f"key {signer.key_id}" in text and "never (run `harbor verify`)" in text
     assert "1 live of 2 issued" in text
+
+
+def test_limits_make_a_cron_job_exit_1_naming_what_is_behind(
+    registry: Registry, store_url: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Lag, unsealed events and the last check, each against the limit given."""
+    monkeypatch.setenv("HARBOR_DATABASE_URL", store_url)
+    load_article_cases(registry)  # nothing folded, nothing sealed, never verified
+    lag = registry.position()
+
+    def status(*limits: str) -> tuple[int, str]:
+        code = main(["db", "status", *limits])
+        return code, capsys.readouterr().err
+
+    assert status("--max-lag", str(lag), "--max-unsealed", str(lag)) == (0, "")
+    code, said = status("--max-lag", str(lag - 1))
+    assert code == 1 and f"the read models are {lag} events behind (limit {lag - 1})" in said
+    code, said = status("--max-unsealed", "0")
+    assert code == 1 and f"{lag} events are not sealed (limit 0)" in said
+    code, said = status("--max-check-age", "7")
+    assert code == 1 and "`harbor verify` never ran" in said
+
+    audit = AuditLog(registry.recorder)
+    audit.store.add_verification(False, lag, "edited at 3: …")
+    code, said = status("--max-check-age", "7")
+    assert code == 1 and "found a change" in said
+    audit.store.add_verification(True, lag, None)
+    assert status("--max-check-age", "7") == (0, "")
+    with Db(registry.recorder.datastore).transaction() as cur:  # type: ignore[attr-defined]
+        cur.execute(  # a check that passed, long ago
+            "INSERT INTO harbor_verifications (verified_at, ok, events_checked)"
+            " VALUES ('2026-01-05T08:00:00Z', 1, 26)"
+        )
+    code, said = status("--max-check-age", "7")
+    assert code == 1 and "ran 2026-01-05T08:00:00Z, more than 7 days ago" in said
