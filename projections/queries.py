@@ -22,6 +22,7 @@ from domain.errors import InvalidInput, NotFound
 from domain.registry import Registry
 from projections import judgements as j
 from projections.schema import COLUMNS, ensure_schema, view
+from projections.writer import IN_CHUNK
 from store.sql import Db
 
 Rec = dict[str, Any]
@@ -98,7 +99,6 @@ ROSTER_AFTER_SQL = (
 ROSTER_LIMIT = 1000  # members per page at most
 ROSTER_PAGE = 200  # members per page unless asked otherwise
 MAX_OFFSET = 2**62  # what both backends' integers hold
-_IN_CHUNK = 500  # ids per IN list
 
 
 def next_cursor(member: Rec) -> str:
@@ -156,8 +156,8 @@ class ReadModels:
     def member_names(self, member_ids: set[str]) -> dict[str, str]:
         """Each member's name, a few hundred ids per statement."""
         ids, found = sorted(member_ids), dict[str, str]()
-        for start in range(0, len(ids), _IN_CHUNK):
-            chunk = ids[start : start + _IN_CHUNK]
+        for start in range(0, len(ids), IN_CHUNK):
+            chunk = ids[start : start + IN_CHUNK]
             rows = self.db.query(
                 f"SELECT member_id, name FROM {view('members')}"
                 f" WHERE member_id IN ({self.db.placeholders(len(chunk))})",

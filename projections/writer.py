@@ -31,7 +31,7 @@ KEYS: dict[str, list[str]] = {
     "trail": ["position"],
 }
 MEMBER_TABLES = ("members", "cases", "referrals", "letters", "overrides")
-_IN_CHUNK = 500
+IN_CHUNK = 500  # ids per IN list (also the read models')
 # Up to this many rows a PostgreSQL merge is a pipelined INSERT … ON CONFLICT per row;
 # beyond, COPY into a staging table and one merge. The staging costs four statements
 # per table whatever the rows, which made a follower's batches of a few events (a
@@ -188,8 +188,8 @@ class RowWriter:
         if self.db.backend == "postgres":
             cur.execute(f"DELETE FROM {table} WHERE member_id = ANY(?)", (member_ids,))
             return
-        for i in range(0, len(member_ids), _IN_CHUNK):
-            chunk = member_ids[i : i + _IN_CHUNK]
+        for i in range(0, len(member_ids), IN_CHUNK):
+            chunk = member_ids[i : i + IN_CHUNK]
             cur.execute(
                 f"DELETE FROM {table} WHERE member_id IN ({', '.join('?' * len(chunk))})", chunk
             )
