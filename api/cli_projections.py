@@ -25,6 +25,7 @@ from api.cli_args import add_command, iso_date, member_ref
 from domain.errors import NotFound
 from domain.registry import Registry
 from projections.history import member_history
+from projections.judgements import DUE_WITHIN_DAYS, DUE_WITHIN_MAX
 from projections.queries import ROSTER_LIMIT, ROSTER_PAGE, ReadModels
 from projections.runner import DEFAULT_BATCH, REBUILD_BATCH, Projector, default_workers, rebuild
 from store.lease import lease_for
@@ -69,8 +70,18 @@ def add_commands(sub: Any) -> None:
     case.add_argument("case_id", help="the case id (from inquiry, status or history)")
     on(case)
 
-    queue = sub.add_parser("queue", help="a unit's queues: 待办, 未办结, cases it answered first")
+    queue = sub.add_parser(
+        "queue", help="a unit's queues: 待办, 未办结, cases it answered first, 预警 (due soon)"
+    )
     queue.add_argument("unit", help="the unit's code")
+    queue.add_argument(
+        "--within",
+        type=int,
+        default=DUE_WITHIN_DAYS,
+        metavar="DAYS",
+        help="预警: the breaches against the unit that begin within this many days unless"
+        f" someone acts, 0 to {DUE_WITHIN_MAX} (0: none; default %(default)s)",
+    )
     on(queue)
 
     roster = add_command(
@@ -194,7 +205,9 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
             print(render_case(data, _unit_names(models)))
     elif command == "queue":
         registry.unit(args.unit)  # an unknown code is refused (UNKNOWN_UNIT), not an empty queue
-        _show_queue(models.unit_queue(args.unit, args.on, names=True), args.json)
+        _show_queue(
+            models.unit_queue(args.unit, args.on, names=True, within=args.within), args.json
+        )
     elif command == "roster":
         registry.unit(args.unit)  # an unknown code is refused (UNKNOWN_UNIT), not an empty list
         # CSV is for a spreadsheet: the whole roster unless a page was asked for.
@@ -276,6 +289,7 @@ def _show_queue(data: dict[str, Any], as_json: bool) -> None:
         ("待办 (waiting for us)", "todo"),
         ("未办结 (waiting for the other side)", "waiting_on_others"),
         ("cases we answered first", "first_responder_cases"),
+        (f"预警 (breaches due within {data['due_within_days']} days)", "due_soon"),
     ):
         print(f"  {title}: {len(data[key])}")
         for item in data[key]:

@@ -23,6 +23,8 @@ DECLINED_LEFT_DAYS = 14
 STALLED_DAYS = 30
 RECEIPT_DUE_DAYS = 30
 LOST_CONTACT_MONTHS = 6
+DUE_WITHIN_DAYS = 14  # how far ahead a unit's queue warns of breaches (预警)
+DUE_WITHIN_MAX = 90
 
 
 def d(text: str | None) -> date | None:
@@ -234,14 +236,21 @@ def override_findings(overrides: list[Rec]) -> list[Finding]:
     ]
 
 
-def r5_findings(cases: list[Rec], referrals: dict[str, list[Rec]], on: date) -> list[Finding]:
-    """R5: dropped cases and stalled cases, against the first responder."""
+def r5_findings(
+    cases: list[Rec], referrals: dict[str, list[Rec]], on: date, known_by: date | None = None
+) -> list[Finding]:
+    """R5: dropped cases and stalled cases, against the first responder.
+
+    ``known_by``: judge on ``on`` what had happened by this earlier date, as if nothing
+    happened after it (a warning of what is coming, see ``due_soon``); default ``on``.
+    """
+    seen = on if known_by is None else known_by
     found: list[Finding] = []
     for case in cases:
-        if d(case["opened_on"]) > on:  # type: ignore[operator]
+        if d(case["opened_on"]) > seen:  # type: ignore[operator]
             continue
-        case = case_on(case, on)
-        made = referrals_on(referrals.get(case["case_id"], []), on)
+        case = case_on(case, seen)
+        made = referrals_on(referrals.get(case["case_id"], []), seen)
         outcome, since = case_outcome(case, made, on)
         if outcome == "dropped" and since is not None:
             found.append(
@@ -273,11 +282,12 @@ def r5_findings(cases: list[Rec], referrals: dict[str, list[Rec]], on: date) -> 
     return found
 
 
-def r6_findings(letters: list[Rec], on: date) -> list[Finding]:
-    """R6: letters past valid-until with no attachment; receipts not back in 30 days."""
+def r6_findings(letters: list[Rec], on: date, known_by: date | None = None) -> list[Finding]:
+    """R6: letters past valid-until with no attachment; receipts not back in 30 days
+    (``known_by`` as for ``r5_findings``)."""
     found: list[Finding] = []
     for issued in letters:
-        letter = letter_on(issued, on)
+        letter = letter_on(issued, on if known_by is None else known_by)
         if letter is None:
             continue
         valid_until = date.fromisoformat(letter["valid_until"])
@@ -316,14 +326,17 @@ def r6_findings(letters: list[Rec], on: date) -> list[Finding]:
     return found
 
 
-def lost_contact(signs: list[tuple[date, date]], on: date) -> tuple[date, date | None] | None:
+def lost_contact(
+    signs: list[tuple[date, date]], on: date, known_by: date | None = None
+) -> tuple[date, date | None] | None:
     """R7: the latest stretch of more than six months without word of the member, by ``on``.
 
     ``signs`` are (heard from on, good through): dues paid for months ahead keep the
     member in good standing until those months end, counted from the day they came in.
     Returns (since, resolved) — resolved is None while it lasts — or None.
     """
-    known = sorted((heard, through) for heard, through in signs if heard <= on)
+    seen = on if known_by is None else known_by
+    known = sorted((heard, through) for heard, through in signs if heard <= seen)
     if not known:
         return None
     latest: tuple[date, date | None] | None = None
@@ -351,11 +364,16 @@ def signs_of_life(member: Rec) -> list[tuple[date, date]]:
     ]
 
 
-def r7_finding(member: Rec, on: date, periods: Holdings | None = None) -> Finding | None:
-    """R7 for one member, against its holder (``periods``: its holdings, if parsed already)."""
-    episode = lost_contact(signs_of_life(member), on)
+def r7_finding(
+    member: Rec, on: date, periods: Holdings | None = None, known_by: date | None = None
+) -> Finding | None:
+    """R7 for one member, against its holder (``periods``: its holdings, if parsed already;
+    ``known_by`` as for ``r5_findings``)."""
+    episode = lost_contact(signs_of_life(member), on, known_by)
     if episode is None:
         return None
+    if known_by is not None:
+        periods = holdings_known_by(periods if periods is not None else holdings(member), known_by)
     holder = holder_on(member, episode[0], periods) or member["holder_unit_id"]
     return Finding(
         "R7", "breach", member["member_id"], None, holder, episode[0], episode[1], "lost contact"
@@ -374,6 +392,15 @@ def holdings(member: Rec) -> Holdings:
     ]
 
 
+def holdings_known_by(periods: Holdings, day: date) -> Holdings:
+    """The holdings as they stood on ``day``: later ones left out, a later end not yet known."""
+    return [
+        (unit, since, until if until is not None and until <= day else None)
+        for unit, since, until in periods
+        if since <= day
+    ]
+
+
 def holder_on(member: Rec, day: date, periods: Holdings | None = None) -> str | None:
     """Who held the member on ``day``."""
     held = [
@@ -385,15 +412,24 @@ def holder_on(member: Rec, day: date, periods: Holdings | None = None) -> str | 
 
 
 def r8_findings(
-    member: Rec, dissolved: dict[str, date], on: date, periods: Holdings | None = None
+    member: Rec,
+    dissolved: dict[str, date],
+    on: date,
+    periods: Holdings | None = None,
+    known_by: date | None = None,
 ) -> list[Finding]:
-    """R8: held by a dissolved unit, from its dissolution until someone took the member in."""
+    """R8: held by a dissolved unit, from its dissolution until someone took the member in
+    (``known_by`` as for ``r5_findings``)."""
     found: list[Finding] = []
     if not dissolved:
         return found
-    for unit, since, until in periods if periods is not None else holdings(member):
+    periods = periods if periods is not None else holdings(member)
+    seen = on
+    if known_by is not None:
+        periods, seen = holdings_known_by(periods, known_by), known_by
+    for unit, since, until in periods:
         gone = dissolved.get(unit)
-        if gone is None or gone > on or (until is not None and gone >= until):
+        if gone is None or gone > seen or (until is not None and gone >= until):
             continue
         resolved = until if until is not None and until <= on else None
         found.append(
@@ -409,3 +445,40 @@ def r8_findings(
             )
         )
     return found
+
+
+# --- early warnings (预警) ---------------------------------------------------------------
+
+
+def due_soon(found_later: list[Finding], on: date) -> list[Finding]:
+    """The breaches that begin after ``on`` among ``found_later`` (findings judged on a
+    later date of what had happened by ``on``: ``known_by=on``): what will be a breach
+    unless someone acts first.
+
+    That is exact because every time-dependent finding is a window counted from recorded
+    dates (R5's 14 and 30 days, R6's valid-until and 30 days, R7's six months): with
+    nothing recorded, only the calendar moves.
+    """
+    return [
+        f
+        for f in found_later
+        if f.severity == "breach" and f.since > on and f.resolved is None
+    ]
+
+
+def what_to_do(finding: Finding) -> str:
+    """What the unit can still do before a coming breach begins, in a clerk's words."""
+    if finding.rule == "R5" and finding.detail == "stalled":
+        return "nobody has acted in this case for a month: record the next step in the case"
+    if finding.rule == "R5":
+        return (
+            "a referral this unit made is not taken up (not accepted, or declined with"
+            " nothing done since): follow it up in the case, or take the member in"
+        )
+    if finding.rule == "R6" and finding.detail.endswith("receipt overdue"):
+        return "the return receipt is due: ask the receiving unit for it, or record it if it came"
+    if finding.rule == "R6":
+        return "the letter runs out: see that the member attaches before then, or issue a new one"
+    if finding.rule == "R7":
+        return "no word of the member for almost six months: record a contact, dues or activity"
+    return "act in the case before the date"

@@ -12,7 +12,7 @@ import statistics
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from operator import attrgetter
 from typing import Any
 from uuid import UUID
@@ -299,10 +299,23 @@ class ReadModels:
 
     # --- queues ------------------------------------------------------------------------
 
-    def unit_queue(self, unit_id: str, on: date | None = None, *, names: bool = False) -> Rec:
-        """待办, 未办结 and the open cases a unit answered first; with ``names``, each item's
-        ``member_name`` too (for readers who may read those members: see the route)."""
+    def unit_queue(
+        self,
+        unit_id: str,
+        on: date | None = None,
+        *,
+        names: bool = False,
+        within: int = j.DUE_WITHIN_DAYS,
+    ) -> Rec:
+        """待办, 未办结, the open cases a unit answered first, and 预警: the breaches against
+        it that begin within ``within`` days unless someone acts; with ``names``, each
+        item's ``member_name`` too (for readers who may read those members: see the route)."""
         day = self._today(on)
+        if not isinstance(within, int) or not 0 <= within <= j.DUE_WITHIN_MAX:
+            raise InvalidInput(
+                f"within is a number of days from 0 to {j.DUE_WITHIN_MAX} (got {within!r})",
+                field="within",
+            )
         todo: list[Rec] = []
         waiting: list[Rec] = []
         for letter in _recs(
@@ -381,10 +394,12 @@ class ReadModels:
                     "stalled": j.stalled_since(case, day) is not None,
                 }
             )
+        due = self._due_soon(unit_id, day, within)
         key = lambda item: item["since"] if "since" in item else item["opened_on"]  # noqa: E731
         if names:
-            named = self.member_names({item["member_id"] for item in (*todo, *waiting, *first)})
-            for item in (*todo, *waiting, *first):
+            items = (*todo, *waiting, *first, *due)
+            named = self.member_names({item["member_id"] for item in items})
+            for item in items:
                 item["member_name"] = named.get(item["member_id"])
         return {
             "unit_id": unit_id,
@@ -392,7 +407,29 @@ class ReadModels:
             "todo": sorted(todo, key=key),
             "waiting_on_others": sorted(waiting, key=key),
             "first_responder_cases": sorted(first, key=key),
+            "due_within_days": within,
+            "due_soon": due,
         }
+
+    def _due_soon(self, unit_id: str, day: date, within: int) -> list[Rec]:
+        """预警: breaches against the unit that begin in the next ``within`` days, soonest
+        first, each with what the unit can still do."""
+        if within == 0:
+            return []
+        later = self.findings(on=day + timedelta(days=within), unit_id=unit_id, known_by=day)
+        return [
+            {
+                "kind": "breach",
+                "rule": f.rule,
+                "member_id": f.member_id,
+                "case_id": f.case_id,
+                "due_on": f.since.isoformat(),
+                "days_left": (f.since - day).days,
+                "detail": f.detail,
+                "action": j.what_to_do(f),
+            }
+            for f in sorted(j.due_soon(later, day), key=attrgetter("since", "rule", "member_id"))
+        ]
 
     # --- scorecards ------------------------------------------------------------------------
 
@@ -448,8 +485,10 @@ class ReadModels:
         severity: str | None = None,
         open_only: bool = False,
         member_id: str | None = None,
+        known_by: date | None = None,
     ) -> list[j.Finding]:
-        """Compliance findings judged on ``on``, filtered as asked."""
+        """Compliance findings judged on ``on``, filtered as asked (``known_by``: of what had
+        happened by that earlier date, as ``judge_findings`` says)."""
         day = self._today(on)
         if unit_id is not None and "\x00" in unit_id:
             return []  # no unit's code holds one (and PostgreSQL's text cannot)
@@ -480,7 +519,7 @@ class ReadModels:
         for r in rows("referrals", answered_first, unit, order="ORDER BY version"):
             referrals[r["case_id"]].append(r)
         found = judge_findings(
-            members, cases, referrals, letters, overrides, self._dissolved(), day
+            members, cases, referrals, letters, overrides, self._dissolved(), day, known_by
         )
         return [
             f
@@ -500,19 +539,26 @@ def judge_findings(
     overrides: list[Rec],
     dissolved: dict[str, date],
     on: date,
+    known_by: date | None = None,
 ) -> list[j.Finding]:
-    """Every finding the rows support on ``on`` (also used for "as of" histories)."""
-    found = [f for f in j.override_findings(overrides) if f.since <= on]
-    found += j.r5_findings(cases, referrals, on)
-    found += j.r6_findings(letters, on)
+    """Every finding the rows support on ``on`` (also used for "as of" histories).
+
+    With ``known_by`` (a date before ``on``): of what had happened by then, as if nothing
+    were recorded after it — the breaches that will have begun by ``on`` unless someone
+    acts (预警, ``ReadModels.unit_queue``).
+    """
+    seen = on if known_by is None else known_by
+    found = [f for f in j.override_findings(overrides) if f.since <= seen]
+    found += j.r5_findings(cases, referrals, on, known_by)
+    found += j.r6_findings(letters, on, known_by)
     for member in members:
         # Parsed once for both rules, and only when one of them needs it.
         periods = j.holdings(member) if dissolved else None
-        r7 = j.r7_finding(member, on, periods)
+        r7 = j.r7_finding(member, on, periods, known_by)
         if r7 is not None:
             found.append(r7)
         if periods:
-            found += j.r8_findings(member, dissolved, on, periods)
+            found += j.r8_findings(member, dissolved, on, periods, known_by)
     return sorted(found, key=attrgetter("since", "rule", "member_id"))
 
 

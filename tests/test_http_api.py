@@ -576,14 +576,30 @@ def test_unit_queue_as_json_and_csv(article: Article) -> None:
     assert (referral["kind"], referral["to"], referral["handover"]) == (
         "referral", "home-county", "cold"
     )
+    # 预警: nobody has acted in the case since 1 September; it stalls on 2 October.
+    (due,) = data["due_soon"]
+    assert (due["rule"], due["detail"], due["due_on"], due["days_left"]) == (
+        "R5", "stalled", "2011-10-02", 13
+    )
+    assert due["member_name"] == "刘洋" and data["due_within_days"] == 14
 
     rows = csv_rows(api.get("/units/sh-residence-center/queue", center,
                             params={"on": "2011-09-19"}, headers={"Accept": "text/csv"}))
     assert [(r["queue"], r["case_id"], r["member_id"]) for r in rows] == [
         ("waiting_on_others", referral["case_id"], referral["member_id"]),
         ("first_responder_cases", first["case_id"], first["member_id"]),
+        ("due_soon", due["case_id"], due["member_id"]),
     ]
     assert rows[0]["to"] == "home-county"
+    assert (rows[2]["rule"], rows[2]["due_on"], rows[2]["action"]) == (
+        "R5", "2011-10-02", due["action"]
+    )
+    quiet = api.get("/units/sh-residence-center/queue", center,
+                    params={"on": "2011-09-19", "within": 12}).json()
+    assert quiet["due_soon"] == [] and quiet["due_within_days"] == 12
+    for within in ("-1", "91", "two"):
+        refused(api.get("/units/sh-residence-center/queue", center, params={"within": within}),
+                422, "INVALID_INPUT", "within")
 
     # A letter in flight shows in the addressee's 待办 and the issuer's 未办结.
     univ = api.token("sh-univ")
@@ -624,10 +640,10 @@ def test_queue_csv_keeps_every_field_of_every_row(article: Article) -> None:
                             headers={"Accept": "text/csv"}))
     items = [
         {"queue": name, **item}
-        for name in ("todo", "waiting_on_others", "first_responder_cases")
+        for name in ("todo", "waiting_on_others", "first_responder_cases", "due_soon")
         for item in data[name]
     ]
-    assert len(rows) == len(items) == 2
+    assert len(rows) == len(items) == 3
     for row, item in zip(rows, items, strict=True):
         assert {k: row.get(k) for k in item} == {k: as_text(v) for k, v in item.items()}
 

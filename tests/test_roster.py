@@ -199,6 +199,12 @@ def test_a_parent_unit_reads_its_sub_units_queue_but_not_their_members(api: Api)
     assert theirs.status_code == 200
     assert [c["member_id"] for c in theirs.json()["first_responder_cases"]] == [str(member)]
     assert "member_name" not in theirs.json()["first_responder_cases"][0]
+    # So with its warnings (预警): on 20 March the case stalls in 12 days.
+    early = {"on": "2021-03-20"}
+    (warned,) = api.get("/units/zb-factory/queue", own, params=early).json()["due_soon"]
+    assert (warned["rule"], warned["due_on"], warned["member_name"]) == ("R5", "2021-04-01", "孙八")
+    (told,) = api.get("/units/zb-factory/queue", parent, params=early).json()["due_soon"]
+    assert told["member_id"] == str(member) and "member_name" not in told
     refused(api.get("/units/zb-factory/members", parent), 403, "FORBIDDEN")
     listed = api.get("/units/zb-factory/members", own,
                      params={"min_position": api.registry.position()}).json()

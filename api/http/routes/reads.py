@@ -42,7 +42,7 @@ from domain.errors import InvalidInput, NotFound
 from domain.member_state import Case, MemberState
 from domain.registry import Registry
 from projections.history import member_history
-from projections.judgements import Finding
+from projections.judgements import DUE_WITHIN_DAYS, DUE_WITHIN_MAX, Finding
 from projections.queries import (
     MAX_OFFSET,
     MEMBER_STATUS_SQL,
@@ -203,7 +203,7 @@ def accept_quality(accept: str, media: str) -> float:
 QUEUE_COLUMNS = (
     "queue", "kind", "member_id", "member_name", "case_id", "letter_no", "since", "valid_until",
     "days_left", "from", "to",
-    "handover", "opened_on", "outcome", "stalled",
+    "handover", "opened_on", "outcome", "stalled", "rule", "due_on", "detail", "action",
 )
 SCORECARD_COLUMNS = tuple(f.name for f in fields(ScoreCard))
 ROSTER_COLUMNS = (
@@ -397,18 +397,29 @@ def queue(
     models: ModelsDep,
     request: Request,
     on: OnQuery = None,
+    within: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=DUE_WITHIN_MAX,
+            description="预警: list the breaches against this unit that begin within this"
+            f" many days unless someone acts (0: none; default {DUE_WITHIN_DAYS})",
+        ),
+    ] = DUE_WITHIN_DAYS,
 ) -> Any:
-    """待办 (waiting for this unit), 未办结 (waiting for the other side), first-responder cases."""
+    """待办 (waiting for this unit), 未办结 (waiting for the other side), first-responder
+    cases, and 预警 (``due_soon``: breaches against it that begin within ``within`` days
+    unless someone acts, soonest first, each with what it can still do)."""
     registry.unit(unit_id)
     may_read_unit(registry, caller, unit_id)
     # Every member in a unit's own queue is one it may read (it holds them, receives them
     # or took part in their case); a parent reading a sub-unit's queue is not, so no names.
     names = caller.role != "unit" or unit_id == caller.credential.unit_id
-    data = models.unit_queue(unit_id, on, names=names)
+    data = models.unit_queue(unit_id, on, names=names, within=within)
     if _wants_csv(request):
         rows = [
             {"queue": name, **item}
-            for name in ("todo", "waiting_on_others", "first_responder_cases")
+            for name in ("todo", "waiting_on_others", "first_responder_cases", "due_soon")
             for item in data[name]
         ]
         return _csv(rows, QUEUE_COLUMNS)

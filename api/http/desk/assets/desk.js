@@ -206,6 +206,15 @@ async function showQueue(unit, query) {
     ["outcome 结果", (c) => c.outcome],
     ["stalled 停滞", (c) => (c.stalled ? "yes 是" : "no 否")],
   ];
+  // 预警: breaches against this unit that begin within the next days unless someone acts.
+  const dueSoon = [
+    ["due 到期", (w) => `${w.due_on} (${w.days_left})`],
+    ["rule 规则", (w) => w.rule],
+    ["member 党员", (w) => memberLink(w.member_id, w.member_name)],
+    ["case 事项", (w) => caseLink(w.case_id)],
+    ["what 事由", (w) => w.detail],
+    ["to do 应办", (w) => w.action],
+  ];
   const content = el("div", {},
     form([["unit", "unit 单位"], ["on", "on 日期", "date"]],
       (v) => go(`queue/${v.unit || me.unit_id}`, { on: v.on }), { unit, on: query.on }),
@@ -213,7 +222,8 @@ async function showQueue(unit, query) {
     csvButton(`units/${encodeURIComponent(unit)}/queue`, { on: query.on }, `queue-${unit}.csv`),
     el("h3", {}, "待办 waiting for this unit"), table(letterOrReferral, queue.todo),
     el("h3", {}, "未办结 waiting on others"), table(letterOrReferral, queue.waiting_on_others),
-    el("h3", {}, "首问 open cases this unit answered first"), table(firsts, queue.first_responder_cases));
+    el("h3", {}, "首问 open cases this unit answered first"), table(firsts, queue.first_responder_cases),
+    el("h3", {}, `预警 breaches due within ${queue.due_within_days} days unless someone acts`), table(dueSoon, queue.due_soon));
   view.replaceChildren(content);
   nameMembers(content);  // a parent reading a sub-unit's queue gets no names with it
 }
