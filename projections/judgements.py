@@ -169,12 +169,17 @@ def case_outcome(case: Rec, referrals: list[Rec], on: date) -> tuple[str, date |
 
     ``case`` and ``referrals`` as they stood on ``on`` (``case_on``, ``referrals_on``).
     """
-    for referral in referrals:
-        if referral["from_unit_id"] != case["first_responder"]:
-            continue
-        state, since = referral_state(referral, case, on)
-        if state in ("cold", "declined_and_left") and since is not None and since <= on:
-            return "dropped", since
+    # Dropped from the earliest drop among the first responder's referrals, whichever
+    # was made first: a later cold referral may drop the case before a warm one goes cold.
+    drops = [
+        since
+        for referral in referrals
+        if referral["from_unit_id"] == case["first_responder"]
+        for state, since in (referral_state(referral, case, on),)
+        if state in ("cold", "declined_and_left") and since is not None and since <= on
+    ]
+    if drops:
+        return "dropped", min(drops)
     if case["closed_by"] == "withdrawn":
         return "withdrawn", d(case["closed_on"])
     if case["closed_by"] == "activity":
@@ -292,8 +297,10 @@ def r6_findings(letters: list[Rec], on: date, known_by: date | None = None) -> l
             continue
         valid_until = date.fromisoformat(letter["valid_until"])
         settled = d(letter["settled_on"])
+        # Settled after it ran out (attached, voided or declined late): it was a pocket
+        # letter from the day after valid-until until then.
         unused = settled is None or settled > valid_until
-        if on > valid_until and unused and letter["status"] != "declined":
+        if on > valid_until and unused:
             resolved = settled if settled is not None and settled <= on else None
             found.append(
                 Finding(
@@ -340,15 +347,20 @@ def lost_contact(
     if not known:
         return None
     latest: tuple[date, date | None] | None = None
+    lost: date | None = None  # since when the member is without word, while that lasts
     good_through = known[0][1]
     for heard, through in known[1:]:
         since = add_months(good_through, LOST_CONTACT_MONTHS) + timedelta(days=1)
-        if heard >= since:
-            latest = (since, heard)
         good_through = max(good_through, through)
+        if heard >= since:
+            lost = lost or since
+            # Dues paid late for months long past are no word from the member now: the
+            # stretch goes on unless the months they cover reach back within six months.
+            if heard < add_months(good_through, LOST_CONTACT_MONTHS) + timedelta(days=1):
+                latest, lost = (lost, heard), None
     since = add_months(good_through, LOST_CONTACT_MONTHS) + timedelta(days=1)
     if on >= since:
-        latest = (since, None)
+        latest = (lost or since, None)
     return latest
 
 

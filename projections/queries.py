@@ -20,6 +20,7 @@ from uuid import UUID
 from domain import rules
 from domain.errors import InvalidInput, NotFound
 from domain.registry import Registry
+from domain.values import LAST_DAY
 from projections import judgements as j
 from projections.schema import COLUMNS, ensure_schema, view
 from projections.writer import IN_CHUNK
@@ -416,7 +417,9 @@ class ReadModels:
         first, each with what the unit can still do."""
         if within == 0:
             return []
-        later = self.findings(on=day + timedelta(days=within), unit_id=unit_id, known_by=day)
+        # The registry's calendar ends with 2999: nothing can begin after its last day.
+        last = min(day + timedelta(days=within), LAST_DAY)
+        later = self.findings(on=last, unit_id=unit_id, known_by=day)
         return [
             {
                 "kind": "breach",

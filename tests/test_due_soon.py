@@ -180,6 +180,8 @@ def test_every_warning_is_a_breach_that_begins_on_its_day_when_nothing_more_is_r
 
 def test_a_window_out_of_range_is_refused_naming_within(registry: Registry) -> None:
     models = _models(registry)
+    # The calendar's last day has nothing after it to warn of: an answer, not a refusal.
+    assert models.unit_queue(DANING, date(2999, 12, 31), within=90)["due_soon"] == []
     for bad in (-1, 91):
         with pytest.raises(InvalidInput) as caught:
             models.unit_queue(DANING, TODAY, within=bad)

@@ -220,3 +220,80 @@ def test_dues_paid_for_months_ahead_keep_the_member_in_contact_until_they_end(
     assert r7(date(2021, 6, 1)) == []  # paid through 2022: not lost, though unheard of since
     assert r7(date(2023, 6, 30)) == []
     assert r7(date(2023, 7, 1)) == [("2023-07-01", None)]
+
+
+def test_a_case_is_dropped_from_its_earliest_drop_whichever_referral_came_first(
+    registry: Registry,
+) -> None:
+    """A warm referral going cold on the 16th does not move a drop that a cold referral
+    made on the 5th."""
+    member = _member(registry)
+    case = _case(registry, member, date(2025, 6, 1))
+    _refer(registry, member, date(2025, 6, 1), "warm")  # never answered: cold from 6/16
+    registry.refer_case(
+        as_unit(DANING), member, occurred_on=date(2025, 6, 5), to_unit_id=RESIDENCE,
+        handover="cold", reason="建议去居住地",
+    )  # fmt: skip
+    models = _models(registry)
+
+    for on in (date(2025, 6, 10), date(2025, 6, 20)):
+        assert models.case(case, on)["outcome_since"] == "2025-06-05", on
+    assert _r5(models, date(2025, 6, 20)) == {("dropped", "2025-06-05", None)}
+
+
+def test_dues_paid_late_for_months_long_past_do_not_end_a_lost_contact_stretch(
+    registry: Registry,
+) -> None:
+    """R7 counts from the end of the months dues cover: months paid for long after they
+    passed are no word from the member, and the stretch since October 2024 goes on."""
+    member = _member(registry)
+    registry.receive_dues(
+        as_unit(RESIDENCE), member, occurred_on=date(2024, 3, 15), months_from="2023-04",
+        months_to="2024-03", amount="12.00",
+    )  # fmt: skip
+    registry.receive_dues(
+        as_unit(RESIDENCE), member, occurred_on=date(2026, 3, 1), months_from="2024-04",
+        months_to="2025-06", amount="15.00",
+    )  # fmt: skip
+    models = _models(registry)
+
+    def r7(on: date) -> list[tuple[str, str | None]]:
+        return [
+            (f.since.isoformat(), f.resolved and f.resolved.isoformat())
+            for f in models.findings(on=on, rule="R7", member_id=str(member))
+        ]
+
+    assert r7(date(2026, 2, 28)) == [("2024-10-01", None)]
+    assert r7(date(2026, 3, 1)) == [("2024-10-01", None)]
+    registry.make_contact(
+        as_unit(RESIDENCE), member, occurred_on=date(2026, 4, 1), channel="phone", note="找到了"
+    )
+    models = _models(registry)
+    assert r7(date(2026, 4, 2)) == [("2024-10-01", "2026-04-01")]
+
+
+def test_a_letter_declined_after_it_ran_out_was_a_pocket_letter_until_the_decline(
+    registry: Registry,
+) -> None:
+    """R6: declined after valid-until, the letter was unused from the day after it until
+    the decline (as a letter voided late is); declined in time, it never was."""
+    member = _member(registry)
+    _case(registry, member, date(2025, 6, 1))
+    registry.issue_letter(
+        as_unit(RESIDENCE), member, occurred_on=date(2025, 6, 2), letter_no="2025-001",
+        to_unit_id=DANING, dues_paid_through="2025-05", valid_until=date(2025, 6, 30),
+    )  # fmt: skip
+    registry.decline_letter(
+        as_unit(DANING), member, occurred_on=date(2025, 7, 20), letter_no="2025-001",
+        reason_code="not_our_area",
+    )  # fmt: skip
+    models = _models(registry)
+
+    def r6(on: date) -> list[tuple[str, str | None]]:
+        return [
+            (f.since.isoformat(), f.resolved and f.resolved.isoformat())
+            for f in models.findings(on=on, rule="R6", member_id=str(member))
+        ]
+
+    assert r6(date(2025, 7, 10)) == [("2025-07-01", None)]
+    assert r6(date(2025, 7, 25)) == [("2025-07-01", "2025-07-20")]
