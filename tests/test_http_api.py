@@ -629,6 +629,14 @@ def test_unit_queue_as_json_and_csv(article: Article) -> None:
     ]
     assert "days_left" in csv_rows(waiting)[0]
     refused(api.get("/units/nowhere/queue", article.auditor), 404, "UNKNOWN_UNIT", "unit_id")
+    # A code with a space around it is the unit's code, as the store keeps it (not an
+    # empty queue, a zero scorecard or a refusal of the unit's own reads).
+    padded = "/units/%20sh-residence-center"
+    same = api.get(f"{padded}/queue", center, params={"on": "2011-09-19"})
+    assert same.status_code == 200 and same.json() == data
+    card = api.get(f"{padded}/scorecard", center, params={"on": "2011-09-19"}).json()
+    assert (card["unit_id"], card["answered_first"]) == ("sh-residence-center", 1)
+    assert api.get(f"{padded}/members", center).status_code == 200
 
 
 def test_queue_csv_keeps_every_field_of_every_row(article: Article) -> None:

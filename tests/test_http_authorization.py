@@ -355,6 +355,15 @@ def test_a_unit_that_only_took_part_reads_only_its_cases(world: World) -> None:
         assert seen["trail"] and all(t["case_id"] == its for t in seen["trail"])
         assert all(f["case_id"] == its for f in seen["findings"])
         assert seen["holder_unit_id"] == "other"
+        # Replayed date by date, the holder and letter of the day would tell the other
+        # case's path: a limited replay leaves them out (the auditor's keeps them).
+        then = {"as_of": "2999-12-31"}
+        replayed = check(world, unit, "GET", f"/members/{member}/history", 200, params=then)
+        hidden = ("standing", "holder_unit_id", "since", "in_transit_to")
+        assert replayed.json()["limited_to_cases"] == [its]
+        assert {k: replayed.json()[k] for k in hidden} == dict.fromkeys(hidden)
+        whole = check(world, "auditor", "GET", f"/members/{member}/history", 200, params=then)
+        assert whole.json()["holder_unit_id"] == "other"
         check(world, unit, "GET", f"/cases/{its}", 200)
         problem = check(world, unit, "GET", f"/cases/{not_its}", 403).json()
         assert "took no part in case" in problem["detail"]

@@ -133,14 +133,19 @@ def limit_history(found: dict[str, Any], cases: tuple[UUID, ...] | None) -> dict
     Only those cases, their trail entries and their findings are kept: entries outside
     any case (enrolment, dues, contacts, activities not in a case) and other cases are
     left out. ``limited_to_cases`` says which cases the answer was limited to (null when
-    it is the whole history).
+    it is the whole history). Replayed to an earlier date or position, the member's
+    standing, holder and letter in transit then are left out too (null): asked date by
+    date, they would tell the holders and letters of every other case.
     """
     if cases is None:
         return {**found, "limited_to_cases": None}
     kept = [str(c) for c in cases]
     keep = set(kept)
+    replayed = any(found.get(k) is not None for k in ("as_of", "as_recorded", "position"))
+    hidden = ("standing", "holder_unit_id", "since", "in_transit_to") if replayed else ()
     return {
         **found,
+        **dict.fromkeys(hidden),
         "cases": [c for c in found["cases"] if c["case_id"] in keep],
         "trail": [t for t in found["trail"] if t["case_id"] in keep],
         "findings": [f for f in found["findings"] if f["case_id"] in keep],
@@ -410,7 +415,7 @@ def queue(
     """待办 (waiting for this unit), 未办结 (waiting for the other side), first-responder
     cases, and 预警 (``due_soon``: breaches against it that begin within ``within`` days
     unless someone acts, soonest first, each with what it can still do)."""
-    registry.unit(unit_id)
+    unit_id = registry.unit(unit_id).code  # as stored: " x" is x, not an empty queue
     may_read_unit(registry, caller, unit_id)
     # Every member in a unit's own queue is one it may read (it holds them, receives them
     # or took part in their case); a parent reading a sub-unit's queue is not, so no names.
@@ -458,7 +463,7 @@ def roster(
     the way to it (``relation`` held / arriving), by name, each with status and colour.
     As CSV (``Accept: text/csv``) the whole roster unless ``limit`` is given: a
     spreadsheet wants them all."""
-    registry.unit(unit_id)
+    unit_id = registry.unit(unit_id).code  # as stored: " x" is x, not an empty queue
     if caller.role == "unit" and unit_id != caller.credential.unit_id:
         # DESIGN.md "Security": a unit reads the members it holds and receives; a parent
         # reads its sub-units' queues and scorecards, not their members.
@@ -482,7 +487,7 @@ def scorecard(
     on: OnQuery = None,
 ) -> Any:
     """Answered first, seen through (句号), dropped (逗号), median days to attachment."""
-    registry.unit(unit_id)
+    unit_id = registry.unit(unit_id).code  # as stored: " x" is x, not an empty queue
     may_read_unit(registry, caller, unit_id)
     cards = [c.as_dict() for c in models.scorecards(unit_id, on)]
     return _csv(cards, SCORECARD_COLUMNS) if _wants_csv(request) else cards[0]
