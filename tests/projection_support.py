@@ -39,6 +39,7 @@ from projections.runner import rebuild
 from store import open_registry
 from store.sql import Db
 from tests.conftest import TODAY, reset_postgres
+from tests.support import register_article_units
 
 Rows = dict[str, list[tuple[Any, ...]]]
 
@@ -105,6 +106,19 @@ def reset_postgres_store(url: str) -> None:
     reset_postgres(url)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE IF EXISTS harbor_tracking, bkup1_harbor_tracking")
+
+
+@contextmanager
+def fresh_registry_with_article_units(url: str) -> Iterator[Registry]:
+    """A registry on an emptied store with the article's units, today pinned to TODAY."""
+    if is_postgres(url):
+        reset_postgres_store(url)
+    app = open_registry(url, clock=lambda: TODAY)
+    register_article_units(app)
+    try:
+        yield app
+    finally:
+        app.close()
 
 
 def empty_postgres_quickly(url: str) -> None:

@@ -24,7 +24,7 @@ from projections.queries import ReadModels
 from projections.runner import Projector
 from store import open_registry
 from tests.conftest import TODAY
-from tests.projection_support import is_postgres, reset_postgres_store
+from tests.projection_support import fresh_registry_with_article_units
 from tests.scenarios import enrol, issue_letter, open_case
 from tests.support import as_unit, register_article_units
 
@@ -33,14 +33,8 @@ DANING, HONGKOU, FACTORY = "daning-center", "hongkou-center", "factory-superior"
 
 @pytest.fixture
 def registry(store_url: str) -> Iterator[Registry]:
-    if is_postgres(store_url):
-        reset_postgres_store(store_url)
-    app = open_registry(store_url, clock=lambda: TODAY)
-    register_article_units(app)
-    try:
+    with fresh_registry_with_article_units(store_url) as app:
         yield app
-    finally:
-        app.close()
 
 
 def _models(registry: Registry) -> ReadModels:

@@ -18,24 +18,16 @@ import pytest
 from domain.registry import Registry
 from projections.queries import ReadModels
 from projections.runner import Projector
-from store import open_registry
-from tests.conftest import TODAY
-from tests.projection_support import is_postgres, reset_postgres_store
-from tests.support import as_unit, register_article_units
+from tests.projection_support import fresh_registry_with_article_units
+from tests.support import as_unit
 
 DANING, HONGKOU, RESIDENCE = "daning-center", "hongkou-center", "sh-residence-center"
 
 
 @pytest.fixture
 def registry(store_url: str) -> Iterator[Registry]:
-    if is_postgres(store_url):
-        reset_postgres_store(store_url)
-    app = open_registry(store_url, clock=lambda: TODAY)
-    register_article_units(app)
-    try:
+    with fresh_registry_with_article_units(store_url) as app:
         yield app
-    finally:
-        app.close()
 
 
 def _member(registry: Registry, number: str = "310109198001010011") -> UUID:
@@ -80,6 +72,14 @@ def _r5(models: ReadModels, on: date) -> set[tuple[str, str, str | None]]:
         (f.detail, f.since.isoformat(), f.resolved and f.resolved.isoformat())
         for f in models.findings(on=on, rule="R5")
     }
+
+
+def _spans(models: ReadModels, on: date, rule: str, member: UUID) -> list[tuple[str, Any]]:
+    """(since, resolved) of the member's findings under ``rule`` judged on ``on``."""
+    return [
+        (f.since.isoformat(), f.resolved and f.resolved.isoformat())
+        for f in models.findings(on=on, rule=rule, member_id=str(member))
+    ]
 
 
 def _outcome(models: ReadModels, case: UUID, on: date) -> tuple[str, Any]:
@@ -211,11 +211,8 @@ def test_dues_paid_for_months_ahead_keep_the_member_in_contact_until_they_end(
 
     models = _models(registry)
 
-    def r7(on: date) -> list[tuple[str, str | None]]:
-        return [
-            (f.since.isoformat(), f.resolved and f.resolved.isoformat())
-            for f in models.findings(on=on, rule="R7", member_id=str(member))
-        ]
+    def r7(on: date) -> list[tuple[str, Any]]:
+        return _spans(models, on, "R7", member)
 
     assert r7(date(2021, 6, 1)) == []  # paid through 2022: not lost, though unheard of since
     assert r7(date(2023, 6, 30)) == []
@@ -257,11 +254,8 @@ def test_dues_paid_late_for_months_long_past_do_not_end_a_lost_contact_stretch(
     )  # fmt: skip
     models = _models(registry)
 
-    def r7(on: date) -> list[tuple[str, str | None]]:
-        return [
-            (f.since.isoformat(), f.resolved and f.resolved.isoformat())
-            for f in models.findings(on=on, rule="R7", member_id=str(member))
-        ]
+    def r7(on: date) -> list[tuple[str, Any]]:
+        return _spans(models, on, "R7", member)
 
     assert r7(date(2026, 2, 28)) == [("2024-10-01", None)]
     assert r7(date(2026, 3, 1)) == [("2024-10-01", None)]
@@ -289,11 +283,8 @@ def test_a_letter_declined_after_it_ran_out_was_a_pocket_letter_until_the_declin
     )  # fmt: skip
     models = _models(registry)
 
-    def r6(on: date) -> list[tuple[str, str | None]]:
-        return [
-            (f.since.isoformat(), f.resolved and f.resolved.isoformat())
-            for f in models.findings(on=on, rule="R6", member_id=str(member))
-        ]
+    def r6(on: date) -> list[tuple[str, Any]]:
+        return _spans(models, on, "R6", member)
 
     assert r6(date(2025, 7, 10)) == [("2025-07-01", None)]
     assert r6(date(2025, 7, 25)) == [("2025-07-01", "2025-07-20")]
