@@ -402,7 +402,7 @@ class MemberRelationship(Aggregate):
         note: str | None,
     ) -> None:
         """拒接: the addressee refuses the letter, with a stated cause."""
-        case, letter = self._letter(act, case_id, letter_no, after_close=False)
+        case, letter = self._letter(act, case_id, letter_no, after_close=False, as_addressee=True)
         if letter.to_unit_id != act.actor.code:
             raise RuleRefused(
                 f"letter {letter_no} is addressed to {letter.to_unit_id}, not {act.actor.code}",
@@ -641,10 +641,23 @@ class MemberRelationship(Aggregate):
         return rules.case_accepts_actions(self.state, case_id, after_close=after_close)
 
     def _letter(
-        self, act: Act, case_id: uuid.UUID | None, letter_no: str, *, after_close: bool
+        self,
+        act: Act,
+        case_id: uuid.UUID | None,
+        letter_no: str,
+        *,
+        after_close: bool,
+        as_addressee: bool = False,
     ) -> tuple[Case, Letter]:
+        """The letter the acting unit acts on: its own (as issuer, or ``as_addressee``)."""
         self._begin(act)
-        letter = self.state.find_letter(require_text(letter_no, "letter_no", max_length=50))
+        unit = act.actor.code
+        letter = self.state.find_letter(
+            require_text(letter_no, "letter_no", max_length=50),
+            issued_by=None if as_addressee else unit,
+            addressed_to=unit if as_addressee else None,
+            in_case=case_id,
+        )
         if letter is None or (case_id is not None and letter.case_id != case_id):
             raise NotFound(
                 f"this member has no letter {letter_no}"

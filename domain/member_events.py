@@ -249,9 +249,13 @@ class LetterEvent(CaseEvent):
 
     letter_no: str
 
+    def letter(self, state: MemberState) -> Letter | None:
+        """The letter this event is about: the acting unit's own (the issuer acts on it)."""
+        return state.find_letter(self.letter_no, issued_by=self.unit_id, in_case=self.case_id)
+
     def settle(self, state: MemberState, status: str) -> None:
         """Mark the letter as no longer outstanding."""
-        letter = state.find_letter(self.letter_no)
+        letter = self.letter(state)
         if letter is not None and letter.outstanding:
             letter.status = status
             letter.settled_on = self.occurred_on
@@ -261,6 +265,10 @@ class LetterDeclined(LetterEvent):
     class_version = 1
     reason_code: DeclineReason
     note: str
+
+    def letter(self, state: MemberState) -> Letter | None:
+        """The letter declined: one addressed to the acting unit."""
+        return state.find_letter(self.letter_no, addressed_to=self.unit_id, in_case=self.case_id)
 
     def evolve(self, state: MemberState) -> None:
         super().evolve(state)
@@ -289,7 +297,7 @@ class ReceiptReturned(LetterEvent):
 
     def evolve(self, state: MemberState) -> None:
         super().evolve(state)
-        letter = state.find_letter(self.letter_no)
+        letter = self.letter(state)
         if letter is not None:
             letter.receipt_returned_on = self.occurred_on
 

@@ -226,12 +226,31 @@ class MemberState:
         letter = self.outstanding_letter
         return letter.to_unit_id if letter else None
 
-    def find_letter(self, letter_no: str) -> Letter | None:
-        """The latest letter with this number."""
-        for letter in reversed(self.letters):
-            if letter.letter_no == letter_no:
+    def find_letter(
+        self,
+        letter_no: str,
+        *,
+        issued_by: str | None = None,
+        addressed_to: str | None = None,
+        in_case: UUID | None = None,
+    ) -> Letter | None:
+        """The latest letter with this number (in case ``in_case``) issued by ``issued_by``
+        (or addressed to ``addressed_to``); failing that, the latest with this number.
+
+        A number is unique per issuer and year only: a member moved on twice in a year
+        may carry two letters "2026-001" from two units, and each unit acts on its own.
+        """
+        numbered = [
+            letter
+            for letter in reversed(self.letters)
+            if letter.letter_no == letter_no and in_case in (None, letter.case_id)
+        ]
+        for letter in numbered:
+            if (issued_by is None or letter.issuer_unit_id == issued_by) and (
+                addressed_to is None or letter.to_unit_id == addressed_to
+            ):
                 return letter
-        return None
+        return numbered[0] if numbered else None
 
     def latest_case(self) -> Case | None:
         """The most recently opened case."""

@@ -318,3 +318,38 @@ def test_special_circumstances_do_not_excuse_a_missing_report(registry: Registry
     refused(registry, "R4_REPORT_MISSING",
             lambda: issue_letter(registry, member, on=date(2025, 9, 16), letter_no="2025-001",
                                  special_circumstances="随配偶调动外省"))
+
+
+def test_two_issuers_numbering_alike_each_act_on_their_own_letter(registry: Registry) -> None:
+    """A number is unique per issuer and year only: after daning-center sends the member on
+    under its own "2026-001", factory-superior's receipt for its "2026-001" still lands on
+    its letter, and the addressee declines daning-center's."""
+    member = member_with_letter_out(registry)  # factory-superior → daning-center, 2026-001
+    registry.attach_member(
+        as_unit("daning-center"), member, occurred_on=date(2026, 3, 20), basis="other",
+        override_reason="本人要求",
+    )  # fmt: skip
+    issue_letter(
+        registry, member, by="daning-center", to="hongkou-center", on=date(2026, 3, 22),
+        letter_no=LETTER_NO,
+    )  # fmt: skip
+
+    registry.return_receipt(
+        as_unit("factory-superior"), member, occurred_on=date(2026, 3, 25), letter_no=LETTER_NO
+    )
+    refused(registry, "LETTER_NOT_OUTSTANDING", lambda: registry.void_letter(
+        as_unit("factory-superior"), member, letter_no=LETTER_NO, reason="重开",
+    ))  # fmt: skip
+    registry.decline_letter(
+        as_unit("hongkou-center"), member, occurred_on=date(2026, 3, 26), letter_no=LETTER_NO,
+        reason_code="not_our_area",
+    )  # fmt: skip
+
+    first, second = registry.member(member).state.letters  # as folded from the store
+    assert (first.issuer_unit_id, first.status, first.receipt_returned_on) == (
+        "factory-superior", "attached", date(2026, 3, 25)
+    )
+    assert (second.issuer_unit_id, second.status, second.settled_on) == (
+        "daning-center", "declined", date(2026, 3, 26)
+    )
+    assert second.receipt_returned_on is None
