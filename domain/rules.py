@@ -284,11 +284,17 @@ def performance_report_sent(state: MemberState, case: Case, to_unit_id: str, on:
     if on <= add_months(start, 6):
         return
     senders = {state.developing_unit_id, state.holder_unit_id}
-    if any(r.to_unit_id == to_unit_id and r.from_unit_id in senders for r in case.reports):
+    # "First": a report dated after the letter (recorded since, back-dating the letter)
+    # had not reached the addressee when the letter went.
+    if any(
+        r.to_unit_id == to_unit_id and r.from_unit_id in senders and r.sent_on <= on
+        for r in case.reports
+    ):
         return
     raise RuleRefused(
         f"the member is more than six months into probation (since {start}); the developing"
-        f" unit or the holder must send the performance report to {to_unit_id} first",
+        f" unit or the holder must send the performance report to {to_unit_id} on or before"
+        " the letter's date first",
         code="R4_REPORT_MISSING",
         field="to_unit_id",
     )

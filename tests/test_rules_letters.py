@@ -353,3 +353,18 @@ def test_two_issuers_numbering_alike_each_act_on_their_own_letter(registry: Regi
         "daning-center", "declined", date(2026, 3, 26)
     )
     assert second.receipt_returned_on is None
+
+
+def test_a_report_sent_after_the_letters_date_does_not_count_for_it(registry: Registry) -> None:
+    """R4 wants the report at the addressee first: a letter back-dated to before the
+    report is refused; dated on the report's day or after, it goes."""
+    member = developing_elsewhere(registry)
+    registry.send_performance_report(
+        as_unit("sh-univ"), member, occurred_on=date(2025, 9, 20), to_unit_id="daning-center",
+        covering_from=R4_STARTED, covering_to=date(2025, 9, 20),
+    )  # fmt: skip
+
+    refused(registry, "R4_REPORT_MISSING",
+            lambda: issue_letter(registry, member, on=date(2025, 9, 16), letter_no="2025-001"))
+    issue_letter(registry, member, on=date(2025, 9, 20), letter_no="2025-001")
+    assert last_event(registry, member, LetterIssued).occurred_on == date(2025, 9, 20)
