@@ -32,6 +32,7 @@ import pytest
 from fastapi.routing import APIRoute
 
 from api.http.routes import commands, ops, reads
+from domain.errors import CODES
 from domain.registry import Actor, Registry
 from tests.test_http_api import ADMIN_UNIT, Api, make_api, refused, stored_since
 from tests.test_http_api import registry as registry  # the fixture (fresh tracking table)
@@ -565,3 +566,45 @@ def test_a_dissolved_units_tokens_stop_at_once(world: World) -> None:
     check(world, "sibling", "POST", "/members/{m_transit}/inquiries", 401,
           body={"channel": "phone", "summary": "s"})
     check(world, "parent", "GET", "/units/sibling/queue", 200)  # its parent still reads it
+
+
+def test_a_refused_write_tells_a_unit_that_may_not_read_the_member_no_details(
+    world: World,
+) -> None:
+    """`child` may read nothing of the member in transit (held by `other`, letter 2020-1
+    out to `sibling`): its refused writes name the code, the field and what to do, but
+    not the holder, the letter, the version or who recorded what. The holder, which may
+    read the member, is told all of it."""
+    api, case = world.api, world.cases["transit"]
+    member = world.members["transit"]
+    day = {"occurred_on": "2021-01-01"}
+    asks = [
+        (f"/members/{member}/cases/{case}/letters",
+         {"letter_no": "x-1", "to_unit_id": "parent", "dues_paid_through": "2020-12"}, None),
+        (f"/members/{member}/cases/{case}/letter-declines",
+         {"letter_no": "2020-1", "reason_code": "not_our_area"}, None),
+        (f"/members/{member}/cases/{case}/withdrawals", {"reason": "不办了"}, None),
+        (f"/members/{member}/contacts", {"channel": "phone", "note": "n"}, {"If-Match": "0"}),
+        (f"/members/{member}/voids", {"voided": 10_000, "reason": "x"}, None),
+        (f"/members/{member}/contacts", {"channel": "phone", "note": "n",
+                                         "occurred_on": "2019-01-01"}, None),
+    ]  # fmt: skip
+    head = api.registry.position()
+    for path, body, headers in asks:
+        told = api.call("POST", path, world.tokens["child"], json_body={**day, **body},
+                        headers=headers).json()
+        assert told["status"] in (404, 409, 422) and told["code"] in CODES, told
+        assert "child may not read this member" in told["detail"], told
+        for detail in ("other", "sibling", "2020-1", "2020-01-01"):
+            assert detail not in told["detail"].replace("2020-12", ""), (told, detail)
+        assert "current_version" not in told
+    assert api.registry.position() == head
+    # The holder reads the member, and its refusals keep their details.
+    told = api.call("POST", f"/members/{member}/contacts", world.tokens["other"],
+                    json_body={**day, "channel": "phone", "note": "n"},
+                    headers={"If-Match": "0"}).json()
+    assert told["code"] == "STALE_VERSION" and told["current_version"] == 3
+    told = api.call("POST", f"/members/{member}/cases/{case}/letters", world.tokens["other"],
+                    json_body={**day, "letter_no": "x-1", "to_unit_id": "parent",
+                               "dues_paid_through": "2020-12"}).json()
+    assert told["code"] == "R2_LETTER_OUTSTANDING" and "2020-1" in told["detail"]

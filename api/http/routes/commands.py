@@ -35,6 +35,8 @@ from api.http.lean import (
 )
 from api.http.metrics import METRICS
 from api.http.on_loop import on_loop
+from api.http.routes.reads import member_scope
+from domain.errors import CODES, Conflict, HarborError, InvalidInput, NotFound, RuleRefused
 from domain.receipts import Outcome
 
 router = APIRouter(responses=s.problem_responses())
@@ -151,8 +153,53 @@ async def _command(
         **fields,
         **kwargs,
     )
-    outcome: Outcome = await on_loop(call)
+    try:
+        outcome: Outcome = await on_loop(call)
+    except (RuleRefused, Conflict, NotFound, InvalidInput) as refusal:
+        if args and _tells_of_the_member(refusal) and not await in_thread(
+            partial(_may_read, context, args[0], kwargs.get("case_id"))
+        ):
+            raise _without_details(refusal, context.caller.credential.unit_id) from None
+        raise
     return outcome
+
+
+def _tells_of_the_member(refusal: HarborError) -> bool:
+    """A refusal whose message describes the member's record (holder, letters, dates,
+    versions), not only the request's own fields."""
+    if isinstance(refusal, InvalidInput):
+        return refusal.code == "INVALID_DATE"  # "... before the member's enrolment on ..."
+    if isinstance(refusal, NotFound):
+        return refusal.field not in (None, "member_id")
+    return True
+
+
+def _may_read(context: CommandContext, member_id: Any, case_id: Any) -> bool:
+    """Whether the caller may read what a refusal on this member (and case) would tell."""
+    if context.caller.role != "unit":
+        return True
+    try:
+        state = context.registry.member(member_id).state
+    except HarborError:
+        return True  # no such member: the refusal tells nothing of one
+    try:
+        cases = member_scope(context.caller, state, context.registry)
+    except Forbidden:
+        return False
+    return cases is None or (case_id or state.open_case_id) in cases
+
+
+def _without_details(refusal: HarborError, unit: str) -> HarborError:
+    """The refusal as a unit that may not read the member is told it: the code, the field
+    and what to do, without the record's details (DESIGN.md "Security")."""
+    advice = CODES.get(refusal.code, "the command was refused")
+    return type(refusal)(
+        f"{advice}. {unit} may not read this member, so the details are not shown; ask the"
+        " unit holding the member or an auditor, or record an inquiry if the member came to"
+        " you",
+        code=refusal.code,
+        field=refusal.field,
+    )
 
 
 def _lean(
