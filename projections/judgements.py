@@ -82,6 +82,8 @@ def case_on(case: Rec, on: date) -> Rec:
     earlier = [(unit, day, version) for unit, day, version in actions if day <= on]
     past = dict(case)
     past["actions"] = json.dumps([[unit, day.isoformat(), v] for unit, day, v in earlier])
+    # The units that had acted by then, in the order they first did (as the fold keeps them).
+    past["participants"] = json.dumps(list(dict.fromkeys(unit for unit, _, _ in earlier)))
     last = max((day for _, day, _ in earlier), default=None)
     past["last_action_on"] = last.isoformat() if last is not None else case["opened_on"]
     if closed is not None and closed > on:

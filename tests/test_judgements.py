@@ -288,3 +288,15 @@ def test_a_letter_declined_after_it_ran_out_was_a_pocket_letter_until_the_declin
 
     assert r6(date(2025, 7, 10)) == [("2025-07-01", None)]
     assert r6(date(2025, 7, 25)) == [("2025-07-01", "2025-07-20")]
+
+
+def test_a_case_read_on_an_earlier_day_lists_only_the_units_that_had_acted_by_then(
+    registry: Registry,
+) -> None:
+    member = _member(registry)
+    case = _case(registry, member, date(2025, 6, 1))
+    _act(registry, member, date(2025, 6, 20), unit=RESIDENCE)
+    models = _models(registry)
+
+    assert models.case(case, date(2025, 6, 10))["participants"] == [DANING]
+    assert models.case(case, date(2025, 6, 20))["participants"] == [DANING, RESIDENCE]
