@@ -124,15 +124,24 @@ def letter_on(letter: Rec, on: date) -> Rec | None:
 # --- R5 first-inquiry responsibility ------------------------------------------
 
 
-def _first_action(actions: list[tuple[str, date, int]], unit: str, after: int) -> date | None:
-    """The day of ``unit``'s first action in the case after stream version ``after``."""
-    return min((day for u, day, version in actions if u == unit and version > after), default=None)
+def _first_action(
+    actions: list[tuple[str, date, int]], unit: str, after: int, since: date
+) -> date | None:
+    """The day of ``unit``'s first action in the case recorded after stream version
+    ``after`` and dated on or after ``since``: an entry back-dated to before what it
+    would answer answers nothing."""
+    return min(
+        (day for u, day, version in actions if u == unit and version > after and day >= since),
+        default=None,
+    )
 
 
 def accepted_on(referral: Rec, case: Rec) -> date | None:
     """When the addressee took the referral on: its acceptance or any later action of its
     in the case (DESIGN.md R5), whatever the handover."""
-    return _first_action(_actions(case), referral["to_unit_id"], referral["version"])
+    referred_on = d(referral["referred_on"])
+    assert referred_on is not None
+    return _first_action(_actions(case), referral["to_unit_id"], referral["version"], referred_on)
 
 
 def referral_state(referral: Rec, case: Rec, on: date) -> tuple[str, date | None]:
@@ -151,13 +160,22 @@ def referral_state(referral: Rec, case: Rec, on: date) -> tuple[str, date | None
         return "cold", referred_on
     deadline = referred_on + timedelta(days=WARM_ACCEPT_DAYS)
     actions = _actions(case)
-    taken = _first_action(actions, referral["to_unit_id"], referral["version"])
+    taken = _first_action(actions, referral["to_unit_id"], referral["version"], referred_on)
     if taken is not None and taken <= deadline and referral["answer"] != "declined":
         return "accepted", taken
     answered_on = d(referral["answered_on"])
-    if referral["answer"] == "declined" and answered_on is not None and answered_on <= deadline:
+    # Declined in time — or later, having taken the referral on in time (a warm one
+    # taken on is not cold): the first responder must act again within 14 days.
+    if (
+        referral["answer"] == "declined"
+        and answered_on is not None
+        and taken is not None
+        and taken <= deadline
+    ):
         left = answered_on + timedelta(days=DECLINED_LEFT_DAYS)
-        again = _first_action(actions, case["first_responder"], referral["answered_version"])
+        again = _first_action(
+            actions, case["first_responder"], referral["answered_version"], answered_on
+        )
         if (again is not None and again <= left) or (again is None and on <= left):
             return "declined", answered_on
         return "declined_and_left", left + timedelta(days=1)

@@ -300,3 +300,37 @@ def test_a_case_read_on_an_earlier_day_lists_only_the_units_that_had_acted_by_th
 
     assert models.case(case, date(2025, 6, 10))["participants"] == [DANING]
     assert models.case(case, date(2025, 6, 20))["participants"] == [DANING, RESIDENCE]
+
+
+def test_a_referral_taken_on_in_time_then_declined_late_is_judged_from_the_decline(
+    registry: Registry,
+) -> None:
+    """Hongkou acted in the case on the 3rd (it took the referral on), then declined it on
+    the 20th: the case is not dropped from the 16th as if never taken on; the first
+    responder has 14 days from the decline to act again."""
+    member = _member(registry)
+    case = _case(registry, member, date(2025, 6, 1))
+    _refer(registry, member, date(2025, 6, 1), "warm")
+    _act(registry, member, date(2025, 6, 3), unit=HONGKOU)
+    _decline(registry, member, date(2025, 6, 20))
+    models = _models(registry)
+
+    assert _outcome(models, case, date(2025, 6, 19)) == ("open", None)
+    assert _outcome(models, case, date(2025, 7, 4)) == ("open", None)
+    assert _outcome(models, case, date(2025, 7, 5)) == ("dropped", "2025-07-05")
+
+
+def test_an_entry_back_dated_to_before_a_decline_is_not_acting_again_after_it(
+    registry: Registry,
+) -> None:
+    """Declined on the 5th; the first responder's next entry, recorded afterwards but
+    dated the 4th, is not an answer to the decline: declined and left from the 20th."""
+    member = _member(registry)
+    case = _case(registry, member, date(2025, 6, 1))
+    _refer(registry, member, date(2025, 6, 1), "warm")
+    _decline(registry, member, date(2025, 6, 5))
+    _act(registry, member, date(2025, 6, 4))
+    models = _models(registry)
+
+    assert _outcome(models, case, date(2025, 6, 19)) == ("open", None)
+    assert _outcome(models, case, date(2025, 6, 30)) == ("dropped", "2025-06-20")
