@@ -175,6 +175,8 @@ class MemberRelationship(Aggregate):
         """The member came forward: opens a case, or joins the open one (R9). Returns its id."""
         self._begin(act)
         case = self.state.open_case
+        if case is None:
+            rules.new_case_after_the_last(self.state, act.on)
         case_id = case.case_id if case else case_id_for(self.id, len(self.state.cases) + 1)
         contacts = [
             PriorContact(
@@ -366,7 +368,7 @@ class MemberRelationship(Aggregate):
         case = self._case(act, case_id)
         number = require_text(letter_no, "letter_no", max_length=50)
         self._check_other_unit(act, to_unit, "to_unit_id")
-        rules.no_letter_outstanding(self.state)
+        rules.no_letter_outstanding(self.state, act.on)
         rules.issuer_holds_member(self.state, act.actor, act.holder, act.on)
         if to_unit.code == self.state.holder_unit_id:
             raise InvalidInput(
@@ -666,6 +668,12 @@ class MemberRelationship(Aggregate):
                 field="letter_no",
             )
         case = rules.case_accepts_actions(self.state, letter.case_id, after_close=after_close)
+        if act.on < letter.issued_on:
+            raise InvalidInput(
+                f"letter {letter.letter_no} was issued on {letter.issued_on}; nothing can be"
+                " recorded about it before that",
+                field="occurred_on",
+            )
         return case, letter
 
     @staticmethod
@@ -720,6 +728,19 @@ class MemberRelationship(Aggregate):
             return "a letter is withdrawn with a letter void (LetterVoided), not an entry void"
         if isinstance(target, LetterVoided | LetterDeclined | LetterExpired):
             return "a letter once settled stays settled; issue a new letter instead"
+        if isinstance(target, Attached):
+            later = [
+                letter
+                for letter in self.state.letters
+                if letter.version > target.originator_version and letter.status != "voided"
+            ]
+            if later:
+                # Undone, the attachment would leave the member with its former holder and
+                # this later letter (from a unit that never held them) out beside any other.
+                return (
+                    f"{later[0].issuer_unit_id} has issued letter {later[0].letter_no} since;"
+                    " void that letter first"
+                )
         if isinstance(target, InquiryReceived):
             case = self.state.cases.get(target.case_id) if target.case_id else None
             if (

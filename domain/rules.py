@@ -177,8 +177,8 @@ def attachment_has_basis(
 # --- R2 no limbo -----------------------------------------------------------
 
 
-def no_letter_outstanding(state: MemberState) -> None:
-    """R2: one letter out at a time."""
+def no_letter_outstanding(state: MemberState, on: date) -> None:
+    """R2: one letter out at a time — now, and on the day a letter is dated."""
     letter = state.outstanding_letter
     if letter is not None:
         raise RuleRefused(
@@ -186,11 +186,40 @@ def no_letter_outstanding(state: MemberState) -> None:
             " still outstanding; void it (e.g. reason re-issued) or record it expired first",
             code="R2_LETTER_OUTSTANDING",
         )
+    for earlier in state.letters:
+        if earlier.issued_on <= on and earlier.settled_on is not None and on < earlier.settled_on:
+            raise RuleRefused(
+                f"on {on} letter {earlier.letter_no} to {earlier.to_unit_id} was still out (until"
+                f" {earlier.settled_on}); date the new letter on or after {earlier.settled_on}",
+                code="R2_LETTER_OUTSTANDING",
+                field="occurred_on",
+            )
+
+
+def new_case_after_the_last(state: MemberState, on: date) -> None:
+    """R9: a new case opens on or after the day the last one closed (one open at a time)."""
+    last = state.latest_case()
+    if last is not None and last.closed_on is not None and on < last.closed_on:
+        raise RuleRefused(
+            f"on {on} case {last.number} was still open (it closed on {last.closed_on}) and is"
+            " closed now; an inquiry dated then cannot open a new case — date it on or after"
+            f" {last.closed_on}",
+            code="R9_CASE_CLOSED",
+            field="occurred_on",
+        )
 
 
 def issuer_holds_member(state: MemberState, issuer: Unit, holder: Unit | None, on: date) -> None:
     """R2: only the holder issues, or the parent or successor of a dissolved holder."""
     if issuer.code == state.holder_unit_id:
+        since = state.holdings[-1].since if state.holdings else None
+        if since is not None and on < since:
+            raise RuleRefused(
+                f"{issuer.code} holds this member since {since}; a letter it issues cannot be"
+                f" dated before that (on {on} another unit held them)",
+                code="R2_NOT_HOLDER",
+                field="occurred_on",
+            )
         return
     holder_gone = (
         holder is not None and holder.dissolved_on is not None and holder.dissolved_on <= on

@@ -352,3 +352,27 @@ def test_a_letter_issued_in_the_second_case_belongs_to_it(registry: Registry) ->
     letter = registry.member(member).state.find_letter("2026-101")
     assert letter is not None
     assert letter.case_id == second
+
+
+def test_an_inquiry_dated_while_a_closed_case_was_open_cannot_open_a_second_case(
+    registry: Registry,
+) -> None:
+    """Case 1 ran from 03-02 to 03-25; a paper inquiry dated 03-12, entered afterwards, would
+    open a case overlapping it (two open on 03-12): refused, naming the day it may bear."""
+    member = member_with_letter_out(registry)  # case 1 opened 2026-03-02, letter 03-10
+    daning = as_unit("daning-center")
+    registry.attach_member(daning, member, occurred_on=date(2026, 3, 20), basis="other",
+                           override_reason="本人要求")  # fmt: skip
+    registry.attend_activity(daning, member, occurred_on=date(2026, 3, 25), kind="组织生活会")
+
+    error = refused(registry, "R9_CASE_CLOSED", lambda: registry.receive_inquiry(
+        as_unit("hongkou-center"), member, occurred_on=date(2026, 3, 12), channel="phone",
+        summary="补录：电话咨询",
+    ))  # fmt: skip
+    assert error.field == "occurred_on" and "2026-03-25" in error.message
+    opened = registry.receive_inquiry(
+        as_unit("hongkou-center"), member, occurred_on=date(2026, 3, 25), channel="phone",
+        summary="补录：电话咨询",
+    )
+    state = registry.member(member).state
+    assert len(state.cases) == 2 and state.open_case_id == opened.case_id

@@ -7,7 +7,7 @@ from uuid import UUID
 
 import pytest
 
-from domain.member_events import LetterIssued, TransferHeld
+from domain.member_events import Attached, LetterIssued, TransferHeld
 from domain.registry import Registry
 from tests.scenarios import (
     LETTER_NO,
@@ -16,6 +16,7 @@ from tests.scenarios import (
     last_event,
     member_with_letter_out,
     open_case,
+    position_of,
     refused,
 )
 from tests.support import ADMIN, as_unit, register_article_units
@@ -368,3 +369,86 @@ def test_a_report_sent_after_the_letters_date_does_not_count_for_it(registry: Re
             lambda: issue_letter(registry, member, on=date(2025, 9, 16), letter_no="2025-001"))
     issue_letter(registry, member, on=date(2025, 9, 20), letter_no="2025-001")
     assert last_event(registry, member, LetterIssued).occurred_on == date(2025, 9, 20)
+
+
+# --- back-dated entries: judged on the day they are dated, and against what came after ---
+
+
+def test_a_letter_cannot_be_dated_before_its_issuer_held_the_member(registry: Registry) -> None:
+    register_article_units(registry)
+    member = enrol(registry)  # held by factory-superior
+    open_case(registry, member)
+    registry.attach_member(  # taken in without a letter (R2 set aside, on the record)
+        as_unit("daning-center"), member, occurred_on=date(2026, 3, 20), basis="other",
+        override_reason="原单位介绍信遗失",
+    )  # fmt: skip
+
+    error = refused(registry, "R2_NOT_HOLDER", lambda: issue_letter(
+        registry, member, by="daning-center", to="hongkou-center", on=date(2026, 3, 19),
+        letter_no="2026-100",
+    ))  # fmt: skip
+    assert error.field == "occurred_on" and "since 2026-03-20" in error.message
+    issue_letter(registry, member, by="daning-center", to="hongkou-center",
+                 on=date(2026, 3, 20), letter_no="2026-100")  # fmt: skip
+
+
+def test_a_letter_cannot_be_dated_while_an_earlier_one_was_still_out(registry: Registry) -> None:
+    member = member_with_letter_out(registry)  # letter 2026-001 out from 03-10
+    registry.void_letter(
+        as_unit("factory-superior"), member, occurred_on=date(2026, 3, 20), letter_no=LETTER_NO,
+        reason="重新开具",
+    )  # fmt: skip
+
+    error = refused(registry, "R2_LETTER_OUTSTANDING", lambda: issue_letter(
+        registry, member, to="hongkou-center", on=date(2026, 3, 15), letter_no="2026-002",
+    ))  # fmt: skip
+    assert error.field == "occurred_on" and "2026-03-20" in error.message
+    issue_letter(registry, member, to="hongkou-center", on=date(2026, 3, 20), letter_no="2026-002")
+
+
+@pytest.mark.parametrize("answer", ["void", "decline"])
+def test_nothing_is_recorded_about_a_letter_before_it_was_issued(
+    registry: Registry, answer: str
+) -> None:
+    member = member_with_letter_out(registry)  # issued 2026-03-10
+    early = date(2026, 3, 5)
+    if answer == "void":
+        act = lambda: registry.void_letter(  # noqa: E731
+            as_unit("factory-superior"), member, occurred_on=early, letter_no=LETTER_NO,
+            reason="作废",
+        )  # fmt: skip
+    else:
+        act = lambda: registry.decline_letter(  # noqa: E731
+            as_unit("daning-center"), member, occurred_on=early, letter_no=LETTER_NO,
+            reason_code="not_our_area",
+        )  # fmt: skip
+
+    error = refused(registry, "INVALID_INPUT", act)
+    assert error.field == "occurred_on" and "issued on 2026-03-10" in error.message
+
+
+def test_an_attachment_cannot_be_voided_once_the_new_holder_sent_the_member_on(
+    registry: Registry,
+) -> None:
+    """Undone, the attachment would leave the member with factory-superior and daning's
+    later letter out beside factory-superior's: void that letter first."""
+    member = member_with_letter_out(registry)
+    daning = as_unit("daning-center")
+    registry.attach_member(daning, member, occurred_on=date(2026, 3, 20), basis="other",
+                           override_reason="本人要求")  # fmt: skip
+    issue_letter(registry, member, by="daning-center", to="hongkou-center",
+                 on=date(2026, 3, 21), letter_no="2026-100")  # fmt: skip
+    attached = position_of(registry, member, Attached)
+
+    error = refused(registry, "NOT_VOIDABLE", lambda: registry.void_entry(
+        daning, member, occurred_on=date(2026, 3, 22), position=attached, reason="误录",
+    ))  # fmt: skip
+    assert "2026-100" in error.message
+
+    registry.void_letter(daning, member, occurred_on=date(2026, 3, 22), letter_no="2026-100",
+                         reason="误开")  # fmt: skip
+    registry.void_entry(daning, member, occurred_on=date(2026, 3, 22), position=attached,
+                        reason="误录")  # fmt: skip
+    state = registry.member(member).state
+    assert state.holder_unit_id == "factory-superior"
+    assert [letter.letter_no for letter in state.letters if letter.outstanding] == [LETTER_NO]
