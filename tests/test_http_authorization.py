@@ -588,6 +588,9 @@ def test_a_refused_write_tells_a_unit_that_may_not_read_the_member_no_details(
         (f"/members/{member}/voids", {"voided": 10_000, "reason": "x"}, None),
         (f"/members/{member}/contacts", {"channel": "phone", "note": "n",
                                          "occurred_on": "2019-01-01"}, None),
+        (f"/members/{member}/cases/{case}/letter-declines",
+         {"letter_no": "2020-1", "reason_code": "not_our_area", "occurred_on": "2020-02-15"},
+         None),
     ]  # fmt: skip
     head = api.registry.position()
     for path, body, headers in asks:
@@ -595,7 +598,7 @@ def test_a_refused_write_tells_a_unit_that_may_not_read_the_member_no_details(
                         headers=headers).json()
         assert told["status"] in (404, 409, 422) and told["code"] in CODES, told
         assert "child may not read this member" in told["detail"], told
-        for detail in ("other", "sibling", "2020-1", "2020-01-01"):
+        for detail in ("other", "sibling", "2020-1", "2020-01-01", "2020-03-01"):
             assert detail not in told["detail"].replace("2020-12", ""), (told, detail)
         assert "current_version" not in told
     assert api.registry.position() == head

@@ -168,7 +168,9 @@ def _tells_of_the_member(refusal: HarborError) -> bool:
     """A refusal whose message describes the member's record (holder, letters, dates,
     versions), not only the request's own fields."""
     if isinstance(refusal, InvalidInput):
-        return refusal.code == "INVALID_DATE"  # "... before the member's enrolment on ..."
+        # "... before the member's enrolment on ...", "letter N was issued on ...": the
+        # body's own fields are checked before the domain sees them.
+        return refusal.code == "INVALID_DATE" or refusal.field == "occurred_on"
     if isinstance(refusal, NotFound):
         return refusal.field not in (None, "member_id")
     return True
