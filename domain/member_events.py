@@ -95,6 +95,7 @@ class MembershipConfirmed(MemberEvent):
 
     def evolve(self, state: MemberState) -> None:
         state.standing = Standing.FULL
+        state.confirmed_on = self.occurred_on
 
 
 class ProbationExtended(MemberEvent):
@@ -103,6 +104,7 @@ class ProbationExtended(MemberEvent):
 
     def evolve(self, state: MemberState) -> None:
         state.probation_extension_months += self.months
+        state.extensions.append((self.occurred_on, self.months))
 
 
 class InquiryReceived(MemberEvent):

@@ -196,6 +196,9 @@ class MemberState:
     standing: Standing = Standing.FULL
     probation_started_on: date | None = None
     probation_extension_months: int = 0
+    # R3 and R4 judge a back-dated letter by the day it bears: when each came about.
+    confirmed_on: date | None = None
+    extensions: list[tuple[date, int]] = field(default_factory=list)  # (on, months)
     developing_unit_id: str | None = None
     household_region: str = ""
     enrolled_on: date | None = None

@@ -275,11 +275,24 @@ def attachment_is_addressed(
 # --- R3 / R4 probationary members --------------------------------------------
 
 
-def probation_end(state: MemberState) -> date | None:
-    """Twelve months after probation started, plus any extensions."""
+def probation_end(state: MemberState, on: date | None = None) -> date | None:
+    """Twelve months after probation started, plus any extensions (those made by ``on``)."""
     if state.probation_started_on is None:
         return None
-    return add_months(state.probation_started_on, 12 + state.probation_extension_months)
+    if on is None:
+        return add_months(state.probation_started_on, 12 + state.probation_extension_months)
+    months = sum(extra for day, extra in state.extensions if day <= on)
+    return add_months(state.probation_started_on, 12 + months)
+
+
+def probationary_on(state: MemberState, on: date) -> bool:
+    """Whether the member was on probation on ``on``: a confirmation counts from its day,
+    so a letter back-dated to before it is judged as the probationer's it was."""
+    if state.probation_started_on is None:
+        return False
+    if state.standing is Standing.PROBATIONARY:
+        return True
+    return state.confirmed_on is not None and on < state.confirmed_on
 
 
 def probation_allows_transfer(
@@ -289,8 +302,8 @@ def probation_allows_transfer(
 
     Returns True when the letter stands only by ``special_circumstances``.
     """
-    end = probation_end(state)
-    if state.standing is not Standing.PROBATIONARY or end is None:
+    end = probation_end(state, on)
+    if not probationary_on(state, on) or end is None:
         return False
     if add_months(end, -3) <= on <= add_months(end, -1):
         if special_circumstances:
@@ -308,7 +321,7 @@ def probation_allows_transfer(
 def performance_report_sent(state: MemberState, case: Case, to_unit_id: str, on: date) -> None:
     """R4: past six months of probation, the addressee must have the performance report."""
     start = state.probation_started_on
-    if state.standing is not Standing.PROBATIONARY or start is None:
+    if not probationary_on(state, on) or start is None:
         return
     if on <= add_months(start, 6):
         return

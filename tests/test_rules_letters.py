@@ -452,3 +452,45 @@ def test_an_attachment_cannot_be_voided_once_the_new_holder_sent_the_member_on(
     state = registry.member(member).state
     assert state.holder_unit_id == "factory-superior"
     assert [letter.letter_no for letter in state.letters if letter.outstanding] == [LETTER_NO]
+
+
+def test_r3_judges_a_back_dated_letter_by_the_standing_and_extensions_of_its_day(
+    registry: Registry,
+) -> None:
+    """Probation ends 2026-01-10 (window 2025-10-10..2025-12-10). A letter dated 2025-11-10
+    is judged as on that day: neither a confirmation nor an extension recorded since moves
+    it out of the window."""
+    confirmed = probationer(registry)
+    registry.confirm_membership(as_unit("sh-univ"), confirmed, occurred_on=date(2026, 1, 10))
+    refused(registry, "R3_NEAR_CONFIRMATION", lambda: issue_letter(
+        registry, confirmed, by="sh-univ", on=date(2025, 11, 10),
+    ))  # fmt: skip
+    issue_letter(registry, confirmed, by="sh-univ", on=date(2026, 1, 10))  # a full member now
+    assert last_event(registry, confirmed, LetterIssued).overridden_rules == []
+
+    extended = enrol(registry, by="sh-univ", on=PROBATION_STARTED, standing="probationary",
+                     probation_started_on=PROBATION_STARTED, developing_unit_id="sh-univ", n=2)
+    open_case(registry, extended, on=date(2025, 7, 1))
+    registry.send_performance_report(
+        as_unit("sh-univ"), extended, occurred_on=date(2025, 7, 1), to_unit_id="daning-center",
+        covering_from=PROBATION_STARTED, covering_to=date(2025, 6, 30),
+    )  # fmt: skip
+    registry.extend_probation(as_unit("sh-univ"), extended, occurred_on=date(2025, 12, 20),
+                              months=3)  # fmt: skip
+    refused(registry, "R3_NEAR_CONFIRMATION", lambda: issue_letter(
+        registry, extended, by="sh-univ", on=date(2025, 11, 10),
+    ))  # fmt: skip
+    # From its day the extension counts: the window is now 2026-01-10..2026-03-10.
+    issue_letter(registry, extended, by="sh-univ", on=date(2025, 12, 20))
+    assert last_event(registry, extended, LetterIssued).overridden_rules == []
+
+
+def test_r4_judges_a_back_dated_letter_by_the_standing_of_its_day(registry: Registry) -> None:
+    """More than six months into probation on 2025-09-16 and no report: a letter dated then
+    is refused although the member was confirmed since."""
+    member = developing_elsewhere(registry)
+    registry.confirm_membership(as_unit("factory-superior"), member, occurred_on=date(2025, 10, 1))
+
+    refused(registry, "R4_REPORT_MISSING",
+            lambda: issue_letter(registry, member, on=date(2025, 9, 16), letter_no="2025-001"))
+    issue_letter(registry, member, on=date(2025, 10, 1), letter_no="2025-001")
