@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -131,6 +132,10 @@ class Registry(MemberCommands, Application[UUID]):
         # elsewhere (api/http/on_loop.py); the rules themselves never block.
         self.blocking: Callable[[Callable[[], Any]], Any] = call_here
         self._units: dict[str, tuple[float, Unit]] = {}
+        # Bumped when this registry changes a unit: a read that began before then does not
+        # cache what it read (a dissolved unit would act on for HARBOR_UNIT_CACHE_SECONDS).
+        self._unit_changes = 0
+        self._unit_caching = threading.Lock()
         self._unit_seconds = float(self.env.get("HARBOR_UNIT_CACHE_SECONDS") or 2)
         # Checked once: a runtime protocol check costs tens of microseconds per command.
         self._keeps_receipts = isinstance(self.recorder, ReceiptStore)
@@ -228,10 +233,18 @@ class Registry(MemberCommands, Application[UUID]):
         cached = self._cached_unit(code)
         if cached is not None:
             return cached
+        changes = self._unit_changes
         unit = self._load_unit(code, field)
         if self._unit_seconds > 0:
-            self._units[code] = (time.monotonic() + self._unit_seconds, unit)
+            with self._unit_caching:
+                if changes == self._unit_changes:
+                    self._units[code] = (time.monotonic() + self._unit_seconds, unit)
         return unit
+
+    def _forget_unit(self, code: str) -> None:
+        with self._unit_caching:
+            self._unit_changes += 1
+            self._units.pop(code, None)
 
     def unit_is_cached(self, code: str) -> bool:
         """True when ``unit(code)`` would answer without asking the store."""
@@ -432,7 +445,7 @@ class Registry(MemberCommands, Application[UUID]):
         def decide(on: date) -> Aggregate:
             self._acting_unit(actor, on)
             unit = self._load_unit(unit_code)
-            self._units.pop(unit.code, None)
+            self._forget_unit(unit.code)
             unit.rename(
                 name=require_text(name, "name", max_length=200),
                 unit_id=actor.unit_id,
@@ -473,7 +486,7 @@ class Registry(MemberCommands, Application[UUID]):
                     code="SELF_DISSOLUTION",
                     field="unit_id",
                 )
-            self._units.pop(unit.code, None)
+            self._forget_unit(unit.code)
             successor = optional_text(successor_unit_id, "successor_unit_id", max_length=64)
             if successor is not None:
                 if successor == unit.code:
@@ -726,7 +739,7 @@ class Registry(MemberCommands, Application[UUID]):
                     fingerprint,
                     Outcome(unit_id=unit.code, version=unit.version),
                 )
-                self._units.pop(unit.code, None)
+                self._forget_unit(unit.code)
                 return outcome
             except IntegrityError:
                 if duplicate_code:

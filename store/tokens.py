@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -110,6 +111,10 @@ class TokenStore:
         self.db = db
         self.cache_seconds = cache_seconds
         self._checked: dict[str, tuple[float, tuple[str, ...] | None]] = {}
+        # Bumped by every revocation once committed: a check that read its row before
+        # then does not cache it (it would keep a revoked token alive for cache_seconds).
+        self._revocations = 0
+        self._caching = threading.Lock()  # the test and the write of a cache entry as one
         with db.transaction() as cur:
             if db.backend == "postgres":  # two CREATE TABLE IF NOT EXISTS at once can collide
                 cur.execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK_ID,))
@@ -180,6 +185,7 @@ class TokenStore:
         if cached is not None:
             row = cached[0]
         else:
+            revocations = self._revocations
             rows = self.db.query(
                 f"SELECT token_id, unit_id, role, holder, expires_on, revoked_at FROM {TABLE}"
                 " WHERE token_hash = ?",
@@ -187,9 +193,11 @@ class TokenStore:
             )
             row = tuple(rows[0]) if rows else None
             if self.cache_seconds > 0:
-                if len(self._checked) > 10_000:
-                    self._checked.clear()
-                self._checked[digest] = (time.monotonic() + self.cache_seconds, row)
+                with self._caching:
+                    if revocations == self._revocations:
+                        if len(self._checked) > 10_000:
+                            self._checked.clear()
+                        self._checked[digest] = (time.monotonic() + self.cache_seconds, row)
         return _credential(row, today)
 
     def list(self) -> list[TokenInfo]:
@@ -222,7 +230,9 @@ class TokenStore:
                 f"UPDATE {TABLE} SET revoked_at = ? WHERE {where} AND revoked_at IS NULL",
                 (datetime.now(UTC).isoformat(timespec="seconds"), *params),
             )
-        self._checked.clear()  # after the commit: a check meanwhile may have cached the row
+        with self._caching:
+            self._revocations += 1  # after the commit: checks that read before it cache nothing
+            self._checked.clear()  # and rows they cached already are dropped
         return int(row[0]) if row else 0
 
 

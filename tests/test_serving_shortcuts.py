@@ -16,7 +16,7 @@ from domain.registry import SHANGHAI, Registry, today_in_shanghai
 from store.sql import Db
 from store.tokens import TokenStore
 from tests.conftest import TODAY
-from tests.support import register_article_units
+from tests.support import ADMIN, register_article_units
 
 
 def test_today_in_shanghai_turns_at_shanghais_midnight(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,3 +60,25 @@ def test_fastapis_telemetry_is_off_unless_asked_for(
 
     assert {k: plain._telemetry[k] for k in NO_TELEMETRY} == NO_TELEMETRY  # type: ignore[attr-defined]
     assert traced._telemetry["tracing"] and traced._telemetry["metrics"]  # type: ignore[attr-defined]
+
+
+def test_a_unit_dissolved_while_it_is_being_read_is_not_kept_alive_by_the_cache(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read of zb-factory that began before its dissolution committed may answer with the
+    unit as it was, but must not cache it: the next command sees it dissolved."""
+    register_article_units(registry)
+    load = registry._load_unit
+
+    def load_then_dissolve(code: str, field: str = "unit_id") -> object:
+        unit = load(code, field)
+        if code == "zb-factory":
+            monkeypatch.setattr(registry, "_load_unit", load)
+            registry.dissolve_unit(ADMIN, "zb-factory", occurred_on=TODAY)
+        return unit
+
+    monkeypatch.setattr(registry, "_load_unit", load_then_dissolve)
+    assert registry.unit("zb-factory").dissolved_on is None  # read before the dissolution
+
+    assert not registry.unit_is_cached("zb-factory")
+    assert registry.unit("zb-factory").dissolved_on == TODAY

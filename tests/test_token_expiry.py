@@ -144,3 +144,27 @@ def test_a_start_with_admin_token_revokes_the_tokens_the_last_start_printed(
     roles = [tokens.check(t, today) for t in printed(second)]
     assert [c.role for c in roles if c is not None] == ["admin", "auditor"]
     assert tokens.check(kept, today) is not None  # tokens issued by hand are not touched
+
+
+def test_a_token_revoked_while_it_is_being_checked_is_not_kept_alive_by_the_cache(
+    registry: Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check read the token's row just before the revocation committed: that request
+    may pass (it came first), but the row it read must not be cached for the next ones."""
+    tokens = TokenStore(Db(registry.recorder.datastore), cache_seconds=60)  # type: ignore[attr-defined]
+    today = date(2026, 11, 26)
+    token = tokens.issue("daning-center", "unit", "clerk", today=today)
+    read = Db.query
+
+    def query_then_revoke(db: Db, sql: str, params: object = ()) -> list[tuple[object, ...]]:
+        rows = read(db, sql, params)
+        if "token_hash" in sql:
+            tokens.revoke_unit("daning-center")  # commits between the read and the caching
+        return rows
+
+    monkeypatch.setattr(Db, "query", query_then_revoke)
+    assert tokens.check(token, today) is not None
+    monkeypatch.setattr(Db, "query", read)
+
+    assert tokens.check_cached(token, today) == (False, None)
+    assert tokens.check(token, today) is None
