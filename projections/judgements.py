@@ -366,19 +366,23 @@ def lost_contact(
     known = sorted((heard, through) for heard, through in signs if heard <= seen)
     if not known:
         return None
+
+    def lost_from(through: date) -> date:
+        return add_months(through, LOST_CONTACT_MONTHS) + timedelta(days=1)
+
     latest: tuple[date, date | None] | None = None
     lost: date | None = None  # since when the member is without word, while that lasts
     good_through = known[0][1]
     for heard, through in known[1:]:
-        since = add_months(good_through, LOST_CONTACT_MONTHS) + timedelta(days=1)
+        since = lost_from(good_through)
         good_through = max(good_through, through)
         if heard >= since:
             lost = lost or since
             # Dues paid late for months long past are no word from the member now: the
             # stretch goes on unless the months they cover reach back within six months.
-            if heard < add_months(good_through, LOST_CONTACT_MONTHS) + timedelta(days=1):
+            if heard < lost_from(good_through):
                 latest, lost = (lost, heard), None
-    since = add_months(good_through, LOST_CONTACT_MONTHS) + timedelta(days=1)
+    since = lost_from(good_through)
     if on >= since:
         latest = (lost or since, None)
     return latest
@@ -399,13 +403,13 @@ def signs_of_life(member: Rec) -> list[tuple[date, date]]:
 def r7_finding(
     member: Rec, on: date, periods: Holdings | None = None, known_by: date | None = None
 ) -> Finding | None:
-    """R7 for one member, against its holder (``periods``: its holdings, if parsed already;
-    ``known_by`` as for ``r5_findings``)."""
+    """R7 for one member, against its holder (``periods``: its holdings, if parsed already —
+    with ``known_by``, as they stood then; ``known_by`` as for ``r5_findings``)."""
     episode = lost_contact(signs_of_life(member), on, known_by)
     if episode is None:
         return None
-    if known_by is not None:
-        periods = holdings_known_by(periods if periods is not None else holdings(member), known_by)
+    if known_by is not None and periods is None:
+        periods = holdings_known_by(holdings(member), known_by)
     holder = holder_on(member, episode[0], periods) or member["holder_unit_id"]
     return Finding(
         "R7", "breach", member["member_id"], None, holder, episode[0], episode[1], "lost contact"
@@ -451,14 +455,15 @@ def r8_findings(
     known_by: date | None = None,
 ) -> list[Finding]:
     """R8: held by a dissolved unit, from its dissolution until someone took the member in
-    (``known_by`` as for ``r5_findings``)."""
+    (``periods`` and ``known_by`` as for ``r7_finding``)."""
     found: list[Finding] = []
     if not dissolved:
         return found
-    periods = periods if periods is not None else holdings(member)
-    seen = on
-    if known_by is not None:
-        periods, seen = holdings_known_by(periods, known_by), known_by
+    if periods is None:
+        periods = holdings(member)
+        if known_by is not None:
+            periods = holdings_known_by(periods, known_by)
+    seen = on if known_by is None else known_by
     for unit, since, until in periods:
         gone = dissolved.get(unit)
         if gone is None or gone > seen or (until is not None and gone >= until):

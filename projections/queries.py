@@ -557,6 +557,8 @@ def judge_findings(
     for member in members:
         # Parsed once for both rules, and only when one of them needs it.
         periods = j.holdings(member) if dissolved else None
+        if periods is not None and known_by is not None:
+            periods = j.holdings_known_by(periods, known_by)  # cut once for both
         r7 = j.r7_finding(member, on, periods, known_by)
         if r7 is not None:
             found.append(r7)

@@ -415,7 +415,7 @@ def queue(
     """待办 (waiting for this unit), 未办结 (waiting for the other side), first-responder
     cases, and 预警 (``due_soon``: breaches against it that begin within ``within`` days
     unless someone acts, soonest first, each with what it can still do)."""
-    unit_id = registry.unit(unit_id).code  # as stored: " x" is x, not an empty queue
+    unit_id = registry.unit(unit_id).code  # the code as stored: " x" reads x
     may_read_unit(registry, caller, unit_id)
     # Every member in a unit's own queue is one it may read (it holds them, receives them
     # or took part in their case); a parent reading a sub-unit's queue is not, so no names.
@@ -463,7 +463,7 @@ def roster(
     the way to it (``relation`` held / arriving), by name, each with status and colour.
     As CSV (``Accept: text/csv``) the whole roster unless ``limit`` is given: a
     spreadsheet wants them all."""
-    unit_id = registry.unit(unit_id).code  # as stored: " x" is x, not an empty queue
+    unit_id = registry.unit(unit_id).code  # the code as stored: " x" reads x
     if caller.role == "unit" and unit_id != caller.credential.unit_id:
         # DESIGN.md "Security": a unit reads the members it holds and receives; a parent
         # reads its sub-units' queues and scorecards, not their members.
@@ -487,7 +487,7 @@ def scorecard(
     on: OnQuery = None,
 ) -> Any:
     """Answered first, seen through (句号), dropped (逗号), median days to attachment."""
-    unit_id = registry.unit(unit_id).code  # as stored: " x" is x, not an empty queue
+    unit_id = registry.unit(unit_id).code  # the code as stored: " x" reads x
     may_read_unit(registry, caller, unit_id)
     cards = [c.as_dict() for c in models.scorecards(unit_id, on)]
     return _csv(cards, SCORECARD_COLUMNS) if _wants_csv(request) else cards[0]
