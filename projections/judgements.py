@@ -147,18 +147,24 @@ def accepted_on(referral: Rec, case: Rec) -> date | None:
 def referral_state(referral: Rec, case: Rec, on: date) -> tuple[str, date | None]:
     """What a referral amounts to for R5 on ``on``, and since when.
 
-    One of ``accepted``, ``pending`` (warm, within its 14 days), ``cold`` (a cold
-    handover, or warm and neither accepted nor declined within 14 days — from the
-    15th), ``declined`` (within the 14 days, and the first responder acted again
+    One of ``accepted``, ``pending`` (warm, within its 14 days), ``overtaken`` (below),
+    ``cold`` (a cold handover, or warm and neither accepted nor declined within 14
+    days — from the 15th), ``declined`` (within the 14 days, and the first responder acted again
     within 14 days of it) and ``declined_and_left`` (it did not: from the 15th day).
     A cold handover stays cold whatever the answer: the first responder sent the
     member off without taking them there.
+
+    A window still running when the case closes stops there: once closed, nobody can
+    act in the case, so a warm referral still pending is ``overtaken`` (from the
+    closing day) rather than cold 14 days later, and a decline the first responder
+    still had time to answer stays ``declined``.
     """
     referred_on = d(referral["referred_on"])
     assert referred_on is not None
     if referral["handover"] == "cold":
         return "cold", referred_on
     deadline = referred_on + timedelta(days=WARM_ACCEPT_DAYS)
+    closed = d(case["closed_on"])
     actions = _actions(case)
     taken = _first_action(actions, referral["to_unit_id"], referral["version"], referred_on)
     if taken is not None and taken <= deadline and referral["answer"] != "declined":
@@ -176,11 +182,18 @@ def referral_state(referral: Rec, case: Rec, on: date) -> tuple[str, date | None
         again = _first_action(
             actions, case["first_responder"], referral["answered_version"], answered_on
         )
-        if (again is not None and again <= left) or (again is None and on <= left):
+        if (
+            (again is not None and again <= left)
+            or (again is None and on <= left)
+            or (closed is not None and closed <= left)
+        ):
             return "declined", answered_on
         return "declined_and_left", left + timedelta(days=1)
-    if taken is None and answered_on is None and on <= deadline:
-        return "pending", referred_on
+    if taken is None and answered_on is None:
+        if closed is not None and closed <= deadline:
+            return "overtaken", closed
+        if on <= deadline:
+            return "pending", referred_on
     return "cold", deadline + timedelta(days=1)
 
 

@@ -334,3 +334,67 @@ def test_an_entry_back_dated_to_before_a_decline_is_not_acting_again_after_it(
 
     assert _outcome(models, case, date(2025, 6, 19)) == ("open", None)
     assert _outcome(models, case, date(2025, 6, 30)) == ("dropped", "2025-06-20")
+
+
+def _referral_states(models: ReadModels, case: UUID, on: date) -> list[str]:
+    return [r["state"] for r in models.case(case, on)["referrals"]]
+
+
+def test_a_warm_referral_still_pending_when_the_case_is_withdrawn_does_not_go_cold(
+    registry: Registry,
+) -> None:
+    """Nobody can act in a closed case: the referral's 14 days stop at the withdrawal."""
+    member = _member(registry)
+    case = _case(registry, member, date(2025, 6, 1))
+    _refer(registry, member, date(2025, 6, 1), "warm")
+    registry.withdraw_case(as_unit(DANING), member, occurred_on=date(2025, 6, 6), reason="出国")
+    models = _models(registry)
+
+    assert _outcome(models, case, date(2025, 9, 1)) == ("withdrawn", "2025-06-06")
+    assert _referral_states(models, case, date(2025, 9, 1)) == ["overtaken"]
+    assert _r5(models, date(2025, 9, 1)) == set()
+    # Judged before the withdrawal, it was pending.
+    assert _referral_states(models, case, date(2025, 6, 5)) == ["pending"]
+
+
+def test_a_case_closed_by_an_activity_while_a_warm_referral_was_pending_is_seen_through(
+    registry: Registry,
+) -> None:
+    """The first responder took the member in itself before Hongkou answered."""
+    member = _member(registry)
+    case = _case(registry, member, date(2025, 6, 1))
+    _refer(registry, member, date(2025, 6, 1), "warm")
+    registry.attach_member(
+        as_unit(DANING), member, occurred_on=date(2025, 6, 8), basis="other",
+        override_reason="原介绍信遗失，经组织部同意接收",
+    )  # fmt: skip
+    registry.attend_activity(as_unit(DANING), member, occurred_on=date(2025, 6, 10), kind="支部会")
+    models = _models(registry)
+
+    assert _outcome(models, case, date(2025, 9, 1)) == ("seen_through", "2025-06-10")
+    assert _r5(models, date(2025, 9, 1)) == set()
+
+
+def test_a_decline_still_within_its_14_days_when_the_case_closes_is_not_left(
+    registry: Registry,
+) -> None:
+    member = _member(registry)
+    case = _case(registry, member, date(2025, 6, 1))
+    _refer(registry, member, date(2025, 6, 1), "warm")
+    _decline(registry, member, date(2025, 6, 5))
+    registry.withdraw_case(as_unit(RESIDENCE), member, occurred_on=date(2025, 6, 12), reason="出国")
+    models = _models(registry)
+
+    assert _outcome(models, case, date(2025, 9, 1)) == ("withdrawn", "2025-06-12")
+    assert _referral_states(models, case, date(2025, 9, 1)) == ["declined"]
+
+
+def test_a_referral_gone_cold_before_the_case_closed_still_drops_it(registry: Registry) -> None:
+    member = _member(registry)
+    case = _case(registry, member, date(2025, 6, 1))
+    _refer(registry, member, date(2025, 6, 1), "warm")
+    registry.withdraw_case(as_unit(DANING), member, occurred_on=date(2025, 6, 20), reason="出国")
+    models = _models(registry)
+
+    assert _outcome(models, case, date(2025, 9, 1)) == ("dropped", "2025-06-16")
+    assert _referral_states(models, case, date(2025, 9, 1)) == ["cold"]
