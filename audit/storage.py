@@ -424,8 +424,16 @@ class SQLiteAuditStore(AuditStore):
             )
 
     def _events_select(self) -> tuple[str, str, str]:
+        # The store keeps ids as text and finds a stream by that text: an id rewritten as
+        # a blob of the same 16 bytes would hash as the sealed leaf yet be invisible to
+        # every read. Anything but text is read as text naming its type, so it cannot
+        # pass for the id it hides behind.
+        oid = (
+            "CASE typeof(originator_id) WHEN 'text' THEN originator_id"
+            " ELSE 'stored as ' || typeof(originator_id) || ': ' || hex(originator_id) END"
+        )
         return (
-            "rowid, originator_id, originator_version, topic, state",
+            f"rowid, {oid}, originator_version, topic, state",
             self.recorder.events_table_name,
             "rowid",
         )

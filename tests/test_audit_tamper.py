@@ -203,6 +203,38 @@ def test_a_forged_event_inserted_among_sealed_ones_is_named_extra_at_its_positio
     assert "version 99" in first["message"]
 
 
+def test_an_event_hidden_behind_its_id_as_a_blob_is_named_edited(
+    sealed: DemoMembers, registry: Registry, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SQLite finds a stream by its id's text: the same 16 bytes stored as a blob hide the
+    event from every read while hashing like it, so a forged copy could take its place."""
+    if store_url.startswith("postgres"):
+        pytest.skip("PostgreSQL's uuid column holds nothing but a uuid")
+    raw = RawStore(store_url)
+    target = raw.ids()[-1]
+    position = _ordinal(registry, target)
+    with raw.transaction() as run:
+        oid, version, topic, state = run(
+            f"SELECT originator_id, originator_version, topic, state FROM {raw.table}"
+            f" WHERE {raw.nid} = ?",
+            target,
+        )[0]
+        hide = f"UPDATE {raw.table} SET originator_id = ? WHERE {raw.nid} = ?"
+        run(hide, bytes.fromhex(oid), target)
+        run(
+            f"INSERT INTO {raw.table} (originator_id, originator_version, topic, state)"
+            " VALUES (?, ?, ?, ?)",
+            oid, version, topic, state.replace("回访".encode(), "伪造".encode()),
+        )
+
+    code, report = _verify(capsys)
+
+    assert code == 1
+    first = report["findings"][0]
+    assert (first["kind"], first["position"]) == ("edited", position)
+    assert "stored as blob" in first["message"]
+
+
 def test_a_rewritten_leaf_hash_is_blamed_on_the_leaf_table_not_the_events(
     sealed: DemoMembers, registry: Registry, store_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
