@@ -31,6 +31,10 @@ FORMAT = 1
 ID_UUID = 1
 ID_TEXT = 2
 
+# How the SQLite audit store reads an id that is not text (a hand-edited row): a prefix no
+# id the store writes has, then the column's type and its bytes in hex.
+NOT_TEXT = "[not text] "
+
 _HEAD_UUID = struct.Struct(">BB16sqI")
 _HEAD_TEXT = struct.Struct(">BBI")
 _VERSION_TOPIC = struct.Struct(">qI")
@@ -118,6 +122,8 @@ def row_problem(originator_id: Any, version: Any, topic: Any, state: Any) -> str
     """Why a stored row has no leaf encoding (a column of the wrong type), or None."""
     if not isinstance(originator_id, UUID | str | bytes):
         return f"originator_id is {type(originator_id).__name__}"
+    if isinstance(originator_id, str) and originator_id.startswith(NOT_TEXT):
+        return f"originator_id is stored as {originator_id.removeprefix(NOT_TEXT)}, not as text"
     if isinstance(originator_id, bytes) and len(originator_id) != 16:
         return f"originator_id is {len(originator_id)} bytes, not a 16-byte UUID"
     if type(version) is not int:

@@ -66,7 +66,13 @@ class AuditLog:
                     # Another sealer appended these first: resume from its tail.
                     conflicts += 1
                     if conflicts > MAX_CONFLICTS:
-                        raise
+                        # No sealer keeps losing this race: a row Harbor never wrote sits
+                        # where the next leaf or node must go.
+                        raise AuditError(
+                            f"cannot add the leaves after leaf {size - 1}: the audit tables"
+                            " already hold a leaf or node where they must go, which no seal"
+                            " wrote; run `harbor verify` to find it"
+                        ) from None
                     size, last_id = self.store.tail()
                     compact = self._compact_range(size)
                     continue

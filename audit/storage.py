@@ -26,6 +26,7 @@ from psycopg.rows import tuple_row
 from psycopg.sql import SQL, Identifier
 
 from audit.keys import TreeHead, now_utc
+from audit.leaf import NOT_TEXT
 from store.recorders import SCHEMA_LOCK_ID
 
 LEAVES = "harbor_merkle_leaves"
@@ -192,6 +193,28 @@ class AuditStore(ABC):
             if len(rows) < page:
                 return
             after = int(rows[-1][0])
+
+    def stray_rows(self, size: int) -> tuple[list[int], list[tuple[int, int]]]:
+        """Leaf ordinals and (level, index) nodes that no tree of the stored leaves holds.
+
+        ``size`` (the leaves a verification read) narrows the read; the leaves' size is
+        read again after the nodes, and a seal stores its nodes with their leaves, so a
+        node a seal added meanwhile is not stray."""
+        leaves = [int(o) for (o,) in self._rows(
+            f"SELECT ordinal FROM {self.leaves_table} WHERE ordinal < 0 ORDER BY ordinal"
+        )]  # fmt: skip
+        candidates = self._rows(
+            f"SELECT level, idx FROM {self.nodes_table} WHERE level < 1 OR idx < 0"
+            " OR level > 62 OR ((idx + 1) << level) > ? ORDER BY level, idx",
+            (size,),
+        )
+        now = self.tail()[0]
+        nodes = [
+            (int(level), int(idx))
+            for level, idx in candidates
+            if level < 1 or idx < 0 or level > 62 or (idx + 1) << level > now
+        ]
+        return leaves, nodes
 
     def leaves_for(self, notification_ids: Sequence[int]) -> dict[int, tuple[int, bytes]]:
         """(ordinal, leaf hash) by notification id, for those that have a leaf."""
@@ -427,10 +450,10 @@ class SQLiteAuditStore(AuditStore):
         # The store keeps ids as text and finds a stream by that text: an id rewritten as
         # a blob of the same 16 bytes would hash as the sealed leaf yet be invisible to
         # every read. Anything but text is read as text naming its type, so it cannot
-        # pass for the id it hides behind.
+        # pass for the id it hides behind (``leaf.NOT_TEXT``).
         oid = (
             "CASE typeof(originator_id) WHEN 'text' THEN originator_id"
-            " ELSE 'stored as ' || typeof(originator_id) || ': ' || hex(originator_id) END"
+            f" ELSE '{NOT_TEXT}' || typeof(originator_id) || ' ' || hex(originator_id) END"
         )
         return (
             f"rowid, {oid}, originator_version, topic, state",

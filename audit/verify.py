@@ -58,7 +58,7 @@ from audit.keys import (
 )
 from audit.leaf import leaf_hashes, row_problem
 from audit.log import AuditLog, read_witness_file, witness_lock
-from audit.storage import EventRow, KeyRecord, Leaf
+from audit.storage import AuditStore, EventRow, KeyRecord, Leaf
 
 H = merkle.HASH_SIZE
 _NO_HASH = b"\xff" * H  # stands for a stored leaf hash that is not one
@@ -351,6 +351,8 @@ def verify_log(
             node_finding = _node_finding(audit, tree)
             if node_finding is not None:
                 report.findings.append(node_finding)
+    if check_nodes:
+        report.findings += _stray_findings(store, report.leaves)
 
     # 3. tree heads
     _check_heads(heads, keys, retired, tree, report)
@@ -570,12 +572,38 @@ def _node_finding(audit: AuditLog, tree: merkle.MemoryTree) -> Finding | None:
                 expected += len(page)
                 continue
             for index, h in page:
+                if index * H >= len(computed) and index >= expected:
+                    break  # beyond the leaves read: a seal's since, or stray (_stray_findings)
                 if index != expected or computed[index * H : (index + 1) * H] != h:
                     return _node_mismatch(level, min(index, expected))
                 expected += 1
         if expected * H != len(computed):
             return _node_mismatch(level, expected)
     return None
+
+
+def _stray_findings(store: AuditStore, size: int) -> list[Finding]:
+    """Rows outside every position the tree has (added by hand): each would also stop the
+    next seal that reaches its place."""
+    leaves, nodes = store.stray_rows(size)
+    found = []
+    if leaves:
+        found.append(Finding(
+            LEAF_TABLE,
+            f"the leaf table holds {len(leaves)} row(s) at negative ordinals (first {leaves[0]}),"
+            " which no seal writes: the audit tables were altered — keep a copy for the"
+            " investigation, then delete them",
+        ))  # fmt: skip
+    if nodes:
+        level, index = nodes[0]
+        found.append(Finding(
+            NODE_TABLE,
+            f"the node table holds {len(nodes)} row(s) outside the tree of the stored leaves"
+            f" (first: level {level}, index {index}), which no seal writes: the audit tables"
+            " were altered, and sealing stops when the tree reaches such a row — keep a copy"
+            " for the investigation, then delete them",
+        ))  # fmt: skip
+    return found
 
 
 def _node_mismatch(level: int, index: int) -> Finding:

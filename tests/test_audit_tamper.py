@@ -232,7 +232,7 @@ def test_an_event_hidden_behind_its_id_as_a_blob_is_named_edited(
     assert code == 1
     first = report["findings"][0]
     assert (first["kind"], first["position"]) == ("edited", position)
-    assert "stored as blob" in first["message"]
+    assert "originator_id is stored as blob" in first["message"]
 
 
 def test_a_rewritten_leaf_hash_is_blamed_on_the_leaf_table_not_the_events(
@@ -283,3 +283,38 @@ def test_sealing_refuses_to_sign_a_log_that_no_longer_extends_the_last_head(
 
     with pytest.raises(AuditError, match="not an extension"):
         audit.seal(Signer.from_file(audit_env / "keys" / "signing.pem"))
+
+
+def test_a_node_planted_beyond_the_tree_is_reported(
+    sealed: DemoMembers, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with RawStore(store_url).transaction() as run:
+        run("INSERT INTO harbor_merkle_nodes (level, idx, hash) VALUES (10, 0, ?)", b"\x01" * 32)
+
+    code, report = _verify(capsys)
+
+    assert code == 1
+    assert [f["kind"] for f in report["findings"]] == ["node-table"]
+    assert "level 10, index 0" in report["findings"][0]["message"]
+
+
+def test_a_leaf_planted_where_the_next_seal_must_write_stops_sealing_with_a_clear_error(
+    sealed: DemoMembers,
+    registry: Registry,
+    store_url: str,
+    audit_env: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _contacts(registry, sealed.old_comrade, 1)
+    with RawStore(store_url).transaction() as run:  # the coming event's id, at ordinal -1
+        run(
+            "INSERT INTO harbor_merkle_leaves (ordinal, notification_id, leaf_hash)"
+            " VALUES (-1, ?, ?)",
+            RawStore(store_url).ids()[-1], b"\x02" * 32,
+        )  # fmt: skip
+
+    with pytest.raises(AuditError, match="run `harbor verify` to find it"):
+        AuditLog(registry.recorder).seal(Signer.from_file(audit_env / "keys" / "signing.pem"))
+    code, report = _verify(capsys)
+    assert code == 1
+    assert "negative ordinals (first -1)" in report["findings"][0]["message"]
