@@ -261,7 +261,7 @@ def _keys(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> int
 
 def _seal(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> int:
     signer = Signer.from_file(config.signing_key)
-    pending = audit.unsealed()
+    pending = audit.without_leaves()
     with _progress(
         sys.stderr.isatty() and pending > 10 * CATCH_UP_BATCH, pending, "sealing"
     ) as step:

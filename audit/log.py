@@ -105,9 +105,20 @@ class AuditLog:
         """How many leaves the tree has."""
         return self.store.tail()[0]
 
-    def unsealed(self) -> int:
-        """How many events have no leaf yet."""
+    def without_leaves(self) -> int:
+        """How many events have no leaf yet (what the next seal hashes)."""
         return self.store.count_events_after(self.store.tail()[1])
+
+    def unsealed(self) -> int:
+        """How many events no stored tree head covers yet (with a leaf or not: a seal that
+        failed after adding leaves signed nothing)."""
+        head = self.store.latest_head()
+        if head is None or head.tree_size == 0:
+            return self.store.count_events_after(None)
+        last = self.store.leaf_at(head.tree_size - 1)
+        if last is None:  # the leaf table lost it: all after the tail, as far as is known
+            return self.store.count_events_after(self.store.tail()[1])
+        return self.store.count_events_after(last)
 
     # --- roots and proofs -----------------------------------------------------------------
 

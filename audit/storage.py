@@ -140,6 +140,13 @@ class AuditStore(ABC):
             return 0, None
         return int(rows[0][0]) + 1, int(rows[0][1])
 
+    def leaf_at(self, ordinal: int) -> int | None:
+        """The notification id of the leaf at ``ordinal``, if there is one."""
+        rows = self._rows(
+            f"SELECT notification_id FROM {self.leaves_table} WHERE ordinal = ?", (ordinal,)
+        )
+        return int(rows[0][0]) if rows else None
+
     def nodes(self, keys: Iterable[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         """Hashes of perfect subtrees by (level, index); level 0 reads the leaves."""
         wanted = sorted(set(keys))

@@ -25,7 +25,9 @@ rejected. Those rotations come from the key history when one is given (the
 auditor's copy: a database edit cannot hide a rotation from it), else from the
 database's key records, and the report's notes say so.
 
-Events after the last leaf are counted as *unsealed*: nothing proves them yet.
+Events after the largest tree head that verifies are counted as *unsealed*: nothing
+proves them yet (a seal that failed after adding leaves leaves events with leaves but
+no head).
 """
 
 from __future__ import annotations
@@ -324,6 +326,17 @@ def verify_log(
     )
     report.heads = len(heads)
     keys, retired = _keys_and_retirement(audit, store.public_keys(), trusted_keys, report)
+    covered = next(
+        (
+            h.tree_size
+            for h in reversed(heads)
+            if h.tree_size <= tree.size
+            and head_signature_problem(h, keys, retired) is None
+            and tree.root(h.tree_size) == h.root_hash
+        ),
+        0,
+    )
+    report.unsealed += max(0, report.events_checked - covered)
 
     # the first change, or else 2. the stored interior nodes
     if current != stored:

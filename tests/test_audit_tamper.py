@@ -318,3 +318,26 @@ def test_a_leaf_planted_where_the_next_seal_must_write_stops_sealing_with_a_clea
     code, report = _verify(capsys)
     assert code == 1
     assert "negative ordinals (first -1)" in report["findings"][0]["message"]
+
+
+def test_events_whose_seal_failed_after_adding_their_leaves_are_still_counted_unsealed(
+    sealed: DemoMembers,
+    registry: Registry,
+    audit_env: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from audit.status import audit_status
+
+    _contacts(registry, sealed.old_comrade, 3)
+    (audit_env / "not-a-file").mkdir()
+    with pytest.raises(AuditError, match="nothing was signed"):  # the leaves went in first
+        AuditLog(registry.recorder).seal(
+            Signer.from_file(audit_env / "keys" / "signing.pem"), audit_env / "not-a-file"
+        )
+    assert AuditLog(registry.recorder).without_leaves() == 0
+
+    code, report = _verify(capsys)
+
+    assert code == 0 and report["unsealed"] == 3
+    assert audit_status(registry)["unsealed_events"] == 3
