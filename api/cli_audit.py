@@ -311,6 +311,8 @@ def _verify(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> i
             trusted_keys=trusted,
             witness_files=witnesses,
             sealer_witness=sealers,
+            # A seal stores its head just after its witness line: locked, none is read half.
+            lock_file=config.witness_file if config.witness_file.exists() else None,
             advance=advance,
         )
     first = report.first

@@ -266,6 +266,7 @@ def verify_log(
     trusted_keys: Mapping[str, Ed25519PublicKey] | TrustedKeys | None = None,
     witness_files: Sequence[Path] = (),
     sealer_witness: Path | None = None,
+    lock_file: Path | None = None,
     check_nodes: bool = True,
     advance: Advance | None = None,
 ) -> Report:
@@ -275,7 +276,9 @@ def verify_log(
     with retirement still from the database; the ``TrustedKeys`` of ``load_trusted_keys``
     with a key history take retirement from that history and compare it with the database.
     ``sealer_witness`` is the witness file the sealers append to: every stored head must be
-    in it (a third party's copy may lag behind, so other witness files need not hold all)."""
+    in it (a third party's copy may lag behind, so other witness files need not hold all).
+    ``lock_file`` (default ``sealer_witness``): the sealers' file, locked shared while the
+    heads and witness lines are read, even when it is not one of the files checked."""
     report = Report()
     store = audit.store
     step: Advance = advance or (lambda n: None)
@@ -287,7 +290,7 @@ def verify_log(
         witness_paths.append(sealer_witness)
     # Shared on the sealers' file: a seal holds it exclusively from its witness line to its
     # stored head, so the heads and the lines read here are never half of one seal.
-    with witness_lock(sealer_witness, exclusive=False):
+    with witness_lock(lock_file or sealer_witness, exclusive=False):
         head_rows = store.head_rows()
         witnessed = {path: _read_witness(path, report) for path in witness_paths}
 
@@ -372,6 +375,16 @@ def verify_log(
 
     # 4. witness files, and whether they and the stored heads still agree
     stored_heads = set(heads)
+    unstored = {
+        entry
+        for lines in witnessed.values()
+        for _, entry in lines or ()
+        if isinstance(entry, TreeHead) and entry not in stored_heads
+    }
+    if unstored:
+        # A copy of the sealers' file synced after the heads were read may hold a head
+        # stored since: heads are only ever added, so read them again before blaming them.
+        stored_heads |= {h for h in store.head_rows() if isinstance(h, TreeHead)} & unstored
     for path, lines in witnessed.items():
         if lines is not None:
             _check_witness(path, lines, keys, retired, tree, report)

@@ -20,7 +20,9 @@ from audit.keyring import init_key
 from audit.keys import Signer
 from audit.leaf import event_leaf_hash
 from audit.log import AuditError, AuditLog
+from audit.status import audit_status
 from audit.storage import AuditStore
+from audit.verify import verify_log
 from domain.registry import Actor, Registry
 from tests.conftest import TODAY
 
@@ -327,8 +329,6 @@ def test_events_whose_seal_failed_after_adding_their_leaves_are_still_counted_un
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from audit.status import audit_status
-
     _contacts(registry, sealed.old_comrade, 3)
     (audit_env / "not-a-file").mkdir()
     with pytest.raises(AuditError, match="nothing was signed"):  # the leaves went in first
@@ -341,3 +341,27 @@ def test_events_whose_seal_failed_after_adding_their_leaves_are_still_counted_un
 
     assert code == 0 and report["unsealed"] == 3
     assert audit_status(registry)["unsealed_events"] == 3
+
+
+def test_a_seal_between_reading_the_heads_and_a_witness_file_is_not_called_deleted_heads(
+    sealed: DemoMembers, registry: Registry, audit_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A third party's copy of the sealers' file synced while verify runs may hold a head
+    stored after verify read the heads: heads are only added, so that is no deletion."""
+    _contacts(registry, sealed.old_comrade, 1)
+    audit = AuditLog(registry.recorder)
+    signer = Signer.from_file(audit_env / "keys" / "signing.pem")
+    witness = audit_env / "witness.txt"
+    read_heads = audit.store.head_rows
+
+    def heads_then_a_seal() -> Any:
+        rows = read_heads()
+        AuditLog(registry.recorder).seal(signer, witness)
+        return rows
+
+    monkeypatch.setattr(audit.store, "head_rows", heads_then_a_seal)
+    report = verify_log(audit, witness_files=[witness])
+    monkeypatch.undo()
+
+    assert report.ok, [f.message for f in report.findings]
+    assert report.witness_heads == 3
