@@ -377,7 +377,14 @@ class AuditStore(ABC):
     def public_keys(self) -> list[KeyRecord]:
         """Every public key, oldest first."""
         return [
-            KeyRecord(str(k), str(p), str(c), e_by, bytes(e) if e is not None else None)
+            KeyRecord(
+                str(k),
+                str(p),
+                str(c),
+                None if e_by is None else str(e_by),
+                # A column edited to another type keeps its bytes, so it fails to verify.
+                None if e is None else bytes(e) if isinstance(e, bytes) else repr(e).encode(),
+            )
             for k, p, c, e_by, e in self._rows(
                 "SELECT key_id, public_pem, created_at, endorsed_by, endorsement"
                 f" FROM {self.keys_table} ORDER BY created_at, key_id"

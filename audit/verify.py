@@ -59,7 +59,7 @@ from audit.keys import (
     parse_public_pem,
 )
 from audit.leaf import leaf_hashes, row_problem
-from audit.log import AuditLog, read_witness_file, witness_lock
+from audit.log import AuditError, AuditLog, read_witness_file, witness_lock
 from audit.storage import AuditStore, EventRow, KeyRecord, Leaf
 
 H = merkle.HASH_SIZE
@@ -412,8 +412,12 @@ def _read_witness(path: Path, report: Report) -> list[tuple[int, TreeHead | str]
     try:
         return read_witness_file(path)
     except OSError as e:
-        report.findings.append(Finding(WITNESS, f"cannot read the witness file {path}: {e}"))
-        return None
+        # Nothing is known about the log from a file that cannot be read: a usage error
+        # (exit 2), not a finding.
+        raise AuditError(
+            f"cannot read the witness file {path}: {e.strerror or e}; give the path of the"
+            " witness file itself (a file the sealers append to, or your copy of it)"
+        ) from None
 
 
 def _compare_heads(
@@ -589,9 +593,13 @@ def _node_finding(audit: AuditLog, tree: merkle.MemoryTree) -> Finding | None:
         computed = tree.levels[level]
         expected = 0  # the next index the level should hold
         for page in _read_ahead(audit.store.node_pages(level)):
-            joined = b"".join([h for _, h in page])
+            try:
+                joined = b"".join([h for _, h in page])
+            except TypeError:  # a hash edited to another type: the loop below names it
+                joined = b""
             if (
-                page[0][0] == expected
+                joined
+                and page[0][0] == expected
                 and page[-1][0] - expected == len(page) - 1
                 and computed[expected * H : expected * H + len(joined)] == joined
             ):

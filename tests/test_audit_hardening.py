@@ -340,3 +340,33 @@ def test_a_changed_leaf_notification_id_is_a_leaf_table_finding(
 
     assert code == 1
     assert any(f["kind"] == "leaf-table" for f in report["findings"]), report
+
+
+def test_a_witness_file_that_cannot_be_read_is_a_usage_error_not_a_finding(
+    sealed: DemoMembers, audit_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["verify", "--witness", str(audit_env / "nowhere.txt")])
+
+    assert code == 2
+    assert "cannot read the witness file" in capsys.readouterr().err
+    assert main(["verify", "--witness", str(audit_env)]) == 2  # a folder
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        "UPDATE harbor_merkle_nodes SET hash = 'text' WHERE level = 1 AND idx = 0",
+        "UPDATE harbor_signing_keys SET endorsed_by = key_id, endorsement = 'text'",
+    ],
+)
+def test_an_audit_column_edited_to_another_type_is_a_finding_not_a_crash(
+    edit: str, sealed: DemoMembers, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if store_url.startswith("postgres"):
+        pytest.skip("PostgreSQL's typed columns refuse these edits")
+    with RawStore(store_url).transaction() as run:
+        run(edit)
+
+    code, report = _verify(capsys)
+
+    assert code == 1 and report["findings"], report
