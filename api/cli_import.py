@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from api.cli_args import add_command
+from api.importer import ImportReport, count_lines
 from api.parallel_import import MAX_JOBS, import_in_parallel, on_postgres
 from domain.registry import Registry
 
@@ -60,8 +62,7 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
         return 2
     if args.jobs > 1 and not on_postgres(registry):
         print("harbor import: --jobs needs PostgreSQL; importing in one process", file=sys.stderr)
-    with args.file.open("rb") as f:  # bytes: a line that is not UTF-8 is reported, later
-        total = sum(1 for line in f if line.strip())
+    total = count_lines(args.file)
     console = Console(stderr=True)
     with Progress(
         TextColumn("importing"),
@@ -86,6 +87,10 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
         report = import_in_parallel(
             registry, args.file, jobs=args.jobs, batch_events=args.batch_events, progress=advance
         )
+        bar.update(task, completed=report.lines)  # the last lines, fewer than a step
+    if args.json:
+        print(json.dumps(_report_json(report), ensure_ascii=False))
+        return 0 if report.ok else 1
     print(
         f"{report.lines} lines: {report.stored} stored now, {report.already} already stored"
         f" by an earlier run, {len(report.problems)} not stored"
@@ -96,3 +101,19 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"  {problem}")
     return 0 if report.ok else 1
+
+
+def _report_json(report: ImportReport) -> dict[str, Any]:
+    return {
+        "lines": report.lines,
+        "stored": report.stored,
+        "already_stored": report.already,
+        "not_stored": len(report.problems),
+        "members": len(report.members),
+        "units": report.units,
+        "processes": report.processes,
+        "problems": [
+            {"line": p.line, "code": p.code, "field": p.field, "message": p.message}
+            for p in report.problems
+        ],
+    }

@@ -178,19 +178,29 @@ def _keys(path: Path) -> Iterator[tuple[int, str | UnicodeDecodeError, str]]:
     seen: Counter[str] = Counter()
     with path.open("rb") as lines:
         for number, raw in enumerate(lines, start=1):
-            if number == 1 and raw.startswith(codecs.BOM_UTF8):
-                raw = raw[len(codecs.BOM_UTF8) :]
-            text: str | UnicodeDecodeError
-            try:
-                text = raw.decode("utf-8")
-                data = text.strip().encode("utf-8")
-            except UnicodeDecodeError as e:
-                text, data = e, raw.strip()
+            text, data = _content(number, raw)
             if not data:
                 continue
             digest = hashlib.sha256(data).hexdigest()[:32]
             seen[digest] += 1
             yield number, text, f"import:{digest}:{seen[digest]}"
+
+
+def count_lines(path: Path) -> int:
+    """How many lines of the file an import reads (the ones ``_keys`` yields)."""
+    with path.open("rb") as lines:
+        return sum(1 for number, raw in enumerate(lines, start=1) if _content(number, raw)[1])
+
+
+def _content(number: int, raw: bytes) -> tuple[str | UnicodeDecodeError, bytes]:
+    """A line as text (or its decoding error), and its content without surrounding space."""
+    if number == 1 and raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    try:
+        text = raw.decode("utf-8")
+        return text, text.strip().encode("utf-8")
+    except UnicodeDecodeError as e:
+        return e, raw.strip()
 
 
 def _parse(
@@ -205,37 +215,48 @@ def _parse(
             f"not UTF-8 text (byte 0x{text.object[text.start]:02x} at byte {text.start + 1});"
             " save the file as UTF-8"
         )
-    try:
-        # Without its line end: a line cut off mid-object is reported where it stops.
-        data = json.loads(text.rstrip("\r\n"))
-    except json.JSONDecodeError as e:
-        raise InvalidInput(f"not a JSON object: {e.msg} at column {e.colno}") from None
-    if not isinstance(data, dict):
-        raise InvalidInput("each line is one JSON object")
+    data = _json_object(text)
     action = data.get("action")
     if action is None:
         raise InvalidInput("every line names its action (see docs/import.md)", field="action")
-    if action not in UNIT_ACTIONS and action not in ACTIONS:
-        raise InvalidInput(f"unknown action {action!r}; see docs/import.md", field="action")
+    if not isinstance(action, str) or (action not in UNIT_ACTIONS and action not in ACTIONS):
+        shown = repr(action) if len(repr(action)) <= 60 else repr(action)[:57] + "..."
+        raise InvalidInput(f"unknown action {shown}; see docs/import.md", field="action")
     unit = data.get("unit")
     if not isinstance(unit, str) or not unit:
         raise InvalidInput("every line names its acting unit", field="unit")
-    for own, instead in (("idempotency_key", None), ("occurred_on", "on"), ("unit_id", "unit")):
+    if not unit.isprintable():  # before the bulk lookups send it to the store
+        raise InvalidInput("unit contains control characters", field="unit")
+    for own, instead in (
+        ("idempotency_key", None),
+        ("occurred_on", "the line's date as 'on'"),
+        ("unit_id", "the acting unit as 'unit'"),
+    ):
         if own in data:
             raise InvalidInput(
-                f"write the line's {own.split('_')[0]} as {instead!r}"
+                f"the import takes {instead}; rename {own!r}"
                 if instead
                 else "the import makes each line's idempotency key from its content; remove it",
                 field=own,
             )
     by = data.get("by") or "import"
-    if not isinstance(by, str) or len(by) > 200:
-        raise InvalidInput("by names who recorded it, in at most 200 characters", field="by")
+    if not isinstance(by, str) or len(by) > 200 or not by.isprintable():
+        raise InvalidInput(
+            "by names who recorded it, in at most 200 characters on one line (no control"
+            " characters)",
+            field="by",
+        )
     actor = Actor(unit, by)
     fields = {k: v for k, v in data.items() if k not in RESERVED}
     unknown = sorted(set(fields) - _accepted(action))
     if unknown:
         raise InvalidInput(f"unknown field {unknown[0]!r} for {action}", field=unknown[0])
+    if action in ("unit-rename", "unit-dissolve") and not isinstance(fields.get("code"), str):
+        raise InvalidInput(
+            f"a {action} line needs code: the code of the unit "
+            + ("renamed" if action == "unit-rename" else "dissolved"),
+            field="code",
+        )
     for name in DATE_FIELDS & set(fields):
         fields[name] = _date(fields[name], name)
     refusal: InvalidInput | None = None
@@ -253,6 +274,43 @@ def _parse(
     return _Line(number, action, actor, member, kwargs, reference, refusal)
 
 
+# A \u escape of half a UTF-16 pair (D800–DFFF) is valid JSON but no character: alone it
+# cannot be stored or printed. Only such an escape can put one into a decoded line.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    """The line as a JSON object, or a refusal saying why it is not one."""
+    try:
+        # Without its line end: a line cut off mid-object is reported where it stops.
+        data = json.loads(text.rstrip("\r\n"))
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"not a JSON object: {e.msg} at column {e.colno}") from None
+    except (ValueError, RecursionError) as e:  # an integer of thousands of digits, deep nesting
+        reason = (
+            "nested too deeply"
+            if isinstance(e, RecursionError)
+            else "a number of more than 4,300 digits"
+            if "digits" in str(e)
+            else str(e)
+        )
+        raise InvalidInput(f"not a JSON object Harbor can read: {reason}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput("each line is one JSON object")
+    if _SURROGATE_ESCAPE.search(text):
+        for key, value in data.items():
+            try:
+                json.dumps({key: value}, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                name = key.encode("utf-8", "backslashreplace").decode("ascii", "replace")
+                raise InvalidInput(
+                    f"{name} holds a \\u escape of half a character (a lone surrogate);"
+                    " write the character itself, or its two escapes",
+                    field=name,
+                ) from None
+    return data
+
+
 def _checked(action: str, fields: dict[str, Any]) -> dict[str, Any]:
     """The line's fields as the Registry method's arguments, each of the type it takes.
 
@@ -264,10 +322,13 @@ def _checked(action: str, fields: dict[str, Any]) -> dict[str, Any]:
     own = {k: v for k, v in fields.items() if k in model.model_fields}
     try:
         kwargs = schemas.plain(model.model_validate(own))
-        for name in fields.keys() - own.keys():
-            kwargs[name] = _EXTRAS[name].validate_python(fields[name])
     except ValidationError as e:
-        raise _invalid(action, e, next(iter(fields.keys() - own.keys()), None)) from None
+        raise _invalid(action, e, None) from None
+    for name in sorted(fields.keys() - own.keys()):
+        try:
+            kwargs[name] = _EXTRAS[name].validate_python(fields[name])
+        except ValidationError as e:
+            raise _invalid(action, e, name) from None
     return kwargs
 
 
@@ -276,10 +337,10 @@ def _invalid(action: str, error: ValidationError, extra: str | None) -> InvalidI
     found = error.errors(include_url=False)[0]
     where = [str(part) for part in found.get("loc", ())]
     field = where[0] if where else extra
+    path = ".".join(([extra] if extra else []) + where) or field
     if found["type"] == "missing":
         article = "an" if action[:1] in ("a", "e", "i", "o") else "a"  # a unit, an inquiry
-        return InvalidInput(f"{article} {action} line needs {field}", field=field)
-    path = ".".join(where) or field
+        return InvalidInput(f"{article} {action} line needs {path}", field=field)
     shown = repr(found.get("input"))
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
     return InvalidInput(f"{path}: {found['msg']} (got {shown})", field=field)
@@ -296,7 +357,16 @@ def member_of(data: dict[str, Any], member_id_for: Callable[[str], UUID]) -> UUI
     try:
         return UUID(reference)
     except ValueError:
+        pass
+    try:
         return member_id_for(reference)
+    except InvalidInput:
+        shown = repr(reference) if len(reference) <= 40 else repr(reference[:37] + "...")
+        raise InvalidInput(
+            f"member must be a member id or the member's 18-character resident ID number"
+            f" (got {shown})",
+            field="member",
+        ) from None
 
 
 @cache
@@ -431,8 +501,14 @@ def import_file(
                 commit()  # only between members, so a member's lines go in together
             last_member = line.member
             if line.action in UNIT_ACTIONS:
-                commit(wait=True)
-                _store_unit(registry, batch, line, report)
+                # Stored at once, alone: the members' lines decided so far stay open, so a
+                # bad line after the unit's still rejects all of its member's lines.
+                settle()
+                aside = batch.detach()
+                try:
+                    _store_unit(registry, batch, line, report)
+                finally:
+                    batch.restore(aside)
                 continue
             assert line.member is not None
             if must_wait(line):
@@ -504,12 +580,11 @@ def line_member(
     if not isinstance(text, str):  # not UTF-8
         return None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+        data = _json_object(text)
+    except InvalidInput:
         return None
-    if not isinstance(data, dict):
-        return None
-    if data.get("action") in UNIT_ACTIONS:
+    action = data.get("action")
+    if isinstance(action, str) and action in UNIT_ACTIONS:
         return UNIT_LINE
     try:
         return member_of(data, member_id_for)

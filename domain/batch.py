@@ -118,6 +118,14 @@ class Batch:
             self.receipts.pop(key, None)
         return moved
 
+    def restore(self, moved: Batch) -> None:
+        """Take back what ``detach`` moved out and nobody committed, ahead of what this
+        batch decided since (the importer sets a batch aside to store a unit alone)."""
+        self.aggregates = {**moved.aggregates, **self.aggregates}
+        self._owned = {**moved._owned, **self._owned}
+        self._answers = {**moved._answers, **self._answers}
+        self._events += moved._events
+
     def forget(self, committed: Batch) -> None:
         """Drop bulk lookups that ``committed`` (a detached batch, now ended) made stale.
 

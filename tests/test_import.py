@@ -282,7 +282,7 @@ _FIELDS: dict[str, object] = {
     "reason": "r", "handover": "warm", "basis": "residence", "override_reason": "o",
     "months_from": "2019-01", "months_to": "2019-02", "amount": "1.00", "months": 2,
 }
-_WRONG: list[object] = [7, ["a"], {"a": 1}, "x" * 3000, None]
+_WRONG: list[object] = [7, ["a"], {"a": 1}, "x" * 3000, None, "a\x00\nb"]
 
 
 def _malformed(action: str) -> list[dict[str, object]]:
@@ -296,7 +296,7 @@ def _malformed(action: str) -> list[dict[str, object]]:
         base["member"] = "310109195001010022"
     base |= {n: "lease" if (action, n) == ("evidence", "kind") else _FIELDS[n] for n in names}
     lines = []
-    for name in [*names, "case_id", "expected_version", "on", "by"]:
+    for name in [*names, "case_id", "expected_version", "on", "by", "action", "unit", "member"]:
         if name in base:
             lines.append({k: v for k, v in base.items() if k != name})
         lines += [{**base, name: wrong} for wrong in _WRONG]
@@ -509,3 +509,105 @@ def test_an_import_with_a_unit_line_after_members_runs_in_one_process(
 
     assert report.ok and report.processes == 1 and report.units == 1
     assert report.stored == 25
+
+
+def test_lines_json_cannot_carry_into_the_store_are_reported_not_raised(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """Valid JSON that is no text or number Harbor can keep: a lone surrogate escape (in a
+    value, the recorder's name, the unit or a key), thousands of digits, deep nesting."""
+    import_file(registry, EXAMPLE)
+    contact = '"action": "contact", "unit": "daning-center", "member": "310109195001010022"'
+
+    def line(rest: str) -> str:
+        return "{" + contact + ", " + rest + "}"
+
+    path = tmp_path / "odd.jsonl"
+    path.write_text(
+        "\n".join([
+            line('"channel": "phone", "note": "\\ud800"'),
+            line('"channel": "phone", "note": "n", "by": "\\udc00"'),
+            '{"action": "contact", "unit": "\\ud800", "member": "310109195001010022"}',
+            line('"\\ud800": 1'),
+            line('"channel": "phone", "note": ' + "9" * 5000),
+            "[" * 100_000 + "]" * 100_000,
+            line('"channel": "phone", "note": "\\ud83d\\ude00 fine"'),
+        ]) + "\n",
+        encoding="utf-8",
+    )  # fmt: skip
+    count = event_count(registry)
+
+    report = import_file(registry, path)
+
+    by_line = {p.line: p for p in report.problems}
+    assert sorted(by_line) == [1, 2, 3, 4, 5, 6], report.problems
+    assert (by_line[1].field, by_line[2].field, by_line[3].field) == ("note", "by", "unit")
+    assert "lone surrogate" in by_line[1].message
+    assert "4,300 digits" in by_line[5].message and "nested too deeply" in by_line[6].message
+    assert report.stored == 1 and event_count(registry) == count + 1  # the emoji's line
+
+
+def test_a_unit_line_among_a_members_lines_does_not_store_the_ones_before_it(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """The example file's letter (line 22) made bad: the old comrade's dues (14, 15), before
+    the dissolution on line 16, are not stored either — all of the member or nothing."""
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    assert '"unit-dissolve"' in lines[15] and '"letter"' in lines[21]
+    lines[21] = lines[21].replace('"to_unit_id": "daning-center"', '"to_unit_id": "nowhere"')
+    path = tmp_path / "bad-letter.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    report = import_file(registry, path)
+
+    by_line = {p.line: p.code for p in report.problems}
+    assert by_line[22] == "UNKNOWN_UNIT"
+    assert by_line[14] == by_line[15] == "MEMBER_REJECTED"
+    with pytest.raises(NotFound):
+        registry.member(registry.member_id_for("310109195001010022"))
+    assert 16 not in by_line  # the dissolution itself is stored
+
+
+def test_refusals_name_the_field_the_line_got_wrong(registry: Registry, tmp_path: Path) -> None:
+    import_file(registry, EXAMPLE)
+    member = {"unit": "daning-center", "member": "310109195001010022"}
+    path = _lines(tmp_path / "fields.jsonl", [
+        {**member, "action": "archive-review", "finding": "f", "member": "12345"},
+        {**member, "action": "archive-review", "finding": "f", "case_id": "zzz",
+         "expected_version": 1},
+        {**member, "action": "inquiry", "channel": "phone", "summary": "s",
+         "prior_contacts": [{"who": "a"}]},
+        {"action": "unit-rename", "unit": "sh-org-dept", "name": "新名"},
+        {**member, "action": "contact", "channel": "phone", "note": "n",
+         "occurred_on": "2020-01-01"},
+    ])  # fmt: skip
+
+    report = import_file(registry, path)
+
+    got = {p.line: (p.field, p.message) for p in report.problems}
+    assert got[1][0] == "member" and "'12345'" in got[1][1]
+    assert got[2][0] == "case_id"
+    assert got[3] == ("prior_contacts", "an inquiry line needs prior_contacts.0.answer")
+    assert got[4][0] == "code" and "needs code" in got[4][1]
+    assert got[5] == (
+        "occurred_on", "the import takes the line's date as 'on'; rename 'occurred_on'"
+    )
+
+
+def test_the_import_command_prints_json_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from api.cli import main
+
+    monkeypatch.setenv("HARBOR_DATABASE_URL", f"sqlite:///{tmp_path / 'h.db'}")
+    path = tmp_path / "bom.jsonl"
+    body = EXAMPLE.read_bytes()
+    path.write_bytes(codecs.BOM_UTF8 + b"\n \n" + body + "\u3000\n".encode())
+
+    assert main(["--json", "import", str(path)]) == 0
+
+    out = json.loads(capsys.readouterr().out)
+    assert (out["lines"], out["stored"], out["not_stored"], out["problems"]) == (25, 25, 0, [])
+    from api.importer import count_lines
+
+    assert count_lines(path) == 25  # what the progress bar counts: the lines read
