@@ -141,15 +141,46 @@ def endorsement_verifies(record: KeyRecord, keys: Mapping[str, Ed25519PublicKey]
 def retirements(
     records: Sequence[KeyRecord], keys: Mapping[str, Ed25519PublicKey]
 ) -> dict[str, Retirement]:
-    """When each key was replaced, from rotation records whose endorsement verifies."""
+    """When each key was replaced, from rotation records whose endorsement verifies.
+
+    A key is replaced once, by its first endorsed successor. A second successor (a fork:
+    ``forks`` names them) was endorsed by a key already replaced, so it is never current:
+    every head it signs is refused."""
     out: dict[str, Retirement] = {}
-    for record in records:
-        if record.endorsed_by is None or not endorsement_verifies(record, keys):
-            continue
-        earlier = out.get(record.endorsed_by)
-        if earlier is None or record.created_at < earlier.at:
+    for record in _rotations(records, keys):
+        assert record.endorsed_by is not None
+        if record.endorsed_by not in out:
             out[record.endorsed_by] = Retirement(record.created_at, record.key_id)
+        else:
+            out.setdefault(
+                record.key_id, Retirement(record.created_at, record.endorsed_by, True)
+            )
     return out
+
+
+def forks(records: Sequence[KeyRecord], keys: Mapping[str, Ed25519PublicKey]) -> list[str]:
+    """A sentence for each key endorsed by a key that another had already replaced."""
+    first: dict[str, KeyRecord] = {}
+    found = []
+    for record in _rotations(records, keys):
+        assert record.endorsed_by is not None
+        earlier = first.setdefault(record.endorsed_by, record)
+        if earlier is not record:
+            found.append(
+                f"key {record.endorsed_by} endorsed two successors: key {earlier.key_id} at"
+                f" {earlier.created_at} and key {record.key_id} at {record.created_at} — a"
+                " rotation makes one, so the replaced key (leaked?) endorsed the second; heads"
+                f" signed by key {record.key_id} are refused"
+            )
+    return found
+
+
+def _rotations(
+    records: Sequence[KeyRecord], keys: Mapping[str, Ed25519PublicKey]
+) -> list[KeyRecord]:
+    """The rotation records whose endorsement verifies, oldest first."""
+    valid = [r for r in records if r.endorsed_by is not None and endorsement_verifies(r, keys)]
+    return sorted(valid, key=lambda r: (r.created_at, r.key_id))
 
 
 def load_trusted_keys(path: Path) -> TrustedKeys:
@@ -175,7 +206,9 @@ def load_trusted_keys(path: Path) -> TrustedKeys:
             " replaced (if any) is not checked for retirement — export the keys again"
         )
     history = KeyHistory(index, tuple(entries))
-    return TrustedKeys(keys, retirements(records, keys), tuple(notes), history)
+    return TrustedKeys(
+        keys, retirements(records, keys), tuple(notes), history, tuple(forks(records, keys))
+    )
 
 
 def _read_key_index(

@@ -222,6 +222,12 @@ def retirement_problem(head: TreeHead, retired: Mapping[str, Retirement]) -> str
     retirement = retired.get(head.key_id)
     if retirement is None:
         return None
+    if retirement.endorsed_when_retired:
+        return (
+            f"signed by key {head.key_id}, which key {retirement.successor} endorsed at"
+            f" {retirement.at} after it had itself been replaced: a retired key vouches for"
+            " no new key (a leaked old key)"
+        )
     signed, ended = parse_time(head.signed_at), parse_time(retirement.at)
     if signed is not None and ended is not None and signed < ended:
         return None
@@ -238,6 +244,8 @@ class Retirement:
 
     at: str
     successor: str
+    # Set for a key that a key already replaced endorsed: it was never current.
+    endorsed_when_retired: bool = False
 
 
 FORGED_SIGNATURE = "FORGED SIGNATURE"
@@ -279,6 +287,7 @@ class TrustedKeys:
     # Kept whole (entries whose PEM is absent too) so that `harbor verify` can hold the
     # database's key records against it.
     history: KeyHistory | None = None
+    forks: tuple[str, ...] = ()  # keys endorsed by a key already replaced (``keyring.forks``)
 
     @classmethod
     def of(cls, keys: Mapping[str, Ed25519PublicKey] | TrustedKeys) -> TrustedKeys:

@@ -46,7 +46,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from audit import merkle
 
 # ``retirements`` is the rule the offline verifiers share; it is also imported from here.
-from audit.keyring import endorsement_verifies
+from audit.keyring import endorsement_verifies, forks
 from audit.keyring import retirements as retirements
 from audit.keys import (
     KeyHistory,
@@ -246,17 +246,20 @@ def _keys_and_retirement(
     if trusted_keys is None:
         keys = trusted_keys_from_store(audit, report, records)
         report.notes.append(RETIREMENT_FROM_DATABASE)
+        report.findings += [Finding(KEY, fork) for fork in forks(records, keys)]
         return keys, retirements(records, keys)
     trusted = TrustedKeys.of(trusted_keys)
     keys = dict(trusted.keys)
     report.notes.extend(trusted.notes)
     if trusted.retired is None:
         report.notes.append(RETIREMENT_FROM_DATABASE_NOT_YOURS)
+        report.findings += [Finding(KEY, fork) for fork in forks(records, keys)]
         return keys, retirements(records, keys)
     report.retirement_from = GIVEN_HISTORY
     if trusted.history is not None:
         report.retirement_from = str(trusted.history.source)
         report.findings.extend(key_history_findings(records, trusted.history))
+    report.findings += [Finding(KEY, fork) for fork in trusted.forks]
     return keys, trusted.retired
 
 

@@ -261,3 +261,36 @@ def test_a_leaked_head_fails_with_the_folder_when_the_database_is_untouched_too(
     assert [f.kind for f in report.findings] == ["signature"], report.findings
     assert f"after key {exported.new_key} replaced it" in report.findings[0].message
     assert report.notes == []
+
+
+# --- a retired key endorsing a key of its own ---------------------------------------------------
+
+def test_a_key_endorsed_by_a_retired_key_signs_nothing_and_the_fork_is_named(
+    exported: Exported, sealed: DemoMembers, registry: Registry, audit_env: Path,
+    store_url: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Whoever holds the leaked old key mints a second successor for it and seals with that:
+    a rotation makes one successor, so the second is never current — with the database's
+    records and with a folder exported after the forgery alike."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from audit.keys import now_utc, public_pem
+
+    minted = Signer(Ed25519PrivateKey.generate())
+    pem, at = public_pem(minted.public_key), now_utc()
+    endorsement = exported.old.sign(endorsement_message(minted.key_id, pem, at))
+    _sql(store_url, f"INSERT INTO {KEYS} VALUES (?, ?, ?, ?, ?)",
+         minted.key_id, pem, at, exported.old.key_id, endorsement)
+    _leak_head(minted, registry, sealed)
+    assert main(["keys", "export", str(audit_env / "after")]) == 0
+
+    for args in ((), ("--keys", str(audit_env / "after"))):
+        code, report = _verify(capsys, *args)
+
+        assert code == 1, args
+        messages = [f["message"] for f in report["findings"]]
+        assert any("endorsed two successors" in m for m in messages), messages
+        assert any(
+            f"signed by key {minted.key_id}, which key {exported.old.key_id} endorsed" in m
+            for m in messages
+        ), messages
