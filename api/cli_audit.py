@@ -315,6 +315,13 @@ def _verify(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> i
             lock_file=config.witness_file if config.witness_file.exists() else None,
             advance=advance,
         )
+    if not args.witness and sealers is None and report.heads:
+        report.notes.append(
+            f"no witness file at {config.witness_file} (HARBOR_WITNESS_FILE): the {report.heads}"
+            " stored tree heads were compared with none — if the sealers' file is elsewhere,"
+            " or you keep a copy, pass it with --witness FILE; if it was deleted, restore it"
+            " from a copy"
+        )
     first = report.first
     audit.store.add_verification(
         report.ok,

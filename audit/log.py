@@ -9,6 +9,7 @@ them write: the other reads the new tail and carries on.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -218,6 +219,9 @@ class AuditLog:
             try:
                 append_witness_line(witness_file, head)
             except OSError as e:
+                # A line cut short (a full disk) would fail every later verify: take it back.
+                with contextlib.suppress(OSError):
+                    os.truncate(witness_file, length)
                 raise AuditError(
                     f"cannot append the tree head to the witness file {witness_file}: {e};"
                     " no head was stored — fix the file (space, permissions) and seal again"

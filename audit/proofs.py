@@ -361,7 +361,7 @@ def _verify_inclusion(
     if not merkle.verify_inclusion(leaf, ordinal, head.tree_size, proof, head.root_hash):
         result.problems.append(
             f"NOT PROVED: the inclusion proof of {label} does not lead to the root signed for"
-            f" {head.tree_size} events — the proof or the position was altered, or the event"
+            f" {head.tree_size} events — the proof or the leaf index was altered, or the event"
             " is not what was sealed there"
         )
         return result

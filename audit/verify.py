@@ -710,7 +710,11 @@ def _check_witness(
     for number, entry in lines:
         where = f"witness {path}, line {number}"
         if isinstance(entry, str):
-            report.findings.append(Finding(WITNESS, f"{where}: {entry}"))
+            report.findings.append(Finding(
+                WITNESS,
+                f"{where}: {entry} — edited by hand, or cut short while a seal wrote it (a"
+                " crash or a full disk); compare it with a third party's copy of the file",
+            ))  # fmt: skip
             continue
         report.witness_heads += 1
         problem = head_signature_problem(entry, keys, retired)

@@ -370,3 +370,14 @@ def test_an_audit_column_edited_to_another_type_is_a_finding_not_a_crash(
     code, report = _verify(capsys)
 
     assert code == 1 and report["findings"], report
+
+
+def test_verify_says_when_the_sealers_witness_file_is_not_there(
+    sealed: DemoMembers, audit_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (audit_env / "witness.txt").unlink()
+
+    code, report = _verify(capsys)
+
+    assert code == 0  # nothing here shows the log changed; the note says what was not checked
+    assert any("no witness file at" in note for note in report["notes"]), report["notes"]

@@ -359,9 +359,34 @@ def test_a_seal_between_reading_the_heads_and_a_witness_file_is_not_called_delet
         AuditLog(registry.recorder).seal(signer, witness)
         return rows
 
-    monkeypatch.setattr(audit.store, "head_rows", heads_then_a_seal)
-    report = verify_log(audit, witness_files=[witness])
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(audit.store, "head_rows", heads_then_a_seal)
+        report = verify_log(audit, witness_files=[witness])
 
     assert report.ok, [f.message for f in report.findings]
     assert report.witness_heads == 3
+
+
+def test_a_witness_line_cut_short_by_a_failed_write_is_taken_back(
+    sealed: DemoMembers, registry: Registry, audit_env: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import audit.log
+
+    witness = audit_env / "witness.txt"
+    before = witness.read_bytes()
+
+    def disk_full(path: Path, head: object) -> None:
+        with path.open("ab") as f:
+            f.write(b"harbor-tree-head/1 99 ab")
+        raise OSError(28, "No space left on device")
+
+    _contacts(registry, sealed.old_comrade, 1)
+    with monkeypatch.context() as patch, pytest.raises(AuditError, match="no head was stored"):
+        patch.setattr(audit.log, "append_witness_line", disk_full)
+        AuditLog(registry.recorder).seal(
+            Signer.from_file(audit_env / "keys" / "signing.pem"), witness
+        )
+
+    assert witness.read_bytes() == before
+    assert _verify(capsys)[0] == 0
