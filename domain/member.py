@@ -177,6 +177,8 @@ class MemberRelationship(Aggregate):
         case = self.state.open_case
         if case is None:
             rules.new_case_after_the_last(self.state, act.on)
+        else:
+            rules.dated_in_its_case(self.state, case, act.on)
         case_id = case.case_id if case else case_id_for(self.id, len(self.state.cases) + 1)
         contacts = [
             PriorContact(
@@ -640,7 +642,9 @@ class MemberRelationship(Aggregate):
 
     def _case(self, act: Act, case_id: uuid.UUID | None, *, after_close: bool = False) -> Case:
         self._begin(act)
-        return rules.case_accepts_actions(self.state, case_id, after_close=after_close)
+        case = rules.case_accepts_actions(self.state, case_id, after_close=after_close)
+        rules.dated_in_its_case(self.state, case, act.on)
+        return case
 
     def _letter(
         self,
@@ -668,6 +672,7 @@ class MemberRelationship(Aggregate):
                 field="letter_no",
             )
         case = rules.case_accepts_actions(self.state, letter.case_id, after_close=after_close)
+        rules.dated_in_its_case(self.state, case, act.on)
         if act.on < letter.issued_on:
             raise InvalidInput(
                 f"letter {letter.letter_no} was issued on {letter.issued_on}; nothing can be"

@@ -196,6 +196,21 @@ def no_letter_outstanding(state: MemberState, on: date) -> None:
             )
 
 
+def dated_in_its_case(state: MemberState, case: Case, on: date) -> None:
+    """R9 in business dates: a case's entries fall on or after the day the case before it
+    closed, so that no day has two open cases. (An entry may come before the case's first
+    inquiry: papers brought before the member formally asked.)"""
+    before = next((c for c in state.cases.values() if c.number == case.number - 1), None)
+    if before is not None and before.closed_on is not None and on < before.closed_on:
+        raise RuleRefused(
+            f"on {on} case {before.number} was still open (it closed on {before.closed_on}):"
+            f" an entry of case {case.number} cannot be dated then — date it on or after"
+            f" {before.closed_on}",
+            code="R9_CASE_CLOSED",
+            field="occurred_on",
+        )
+
+
 def new_case_after_the_last(state: MemberState, on: date) -> None:
     """R9: a new case opens on or after the day the last one closed (one open at a time)."""
     last = state.latest_case()

@@ -376,3 +376,46 @@ def test_an_inquiry_dated_while_a_closed_case_was_open_cannot_open_a_second_case
     )
     state = registry.member(member).state
     assert len(state.cases) == 2 and state.open_case_id == opened.case_id
+
+
+def _case_one_closed_then_case_two(registry: Registry) -> UUID:
+    """Case 1 from 03-02, attached at Daning 03-20 and closed 03-25; case 2 opened 06-01."""
+    member = member_with_letter_out(registry)
+    daning = as_unit("daning-center")
+    registry.attach_member(daning, member, occurred_on=date(2026, 3, 20), basis="other",
+                           override_reason="本人要求")  # fmt: skip
+    registry.attend_activity(daning, member, occurred_on=date(2026, 3, 25), kind="组织生活会")
+    registry.receive_inquiry(as_unit("hongkou-center"), member, occurred_on=date(2026, 6, 1),
+                             channel="walk_in", summary="申请转入虹口")  # fmt: skip
+    return member
+
+
+def test_an_inquiry_joining_a_case_cannot_be_dated_while_the_case_before_was_open(
+    registry: Registry,
+) -> None:
+    """Joining case 2 with a date inside case 1 would make both open that day (and the
+    joining unit case 2's first responder): refused, as an inquiry opening a case is."""
+    member = _case_one_closed_then_case_two(registry)
+
+    error = refused(registry, "R9_CASE_CLOSED", lambda: registry.receive_inquiry(
+        as_unit("sh-univ"), member, occurred_on=date(2026, 3, 22), channel="phone",
+        summary="补录：电话咨询",
+    ))  # fmt: skip
+
+    assert error.field == "occurred_on" and "2026-03-25" in error.message
+
+
+def test_a_case_entry_cannot_be_dated_while_the_case_before_was_open(registry: Registry) -> None:
+    """An attachment in case 2 dated inside case 1 would put the holdings out of order."""
+    member = _case_one_closed_then_case_two(registry)
+
+    error = refused(registry, "R9_CASE_CLOSED", lambda: registry.attach_member(
+        as_unit("hongkou-center"), member, occurred_on=date(2026, 3, 1), basis="other",
+        override_reason="补录",
+    ))  # fmt: skip
+
+    assert error.field == "occurred_on"
+    registry.attach_member(as_unit("hongkou-center"), member, occurred_on=date(2026, 3, 25),
+                           basis="other", override_reason="补录")  # fmt: skip
+    holdings = registry.member(member).state.holdings
+    assert [h.since for h in holdings] == sorted(h.since for h in holdings)
