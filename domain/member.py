@@ -624,6 +624,14 @@ class MemberRelationship(Aggregate):
         why_not = self._why_not_voidable(act, target)
         if why_not:
             raise RuleRefused(why_not, code="NOT_VOIDABLE", field="voided")
+        if act.on < target.occurred_on:
+            # A history as of a day between them would show the correction of an entry
+            # that had not happened yet.
+            raise InvalidInput(
+                f"the entry at position {position} is dated {target.occurred_on}; its void"
+                f" cannot be dated before it — date the void on or after {target.occurred_on}",
+                field="occurred_on",
+            )
         self._trigger(
             EntryVoided,
             act,

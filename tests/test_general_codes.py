@@ -577,3 +577,16 @@ def test_a_value_outside_a_vocabulary_is_refused_naming_the_field(
     error = refused(registry, "INVALID_INPUT", lambda: command(registry, member))
 
     assert error.field == field
+
+
+def test_a_void_cannot_be_dated_before_the_entry_it_voids(registry: Registry) -> None:
+    """A history as of a day between them would show a correction of nothing yet."""
+    member = member_in_case(registry)
+    position = record_evidence(registry, member, "lease", on=date(2026, 3, 10))
+
+    error = refused(registry, "INVALID_INPUT", lambda: registry.void_entry(
+        as_unit("daning-center"), member, occurred_on=date(2026, 3, 9), position=position,
+        reason="更正",
+    ))  # fmt: skip
+
+    assert error.field == "occurred_on" and "2026-03-10" in error.message
