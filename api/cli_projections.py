@@ -25,6 +25,8 @@ from api.cli_args import add_command, iso_date, member_ref
 from domain.errors import NotFound
 from domain.registry import Registry
 from projections.history import member_history
+from projections.history import member_status as status_as_it_stood
+from projections.history import roster as roster_as_it_stood
 from projections.judgements import DUE_WITHIN_DAYS, DUE_WITHIN_MAX
 from projections.queries import ROSTER_LIMIT, ROSTER_PAGE, ReadModels
 from projections.runner import DEFAULT_BATCH, REBUILD_BATCH, Projector, default_workers, rebuild
@@ -184,7 +186,8 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
     Projector(registry).catch_up()  # reading from the command line: show everything recorded
     models = ReadModels(registry)
     if command == "status":
-        _show(models.member_status(member_ref(registry, args.member), args.on), args.json)
+        member = member_ref(registry, args.member)
+        _show(status_as_it_stood(registry, models, member, args.on), args.json)
     elif command == "history":
         data = member_history(
             registry,
@@ -213,8 +216,8 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
         # CSV is for a spreadsheet: the whole roster unless a page was asked for.
         whole = args.csv and args.limit is None
         limit = None if whole else args.limit or ROSTER_PAGE
-        data = models.roster(
-            args.unit, args.on, limit=limit, offset=args.offset, after=args.after
+        data = roster_as_it_stood(
+            registry, models, args.unit, args.on, limit=limit, offset=args.offset, after=args.after
         )
         if args.csv:
             _csv(data["members"])

@@ -23,8 +23,17 @@ from domain.member_events import EntryVoided, MemberEvent
 from domain.member_state import fold
 from domain.registry import SHANGHAI, Registry
 from domain.unit import Unit
+from projections import judgements as j
 from projections import rows
-from projections.queries import judge_findings, summarise_case
+from projections.queries import (
+    ROSTER_LIMIT,
+    ROSTER_PAGE,
+    ReadModels,
+    judge_findings,
+    next_cursor,
+    roster_cursor,
+    summarise_case,
+)
 from projections.schema import COLUMNS
 from store.sql import Db
 
@@ -230,4 +239,112 @@ def member_history(
         ],
         "trail": trail,
         "findings": [f.as_dict() for f in findings],
+    }
+
+
+def member_status(
+    registry: Registry, models: ReadModels, member_id: UUID | str, on: date | None = None
+) -> Rec:
+    """``ReadModels.member_status``, and for a day before today the member as they stood
+    then: the stream folded over the entries dated on or before it (every void recorded
+    so far applies, as for ``as_of``), judged on it. The projection rows hold only now."""
+    day = on if on is not None else registry.clock()
+    rules.date_in_calendar(day, "on")
+    if day >= registry.clock():
+        return models.member_status(member_id, day)
+    mid = member_id if isinstance(member_id, UUID) else UUID(str(member_id))
+    stream = registry.member(mid).history
+    events = [e for e in stream if e.occurred_on <= day]
+    if not events:
+        raise NotFound(
+            f"member {mid} was not enrolled yet on {day}: ask for a later day",
+            code="UNKNOWN_MEMBER",
+            field="member_id",
+        )
+    later_voids = [e for e in stream if isinstance(e, EntryVoided) and e.occurred_on > day]
+    state = fold([*events, *later_voids], by_date=True)
+    member = _rec("members", rows.member_row(mid, stream[-1].originator_version, state))
+    cases = {c["case_id"]: c for c in (_rec("cases", r) for r in rows.case_rows(mid, state))}
+    open_case = cases.get(member["open_case_id"] or "")
+    gone = models.dissolved_on(member["holder_unit_id"])
+    row = [
+        *(member[c] for c in COLUMNS["members"]),
+        gone.isoformat() if gone is not None else None,
+        *(open_case[c] if open_case else None for c in COLUMNS["cases"]),
+    ]
+    return models.status_from_rows(mid, [row], day)
+
+
+def roster(
+    registry: Registry,
+    models: ReadModels,
+    unit_id: str,
+    on: date | None = None,
+    *,
+    limit: int | None = ROSTER_PAGE,
+    offset: int = 0,
+    after: str | None = None,
+) -> Rec:
+    """``ReadModels.roster``, and for a day before today the roster as it stood then: the
+    members the unit held that day, those with its letter out to it, and those held by a
+    dissolved unit it stands in for, each as ``member_status`` gives them on the day."""
+    day = on if on is not None else registry.clock()
+    rules.date_in_calendar(day, "on")
+    if day >= registry.clock():
+        return models.roster(unit_id, day, limit=limit, offset=offset, after=after)
+    if limit is not None and not 1 <= limit <= ROSTER_LIMIT:
+        raise InvalidInput(f"limit is 1 to {ROSTER_LIMIT}", field="limit")
+    if after is not None and offset:
+        raise InvalidInput("give offset or after, not both", field="after")
+    cursor = roster_cursor(after) if after is not None else None
+    standing_in = {  # dissolved by then, with this unit as parent or successor (R8)
+        u["code"]
+        for u in models.units()
+        if u["dissolved_on"] is not None
+        and date.fromisoformat(u["dissolved_on"]) <= day
+        and unit_id in (u["parent_unit_id"], u["successor_unit_id"])
+    }
+    arriving = {
+        letter["member_id"]
+        for letter in models.letters_to(unit_id, day)
+        if (past := j.letter_on(letter, day)) is not None and past["status"] == "outstanding"
+    }
+    chosen = sorted(
+        (
+            (m["name"], m["member_id"])
+            for m in models.members_ever_held_by({unit_id, *standing_in}, also=arriving)
+            if (holder := j.holder_on(m, day)) == unit_id
+            or holder in standing_in
+            or m["member_id"] in arriving
+        ),
+        key=lambda pair: (pair[0].encode(), pair[1].encode()),  # as the SQL roster sorts
+    )
+    start = offset
+    if cursor is not None:
+        key = (cursor[0].encode(), cursor[1].encode())
+        start = next(
+            (i for i, (n, m) in enumerate(chosen) if (n.encode(), m.encode()) > key),
+            len(chosen),
+        )
+    page = chosen[start:] if limit is None else chosen[start : start + limit]
+    members = []
+    for _, member_id in page:
+        status = member_status(registry, models, member_id, day)
+        relation = (
+            "held"
+            if status["holder_unit_id"] == unit_id
+            else "arriving"
+            if status["in_transit_to"] == unit_id
+            else "orphaned"
+        )
+        members.append({**status, "relation": relation})
+    more = limit is not None and start + limit < len(chosen)
+    return {
+        "unit_id": unit_id,
+        "on": day.isoformat(),
+        "total": len(chosen),
+        "offset": offset,
+        "after": after,
+        "members": members,
+        "next_after": next_cursor(members[-1]) if more and members else None,
     }

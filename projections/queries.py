@@ -10,7 +10,7 @@ import base64
 import json
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from operator import attrgetter
@@ -145,6 +145,38 @@ class ReadModels:
     def units(self) -> list[Rec]:
         """Every unit as the projection knows it."""
         return _recs(self.db, "units", "ORDER BY code")
+
+    def letters_to(self, unit_id: str, day: date) -> list[Rec]:
+        """The letters to the unit issued by ``day`` and not settled before it."""
+        iso = day.isoformat()
+        return _recs(
+            self.db,
+            "letters",
+            "WHERE to_unit_id = ? AND issued_on <= ?"
+            " AND (status = 'outstanding' OR settled_on > ?)",
+            (unit_id, iso, iso),
+        )
+
+    def members_ever_held_by(
+        self, units: set[str], also: Collection[str] = ()
+    ) -> list[Rec]:
+        """The member rows whose holders include one of ``units`` (and the ``also`` ids)."""
+        # Every holder is in the holdings' JSON as a quoted code (see ``findings``).
+        conditions = ["holdings LIKE ?"] * len(units)
+        params: list[Any] = [f'%"{u}"%' for u in sorted(units)]
+        found = _recs(self.db, "members", "WHERE " + " OR ".join(conditions), tuple(params))
+        missing = sorted(set(also) - {m["member_id"] for m in found})
+        for i in range(0, len(missing), 500):
+            chunk = missing[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            found += _recs(self.db, "members", f"WHERE member_id IN ({marks})", tuple(chunk))
+        return found
+
+    def dissolved_on(self, code: str) -> date | None:
+        """When the unit was dissolved (None: it was not)."""
+        found = _recs(self.db, "units", "WHERE code = ?", (code,))
+        gone = found[0]["dissolved_on"] if found else None
+        return date.fromisoformat(gone) if gone else None
 
     def _dissolved(self) -> dict[str, date]:
         return {
@@ -319,12 +351,19 @@ class ReadModels:
             )
         todo: list[Rec] = []
         waiting: list[Rec] = []
-        for letter in _recs(
+        iso = day.isoformat()
+        # Everything as it stood on the day (``letter_on``, ``case_on``, ``referrals_on``):
+        # read for an earlier day, the queue is the one the clerk had then.
+        for issued in _recs(
             self.db,
             "letters",
-            "WHERE status = 'outstanding' AND (to_unit_id = ? OR issuer_unit_id = ?)",
-            (unit_id, unit_id),
+            "WHERE (to_unit_id = ? OR issuer_unit_id = ?) AND issued_on <= ?"
+            " AND (status = 'outstanding' OR settled_on > ?)",
+            (unit_id, unit_id, iso, iso),
         ):
+            letter = j.letter_on(issued, day)
+            if letter is None or letter["status"] != "outstanding":
+                continue
             item = {
                 "kind": "letter",
                 "member_id": letter["member_id"],
@@ -338,24 +377,29 @@ class ReadModels:
                 "to": letter["to_unit_id"],
             }
             (todo if letter["to_unit_id"] == unit_id else waiting).append(item)
-        pending = _recs(
-            self.db,
-            "referrals",
-            "WHERE answer IS NULL AND (to_unit_id = ? OR from_unit_id = ?)",
-            (unit_id, unit_id),
+        unanswered = "referred_on <= ? AND (answer IS NULL OR answered_on > ?)"
+        open_then = "opened_on <= ? AND (closed_on IS NULL OR closed_on > ?)"
+        pending = j.referrals_on(
+            _recs(
+                self.db,
+                "referrals",
+                f"WHERE (to_unit_id = ? OR from_unit_id = ?) AND {unanswered}",
+                (unit_id, unit_id, iso, iso),
+            ),
+            day,
         )
-        # Only the open cases this unit answered first or has a pending referral in, and
-        # their referrals, each in one statement: a centre's queue stays a few reads
-        # however many cases the registry or the centre holds.
+        # Only the cases open on the day that this unit answered first or has a pending
+        # referral in, and their referrals, each in one statement: a centre's queue stays a
+        # few reads however many cases the registry or the centre holds.
         open_cases = {
-            c["case_id"]: c
+            c["case_id"]: j.case_on(c, day)
             for c in _recs(
                 self.db,
                 "cases",
-                f"WHERE closed_on IS NULL AND (first_responder = ? OR case_id IN"
-                f" (SELECT case_id FROM {view('referrals')} WHERE answer IS NULL"
+                f"WHERE {open_then} AND (first_responder = ? OR case_id IN"
+                f" (SELECT case_id FROM {view('referrals')} WHERE {unanswered}"
                 " AND (to_unit_id = ? OR from_unit_id = ?)))",
-                (unit_id, unit_id, unit_id),
+                (iso, iso, unit_id, iso, iso, unit_id, unit_id),
             )
         }
         for referral in pending:
@@ -378,14 +422,15 @@ class ReadModels:
             self.db,
             "referrals",
             f"WHERE case_id IN (SELECT case_id FROM {view('cases')}"
-            " WHERE closed_on IS NULL AND first_responder = ?) ORDER BY version",
-            (unit_id,),
+            f" WHERE {open_then} AND first_responder = ?) ORDER BY version",
+            (iso, iso, unit_id),
         ):
             refs_of[r["case_id"]].append(r)
         for case in open_cases.values():
             if case["first_responder"] != unit_id:
                 continue
-            outcome, _ = j.case_outcome(case, refs_of[case["case_id"]], day)
+            made = j.referrals_on(refs_of[case["case_id"]], day)
+            outcome, _ = j.case_outcome(case, made, day)
             first.append(
                 {
                     "case_id": case["case_id"],

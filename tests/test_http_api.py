@@ -1275,6 +1275,9 @@ def test_extreme_dates_and_numbers_are_answered_not_crashed(article: Article) ->
                      "/scorecards", "/compliance/findings",
                      f"/cases/{article.case_of(liu)}"):
             response = api.get(path, token, params={"on": on})
+            if (path, on) == (f"/members/{liu}", "1900-01-01"):  # not enrolled yet that day
+                refused(response, 404, "UNKNOWN_MEMBER", "member_id")
+                continue
             assert response.status_code == status, (path, on)
             if status == 422:
                 assert response.json()["code"] == "INVALID_DATE"
@@ -1316,3 +1319,21 @@ def test_a_nul_character_in_a_command_never_stalls_the_projections(
     status = api.get(f"/members/{liu}", clerk, params={"min_position": after["position"]},
                      server_error_ok=True)
     assert status.status_code == 200, status.text
+
+
+def test_a_members_status_on_a_past_day_is_as_he_stood_then(article: Article) -> None:
+    """On 2006-06-02 letter 2006-001 was out and his holder long dissolved (cases.md)."""
+    api, token, old = article.api, article.auditor, article.members.old_comrade
+    clerk = api.token("daning-center")
+
+    then = api.get(f"/members/{old}", token, params={"on": "2006-06-02"}).json()
+    queue = api.get("/units/daning-center/queue", clerk, params={"on": "2006-06-02"}).json()
+    roster = api.get("/units/daning-center/members", clerk, params={"on": "2006-06-02"}).json()
+
+    assert (then["holder_unit_id"], then["status"], then["in_transit_to"]) == (
+        "zb-factory", "orphaned", "daning-center"
+    )
+    assert [i.get("letter_no") for i in queue["todo"]] == ["2006-001"]
+    assert [(m["member_id"], m["relation"]) for m in roster["members"]] == [
+        (str(old), "arriving")
+    ]

@@ -42,6 +42,8 @@ from domain.errors import InvalidInput, NotFound
 from domain.member_state import Case, MemberState
 from domain.registry import Registry
 from projections.history import member_history
+from projections.history import member_status as status_as_it_stood
+from projections.history import roster as roster_as_it_stood
 from projections.judgements import DUE_WITHIN_DAYS, DUE_WITHIN_MAX, Finding
 from projections.queries import (
     MAX_OFFSET,
@@ -312,7 +314,9 @@ async def _member_status_now(
     registry: Registry = request.app.state.registry
     models: ReadModels = request.app.state.models
     reads: AsyncReads | None = getattr(request.app.state, "async_reads", None)
-    if reads is None:  # SQLite: from a request thread, like every other read
+    if reads is None or (on is not None and on < registry.clock()):
+        # SQLite, or an earlier day (the stream folded up to it): from a request thread,
+        # like every other read.
         return await run_in_threadpool(_member_status, registry, caller, member_id, models, on)
     # PostgreSQL: awaited on the event loop, the most frequent read answers without
     # waiting for a request thread (store/async_reads.py).
@@ -337,7 +341,7 @@ def _member_status(
     registry: Registry, caller: Caller, member_id: UUID, models: ReadModels, on: date | None
 ) -> dict[str, Any]:
     may_read_member(registry, caller, member_id)
-    return models.member_status(member_id, on)
+    return status_as_it_stood(registry, models, member_id, on)
 
 
 @router.get("/members/{member_id}/history", tags=["members"])
@@ -473,7 +477,9 @@ def roster(
         )
     csv = _wants_csv(request)
     page = limit if limit is not None or csv else ROSTER_PAGE
-    data = models.roster(unit_id, on, limit=page, offset=offset, after=after)
+    data = roster_as_it_stood(
+        registry, models, unit_id, on, limit=page, offset=offset, after=after
+    )
     return _csv(data["members"], ROSTER_COLUMNS) if csv else data
 
 
