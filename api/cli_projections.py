@@ -124,7 +124,9 @@ def add_commands(sub: Any) -> None:
         choices=["override", "breach"],
         help="override: R1-R3 set aside with a stated reason; breach: a rule broken",
     )
-    findings.add_argument("--open", action="store_true", help="only unresolved findings")
+    settled = findings.add_mutually_exclusive_group()
+    settled.add_argument("--open", action="store_true", help="only unresolved findings")
+    settled.add_argument("--resolved", action="store_true", help="only resolved findings")
     findings.add_argument("--csv", action="store_true", help="print CSV")
     on(findings)
 
@@ -244,6 +246,7 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
                 unit_id=args.unit,
                 severity=args.severity,
                 open_only=args.open,
+                resolved_only=args.resolved,
             )
         ]
         if args.csv:

@@ -532,6 +532,7 @@ class ReadModels:
         unit_id: str | None = None,
         severity: str | None = None,
         open_only: bool = False,
+        resolved_only: bool = False,
         member_id: str | None = None,
         known_by: date | None = None,
     ) -> list[j.Finding]:
@@ -576,6 +577,7 @@ class ReadModels:
             and (unit_id is None or f.unit_id == unit_id)
             and (severity is None or f.severity == severity)
             and (not open_only or f.resolved is None)
+            and (not resolved_only or f.resolved is not None)
         ]
 
 

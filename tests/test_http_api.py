@@ -1337,3 +1337,21 @@ def test_a_members_status_on_a_past_day_is_as_he_stood_then(article: Article) ->
     assert [(m["member_id"], m["relation"]) for m in roster["members"]] == [
         (str(old), "arriving")
     ]
+
+
+def test_findings_filter_open_or_resolved_and_read_a_padded_unit_code(article: Article) -> None:
+    api, token = article.api, article.auditor
+    every = api.get("/compliance/findings", token).json()
+
+    still = api.get("/compliance/findings", token, params={"open": "true"}).json()
+    settled = api.get("/compliance/findings", token, params={"resolved": "true"}).json()
+
+    assert still and settled and len(still) + len(settled) == len(every)
+    assert all(f["resolved"] is None for f in still)
+    assert all(f["resolved"] is not None for f in settled)
+    refused(api.get("/compliance/findings", token, params={"open": "true", "resolved": "true"}),
+            422, "INVALID_INPUT", "resolved")  # fmt: skip
+    padded = api.get("/compliance/findings", token, params={"unit": " daning-center"}).json()
+    assert padded == [f for f in every if f["unit_id"] == "daning-center"] != []
+    refused(api.get("/compliance/findings", token, params={"unit": "nowhere"}),
+            422, "UNKNOWN_UNIT", "unit")  # fmt: skip

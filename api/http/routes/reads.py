@@ -524,17 +524,25 @@ def scorecards(
 @router.get("/compliance/findings", tags=["compliance"])
 def findings(
     caller: AuditCaller,
+    registry: RegistryDep,
     models: ModelsDep,
     request: Request,
     rule: Annotated[str | None, Query(pattern=r"^R[1-9]$")] = None,
     unit: Annotated[str | None, Query(max_length=64)] = None,
     severity: Annotated[str | None, Query(pattern=r"^(override|breach)$")] = None,
     open: Annotated[bool, Query(description="only unresolved findings")] = False,
+    resolved: Annotated[bool, Query(description="only resolved findings")] = False,
     on: OnQuery = None,
 ) -> Any:
     """Compliance findings (rule, severity, member and its name, case, unit, since,
     resolved), judged on a date."""
-    found = models.findings(on=on, rule=rule, unit_id=unit, severity=severity, open_only=open)
+    if open and resolved:
+        raise InvalidInput("ask for open or for resolved findings, not both", field="resolved")
+    if unit is not None:
+        unit = registry.unit(unit, "unit").code  # the code as stored: " x" reads x
+    found = models.findings(
+        on=on, rule=rule, unit_id=unit, severity=severity, open_only=open, resolved_only=resolved
+    )
     names = models.member_names({f.member_id for f in found})  # auditors read every member
     rows = [{**f.as_dict(), "member_name": names.get(f.member_id)} for f in found]
     return _csv(rows, FINDING_COLUMNS) if _wants_csv(request) else rows

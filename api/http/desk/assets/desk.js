@@ -410,7 +410,9 @@ function findingsTable(rows) {
 
 async function showFindings(query) {
   const wanted = { rule: query.rule, unit: query.unit, severity: query.severity, open: query.open, on: query.on };
-  const rows = await api("compliance/findings", wanted);
+  // The form's one choice is two filters of the API: open (unresolved) or resolved.
+  const asked = { ...wanted, open: query.open === "true" ? "true" : null, resolved: query.open === "false" ? "true" : null };
+  const rows = await api("compliance/findings", asked);
   const content = el("div", {},
     form([
       ["rule", "rule 规则", "select", [["", "any"], ...["R1", "R2", "R3", "R5", "R6", "R7", "R8"].map((r) => [r, r])]],
@@ -419,7 +421,7 @@ async function showFindings(query) {
       ["open", "open 未解决", "select", [["", "any"], ["true", "open"], ["false", "resolved"]]],
       ["on", "on 日期", "date"],
     ], (v) => go("findings", v), wanted),
-    csvButton("compliance/findings", wanted, "findings.csv"),
+    csvButton("compliance/findings", asked, "findings.csv"),
     el("p", {}, `${rows.length} finding(s)`),
     findingsTable(rows));
   view.replaceChildren(content);
