@@ -441,7 +441,11 @@ class ReadModels:
                 }
             )
         due = self._due_soon(unit_id, day, within)
-        key = lambda item: item["since"] if "since" in item else item["opened_on"]  # noqa: E731
+        def key(item: Rec) -> tuple[str, str, str, str]:
+            # By date, then the same way on every backend and every read.
+            day = item["since"] if "since" in item else item["opened_on"]
+            return (day, item["member_id"], item["case_id"], item.get("letter_no") or "")
+
         if names:
             items = (*todo, *waiting, *first, *due)
             named = self.member_names({item["member_id"] for item in items})

@@ -96,3 +96,26 @@ def test_one_units_findings_are_the_registrys_findings_that_name_it(registry: Re
         assert models.findings(on=LATER, unit_id=unit) == expected, unit
         one = [f for f in expected if f.member_id == str(member)]
         assert models.findings(on=LATER, unit_id=unit, member_id=str(member)) == one, unit
+
+
+def test_queue_items_of_the_same_day_come_in_one_order_on_every_backend(
+    registry: Registry,
+) -> None:
+    """A letter and a referral waiting since the same day are listed by member id, not
+    letters first (nor in whatever order the store returns rows)."""
+    register_article_units(registry)
+    first, second = sorted((enrol(registry, n=n) for n in (1, 2)), key=str)
+    for member in (first, second):
+        open_case(registry, member, by="hongkou-center")
+    issue_letter(registry, second, letter_no="2026-001", on=date(2026, 3, 3))  # the later id
+    registry.refer_case(
+        as_unit("hongkou-center"), first, occurred_on=date(2026, 3, 3),
+        to_unit_id="daning-center", handover="warm", reason="居住地在大宁",
+    )  # fmt: skip
+    Projector(registry).catch_up()
+
+    todo = ReadModels(registry).unit_queue("daning-center")["todo"]
+
+    assert [(i["kind"], i["member_id"]) for i in todo] == [
+        ("referral", str(first)), ("letter", str(second))
+    ]
