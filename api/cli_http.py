@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from api.cli_args import add_command, iso_date
@@ -53,21 +54,23 @@ def add_commands(sub: Any) -> None:
         default=os.environ.get("HARBOR_HOST", "127.0.0.1"),
         help="address to listen on (default HARBOR_HOST or 127.0.0.1)",
     )
+    # Defaults from the environment stay text: argparse checks them with ``type`` only
+    # when serving, so a bad HARBOR_PORT refuses `serve`, not every other command.
     serve.add_argument(
         "--port",
-        type=int,
-        default=int(os.environ.get("HARBOR_PORT", "8000")),
+        type=_ranged("--port (or HARBOR_PORT)", 1, 65535),
+        default=os.environ.get("HARBOR_PORT", "8000"),
         help="port (default HARBOR_PORT or 8000)",
     )
     serve.add_argument(
         "--workers",
-        type=int,
+        type=_ranged("--workers", 1, 64),
         default=1,
         help="worker processes, PostgreSQL only: SQLite serves from one (default %(default)s)",
     )
     serve.add_argument(
         "--threads",
-        type=int,
+        type=_ranged("--threads", 1, 256),
         default=8,
         help="threads per worker for the reads commands wait for, and as many for other"
         " blocking queries (default 8: with one interpreter lock, more threads only contend"
@@ -75,7 +78,8 @@ def add_commands(sub: Any) -> None:
     )
     serve.add_argument(
         "--follower",
-        choices=("process", "thread", "none"),
+        type=_follower,
+        choices=FOLLOWERS,
         default=os.environ.get("HARBOR_FOLLOWER", "process"),
         help="where the projection follower runs: its own process, a thread of the server,"
         " or nowhere (run `harbor project` yourself); on SQLite, process means thread"
@@ -200,6 +204,37 @@ def _tokens(registry: Registry, tokens: TokenStore, args: argparse.Namespace) ->
     return 0
 
 
+FOLLOWERS = ("process", "thread", "none")
+
+
+def _follower(value: str) -> str:
+    """A follower place, from --follower or HARBOR_FOLLOWER (whose value argparse checks
+    only through this: it checks no default against ``choices``)."""
+    if value not in FOLLOWERS:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is no follower place (from --follower or HARBOR_FOLLOWER): choose"
+            f" {', '.join(FOLLOWERS)}"
+        )
+    return value
+
+
+def _ranged(name: str, low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{name} is a whole number from {low} to {high} (got {text!r})"
+            )
+        return value
+
+    return parse
+
+
 def _port_taken(host: str, port: int) -> str | None:
     """Why ``host:port`` cannot be listened on (None when it can), checked by binding it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -207,6 +242,9 @@ def _port_taken(host: str, port: int) -> str | None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
         try:
             probe.bind((host, port))
+        except socket.gaierror as e:
+            why = e.strerror or str(e)
+            return f"no such host: {why}; give --host an address or a name that resolves"
         except OSError as e:
             return e.strerror or str(e)
     return None
@@ -245,19 +283,17 @@ def _serve(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> 
     from projections.follower_process import FollowerProcess
     from store.collection import serving_collections
 
-    demo = args.demo and os.environ.get("HARBOR_DEMO", "yes").lower() not in NO
-    if demo and registry.position() == 0:
-        load_article_cases(registry, recorded_by="demo")
-        print("loaded the article's two cases", flush=True)
     taken = _port_taken(args.host, args.port)
     if taken is not None:
         # Said before "serving at" and the tokens, not after them as uvicorn would.
-        print(
-            f"harbor serve: cannot listen on {args.host}:{args.port} ({taken});"
-            " stop what uses it or pick another --port",
-            file=sys.stderr,
-        )
+        advice = "" if "--host" in taken else "; stop what uses it or pick another --port"
+        print(f"harbor serve: cannot listen on {args.host}:{args.port} ({taken}){advice}",
+              file=sys.stderr)  # fmt: skip
         return 2
+    demo = args.demo and os.environ.get("HARBOR_DEMO", "yes").lower() not in NO
+    if demo and registry.position() == 0:  # after the port check: a refusal stores nothing
+        load_article_cases(registry, recorded_by="demo")
+        print("loaded the article's two cases", flush=True)
     url = f"http://{args.host}:{args.port}"
     print(f"Harbor is serving at {url}  (desk: {url}/ui/, API docs: {url}/docs)", flush=True)
     if args.admin_token:

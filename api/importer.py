@@ -34,6 +34,8 @@ from domain.errors import HarborError, InvalidInput
 from domain.letter_number import letter_number_id
 from domain.registry import Actor, Registry
 from store.collection import rare_collections
+from store.sql import Db
+from store.tokens import TokenStore
 
 PREFETCH_LINES = 1000  # lines parsed, and looked up in the store, at a time
 DATE_FIELDS = {"probation_started_on", "valid_until", "until", "covering_from", "covering_to"}
@@ -634,6 +636,11 @@ def _store_unit(registry: Registry, batch: Batch, line: _Line, report: ImportRep
         return
     report.units += 1
     report.stored += 1
+    if line.action == "unit-dissolve":
+        # As `harbor units dissolve` and the HTTP route do: a dissolved unit's credentials
+        # stop, and the list of live ones says so.
+        gone = outcome.unit_id or line.kwargs.get("code", "")
+        TokenStore(Db(registry.recorder.datastore)).revoke_unit(gone)  # type: ignore[attr-defined]
 
 
 def _decided(line: _Line, error: HarborError) -> Problem:

@@ -21,6 +21,7 @@ import pytest
 
 from api.cli import MEMBER_COMMANDS, build_parser, main
 from domain.registry import Registry, today_in_shanghai
+from store import open_registry
 from store.tokens import DEFAULT_LIFETIME
 from tests.conftest import fresh_pg_database
 from tests.support import free_port
@@ -558,6 +559,52 @@ def test_serve_on_a_port_in_use_says_so_before_announcing_anything(
     assert code == 2
     assert f"cannot listen on 127.0.0.1:{port}" in err and "--port" in err
     assert "serving at" not in out and "token" not in out
+
+
+@pytest.mark.parametrize(
+    ("env", "argv", "named"),
+    [
+        ({"HARBOR_FOLLOWER": "proc"}, [], "HARBOR_FOLLOWER"),  # a typo ran with no follower
+        ({"HARBOR_PORT": "abc"}, [], "HARBOR_PORT"),
+        ({}, ["--port", "99999"], "--port"),
+        ({}, ["--threads", "0"], "--threads"),
+        ({}, ["--workers", "0"], "--workers"),
+    ],
+)
+def test_serve_refuses_a_bad_setting_naming_it(
+    env: dict[str, str], argv: list[str], named: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(["serve", *argv])
+
+    assert done.value.code == 2
+    assert named in capsys.readouterr().err
+
+
+def test_a_bad_harbor_port_does_not_stop_other_commands(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARBOR_PORT", "abc")
+
+    assert build_parser().parse_args(["units", "list"]).command == "units"
+
+
+def test_serve_on_a_host_that_does_not_resolve_names_the_host(
+    store_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("HARBOR_DATABASE_URL", store_url)
+
+    code = main(["serve", "--host", "no.such.host.invalid", "--demo", "--follower", "none"])
+
+    assert code == 2
+    assert "--host" in capsys.readouterr().err
+    store = open_registry(store_url)
+    try:
+        assert store.position() == 0  # the demo waits for the port check
+    finally:
+        store.close()
 
 
 # --- small things a newcomer meets ------------------------------------------------------

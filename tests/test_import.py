@@ -611,3 +611,24 @@ def test_the_import_command_prints_json_when_asked(
     from api.importer import count_lines
 
     assert count_lines(path) == 25  # what the progress bar counts: the lines read
+
+
+def test_a_unit_dissolved_by_an_import_line_loses_its_tokens(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """As `harbor units dissolve` and the HTTP route: the credentials stop and are listed so."""
+    from store.sql import Db
+    from store.tokens import TokenStore
+
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    dissolve = next(i for i, line in enumerate(lines) if '"unit-dissolve"' in line)
+    code = json.loads(lines[dissolve])["code"]
+    first = tmp_path / "before.jsonl"
+    first.write_text("\n".join(lines[:dissolve]) + "\n", encoding="utf-8")
+    import_file(registry, first)
+    tokens = TokenStore(Db(registry.recorder.datastore))  # type: ignore[attr-defined]
+    tokens.issue(code, "unit", "档案室", TODAY.replace(year=TODAY.year + 1), today=TODAY)
+
+    import_file(registry, EXAMPLE)
+
+    assert [t.unit_id for t in tokens.list() if t.revoked_at is None and t.unit_id == code] == []
