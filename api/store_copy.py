@@ -225,7 +225,36 @@ def _resume_from(src: _Store, dst: _Store) -> int:
             " store's first ones; copy into an empty database (or the one an interrupted"
             " copy of this store left)"
         )
+    for name, key in SIDE_TABLES.items():  # before anything is written, not after the log
+        if dst.has_table(name) and dst.count(name):
+            _check_own_rows(src, dst, name, key)
     return reached
+
+
+def _check_own_rows(src: _Store, dst: _Store, name: str, key: tuple[str, ...]) -> None:
+    """Refuse a target whose side table holds a row the source lacks or has otherwise: it
+    was written to after an interrupted copy (a token issued, a seal made there)."""
+    columns = dst.columns(name)
+    at = [columns.index(k) for k in key]
+    mutable = {columns.index(c) for c in MUTABLE.get(name, ())}
+    for rows in _pages(dst, name, columns, key, SIDE_PAGE):
+        keys = [row_key(r, at) for r in rows]
+        theirs = _rows_by_key(src, name, columns, key, keys) if src.has_table(name) else {}
+        for row in rows:
+            source_row = theirs.get(row_key(row, at))
+            differ = (
+                None
+                if source_row is None
+                else {i for i, (a, b) in enumerate(zip(source_row, row, strict=True)) if a != b}
+            )
+            if differ is None or not differ <= mutable:
+                which = dict(zip(key, row_key(row, at), strict=True))
+                raise CopyRefused(
+                    f"the target's {name} holds a row {which} the source "
+                    + ("has not" if source_row is None else "has otherwise")
+                    + ": it was written to after an earlier copy; nothing was copied —"
+                    " copy into an empty database"
+                )
 
 
 def _append(dst: _Store, page: Sequence[Any]) -> None:

@@ -281,6 +281,29 @@ def test_a_revocation_since_the_last_run_is_carried_and_a_changed_row_refused(
         copy_store(registry, target)
 
 
+def test_a_resumed_copy_whose_target_was_written_to_meanwhile_is_refused_before_writing(
+    registry: Registry, target: Registry
+) -> None:
+    """A token issued on the half-copied target: refused, and the rest of the log is not
+    written first (it used to be, and only then refused)."""
+    load_article_cases(registry)
+
+    def stop_after_one_page(what: str, done: int, total: int) -> None:
+        if what == "events" and done:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        copy_store(registry, target, batch=5, progress=stop_after_one_page)
+    TokenStore(Db(target.recorder.datastore)).issue(  # type: ignore[attr-defined]
+        "daning-center", "unit", "clerk", today=TODAY
+    )
+    half = _log(target)
+
+    with pytest.raises(CopyRefused, match="harbor_tokens holds a row"):
+        copy_store(registry, target, batch=5)
+    assert _log(target) == half
+
+
 def test_the_store_itself_under_another_name_is_refused(store_url: str) -> None:
     """The same database by another spelling of its URL (PostgreSQL: localhost for
     127.0.0.1; SQLite: the file through a relative path) is not a target."""
