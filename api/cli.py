@@ -36,6 +36,7 @@ from store.config import database_url, parse_database_url, sqlite_file
 EXIT_REFUSED = 1
 EXIT_SETUP = 2
 EXIT_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, as a shell reports a command whose reader left
 
 # Commands that only read an existing store (or, like seal, add to its audit log): on a
@@ -704,6 +705,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code = _main(argv)
         sys.stdout.flush()  # a reader that left shows here, not at the interpreter's exit
+    except KeyboardInterrupt:
+        # Every long command commits in steps that a new run goes on from; say so instead
+        # of a traceback.
+        print(
+            "\nharbor: interrupted — what was committed stays, nothing half-done is kept;"
+            " run the same command again to go on",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader of our output left (`harbor demo | head -1`): stop quietly, and point
         # standard output at nothing so that the interpreter's last flush fails no more.
@@ -745,8 +755,15 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"harbor: {e}", file=sys.stderr)
         return EXIT_SETUP
     except Exception as e:  # the store itself could not be opened
+        config = parse_database_url(database_url())
+        why = str(e)
+        if "POSTGRES_HOST" in config.env:
+            from api.cli_db_copy import _unreachable
+
+            # The pool only says it got no connection in time; ask the server why.
+            why = _unreachable(config.env) or why
         print(
-            f"harbor: cannot open the store {parse_database_url(database_url()).display}: {e}",
+            f"harbor: cannot open the store {config.display} (HARBOR_DATABASE_URL): {why}",
             file=sys.stderr,
         )
         return EXIT_UNAVAILABLE

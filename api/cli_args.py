@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from collections.abc import Callable
 from datetime import date
 from typing import Any, cast
 from uuid import UUID
@@ -17,6 +18,22 @@ def iso_date(text: str) -> date:
         return date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def whole_number(name: str, low: int, high: int = 2**62) -> Callable[[str], int]:
+    """An argparse type: a whole number from ``low`` to ``high``, refused naming ``name``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            span = f"at least {low}" if high == 2**62 else f"from {low} to {high}"
+            raise argparse.ArgumentTypeError(f"{name} is a whole number {span} (got {text!r})")
+        return value
+
+    return parse
 
 
 def member_ref(registry: Registry, text: str) -> UUID:

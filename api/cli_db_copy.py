@@ -15,7 +15,7 @@ from eventsourcing.persistence import PersistenceError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from api.cli_args import add_command
+from api.cli_args import add_command, whole_number
 from api.store_copy import DEFAULT_BATCH, CopyRefused, copy_store
 from audit.log import AuditLog
 from audit.verify import verify_log
@@ -46,7 +46,7 @@ def add_copy_command(db: Any) -> None:
     )
     p.add_argument("--to", required=True, metavar="URL",
                    help="the target: sqlite:///path.db or postgresql://user@host:port/db")
-    p.add_argument("--batch", type=int, default=DEFAULT_BATCH,
+    p.add_argument("--batch", type=whole_number("--batch", 1), default=DEFAULT_BATCH,
                    help="events (and rows) per transaction (default %(default)s)")
 
 

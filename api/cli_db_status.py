@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from api.cli_args import add_command
+from api.cli_args import add_command, whole_number
 from audit.status import audit_status
 from domain.registry import Registry
 from projections.runner import live_position
@@ -31,11 +31,11 @@ def add_status_command(db: Any) -> None:
         " For a cron job, give limits: it exits 1 naming each one exceeded (0 otherwise).",
         example="harbor db status --max-lag 1000 --max-unsealed 5000 --max-check-age 7",
     )
-    p.add_argument("--max-lag", type=int, metavar="EVENTS",
+    p.add_argument("--max-lag", type=whole_number("--max-lag", 0), metavar="EVENTS",
                    help="exit 1 if the read models are more than this many events behind")
-    p.add_argument("--max-unsealed", type=int, metavar="EVENTS",
+    p.add_argument("--max-unsealed", type=whole_number("--max-unsealed", 0), metavar="EVENTS",
                    help="exit 1 if more than this many events are not under a signed head")
-    p.add_argument("--max-check-age", type=int, metavar="DAYS",
+    p.add_argument("--max-check-age", type=whole_number("--max-check-age", 0), metavar="DAYS",
                    help="exit 1 if the last `harbor verify` is older than this, failed, or"
                    " never ran")
 

@@ -8,10 +8,9 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable
 from typing import Any
 
-from api.cli_args import add_command, iso_date
+from api.cli_args import add_command, iso_date, whole_number
 from domain.registry import Registry
 from store.sql import Db
 from store.tokens import (
@@ -58,19 +57,19 @@ def add_commands(sub: Any) -> None:
     # when serving, so a bad HARBOR_PORT refuses `serve`, not every other command.
     serve.add_argument(
         "--port",
-        type=_ranged("--port (or HARBOR_PORT)", 1, 65535),
+        type=whole_number("--port (or HARBOR_PORT)", 1, 65535),
         default=os.environ.get("HARBOR_PORT", "8000"),
         help="port (default HARBOR_PORT or 8000)",
     )
     serve.add_argument(
         "--workers",
-        type=_ranged("--workers", 1, 64),
+        type=whole_number("--workers", 1, 64),
         default=1,
         help="worker processes, PostgreSQL only: SQLite serves from one (default %(default)s)",
     )
     serve.add_argument(
         "--threads",
-        type=_ranged("--threads", 1, 256),
+        type=whole_number("--threads", 1, 256),
         default=8,
         help="threads per worker for the reads commands wait for, and as many for other"
         " blocking queries (default 8: with one interpreter lock, more threads only contend"
@@ -216,23 +215,6 @@ def _follower(value: str) -> str:
             f" {', '.join(FOLLOWERS)}"
         )
     return value
-
-
-def _ranged(name: str, low: int, high: int) -> Callable[[str], int]:
-    """An argparse type: a whole number from ``low`` to ``high``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or not low <= value <= high:
-            raise argparse.ArgumentTypeError(
-                f"{name} is a whole number from {low} to {high} (got {text!r})"
-            )
-        return value
-
-    return parse
 
 
 def _port_taken(host: str, port: int) -> str | None:

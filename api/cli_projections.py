@@ -21,7 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from api.cli_args import add_command, iso_date, member_ref
+from api.cli_args import add_command, iso_date, member_ref, whole_number
 from domain.errors import NotFound
 from domain.registry import Registry
 from projections.history import member_history
@@ -66,7 +66,11 @@ def add_commands(sub: Any) -> None:
     when = history.add_mutually_exclusive_group()
     when.add_argument("--as-of", type=iso_date, help="what had happened by this date")
     when.add_argument("--as-recorded", type=iso_date, help="what the registry knew on this date")
-    when.add_argument("--position", type=int, help="what the registry knew at this log position")
+    when.add_argument(
+        "--position",
+        type=whole_number("--position", 0),
+        help="what the registry knew at this log position",
+    )
 
     case = sub.add_parser("case", help="one case: first responder, path, outcome, trail")
     case.add_argument("case_id", help="the case id (from inquiry, status or history)")
@@ -78,7 +82,7 @@ def add_commands(sub: Any) -> None:
     queue.add_argument("unit", help="the unit's code")
     queue.add_argument(
         "--within",
-        type=int,
+        type=whole_number("--within", 0, DUE_WITHIN_MAX),
         default=DUE_WITHIN_DAYS,
         metavar="DAYS",
         help="预警: the breaches against the unit that begin within this many days unless"
@@ -98,11 +102,17 @@ def add_commands(sub: Any) -> None:
     )
     roster.add_argument("unit", help="the unit's code")
     roster.add_argument(
-        "--limit", type=int, default=None, help=f"members per page, 1 to {ROSTER_LIMIT}"
-        f" (default {ROSTER_PAGE}; with --csv, all of them)"
+        "--limit",
+        type=whole_number("--limit", 1, ROSTER_LIMIT),
+        default=None,
+        help=f"members per page, 1 to {ROSTER_LIMIT} (default {ROSTER_PAGE}; with --csv, all"
+        " of them)",
     )
     roster.add_argument(
-        "--offset", type=int, default=0, help="members to skip: the page's start (default 0)"
+        "--offset",
+        type=whole_number("--offset", 0),
+        default=0,
+        help="members to skip: the page's start (default 0)",
     )
     roster.add_argument(
         "--after", metavar="CURSOR", default=None,
@@ -142,13 +152,13 @@ def add_commands(sub: Any) -> None:
     )
     rebuilding.add_argument(
         "--batch",
-        type=int,
+        type=whole_number("--batch", 1),
         default=REBUILD_BATCH,
         help="events per transaction (default %(default)s)",
     )
     rebuilding.add_argument(
         "--workers",
-        type=int,
+        type=whole_number("--workers", 1, 64),
         default=None,
         help="processes folding shares of the members in parallel (default: 2 on PostgreSQL,"
         " where the server takes the writes of both; 1 on SQLite, which has one writer)",
@@ -165,7 +175,7 @@ def add_commands(sub: Any) -> None:
     )
     project.add_argument(
         "--batch",
-        type=int,
+        type=whole_number("--batch", 1),
         default=DEFAULT_BATCH,
         help="events per transaction (default %(default)s)",
     )

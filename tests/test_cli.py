@@ -699,3 +699,55 @@ def test_the_queue_says_yes_and_no_not_true_and_false(
     out = capsys.readouterr().out
     assert "outcome dropped, stalled yes" in out
     assert "True" not in out and "False" not in out
+
+
+def test_a_postgresql_database_that_does_not_exist_is_named_with_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv(
+        "HARBOR_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/harbor_no_such_database"
+    )
+
+    assert main(["units", "list"]) == 3
+    err = capsys.readouterr().err
+    assert 'database "harbor_no_such_database" does not exist' in err and "createdb" in err
+
+
+def test_ctrl_c_ends_a_command_with_a_sentence_not_a_traceback(
+    registry: Registry, store_url: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import api.cli
+
+    monkeypatch.setenv("HARBOR_DATABASE_URL", store_url)
+
+    def interrupted(*_: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api.cli, "dispatch", interrupted)
+
+    assert main(["units", "list"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["history", "x", "--position", "-1"],
+        ["roster", "u", "--limit", "0"],
+        ["db", "status", "--max-lag", "-1"],
+        ["queue", "u", "--within", "91"],
+        ["rebuild", "--batch", "0"],
+        ["db", "copy", "--to", "sqlite:///x.db", "--batch", "0"],
+    ],
+)
+def test_numbers_out_of_range_are_refused_naming_the_option(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args(argv)
+
+    assert done.value.code == 2
+    option = next(a for a in argv if a.startswith("--") and a != "--to")
+    assert f"{option} is a whole number" in capsys.readouterr().err
