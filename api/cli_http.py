@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from api.cli_args import add_command, iso_date, whole_number
+from domain.errors import NotFound, RuleRefused
 from domain.registry import Registry
 from store.sql import Db
 from store.tokens import (
@@ -169,10 +170,14 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
 
 def _tokens(registry: Registry, tokens: TokenStore, args: argparse.Namespace) -> int:
     if args.tokens_command == "issue":
-        unit = registry.unit(args.unit)  # UNKNOWN_UNIT for a typo
+        unit = registry.unit(args.unit, "unit")  # UNKNOWN_UNIT for a typo
         if unit.dissolved:
-            print(f"harbor: unit {unit.code} is dissolved; it gets no new tokens", file=sys.stderr)
-            return 1
+            raise RuleRefused(
+                f"unit {unit.code} is dissolved; it gets no new tokens (issue them to its"
+                " successor or parent)",
+                code="UNIT_DISSOLVED",
+                field="unit",
+            )
         today = registry.clock()
         try:
             expires = (
@@ -187,19 +192,24 @@ def _tokens(registry: Registry, tokens: TokenStore, args: argparse.Namespace) ->
         print(f"expires {expires} (valid through that day)", file=sys.stderr)
         return 0
     if args.tokens_command == "list":
-        rows = tokens.list()
+        rows, today = tokens.list(), registry.clock()
         if args.json:
-            print(json.dumps([{**r.__dict__, "state": r.state} for r in rows], ensure_ascii=False))
+            listed = [{**r.__dict__, "state": r.state_on(today)} for r in rows]
+            print(json.dumps(listed, ensure_ascii=False))
         for r in rows if not args.json else []:
             print(
                 f"{r.token_id}  {r.unit_id:22} {r.role:8} {r.holder:16} issued {r.issued_at}"
-                f"  {r.state}"
+                f"  {r.state_on(today)}"
             )
         return 0
     if not tokens.revoke(args.token_id):
-        print(f"harbor: no live token {args.token_id}", file=sys.stderr)
-        return 1
-    print(f"revoked {args.token_id}")
+        raise NotFound(
+            f"no live token {args.token_id}: `harbor tokens list` shows the tokens and which"
+            " are revoked",
+            code="UNKNOWN_TOKEN",
+            field="token_id",
+        )
+    print(json.dumps({"revoked": args.token_id}) if args.json else f"revoked {args.token_id}")
     return 0
 
 

@@ -106,4 +106,5 @@ CODES: dict[str, str] = {
     "STALE_VERSION": "the member changed since you read it; reload and decide again",
     "IDEMPOTENCY_KEY_REUSED": "this key was used for a different command; choose a new key",
     "STORE_UNAVAILABLE": "the database could not be reached; retry the same command",
+    "UNKNOWN_TOKEN": "no live token has that id: `harbor tokens list` shows them",
 }

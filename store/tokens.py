@@ -94,6 +94,12 @@ class TokenInfo:
             return f"revoked {self.revoked_at}"
         return f"expires {self.expires_on}" if self.expires_on else LEGACY_NO_EXPIRY
 
+    def state_on(self, today: date) -> str:
+        """``state``, saying ``expired`` once the expiry day has passed."""
+        if not self.revoked_at and self.expires_on and self.expires_on < today.isoformat():
+            return f"expired {self.expires_on}"
+        return self.state
+
 
 def _hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()

@@ -751,3 +751,33 @@ def test_numbers_out_of_range_are_refused_naming_the_option(
     assert done.value.code == 2
     option = next(a for a in argv if a.startswith("--") and a != "--to")
     assert f"{option} is a whole number" in capsys.readouterr().err
+
+
+def test_tokens_list_says_expired_and_a_revoke_of_no_token_is_a_refusal_in_json(
+    cli, capsys: pytest.CaptureFixture[str], store_url: str  # type: ignore[no-untyped-def]
+) -> None:
+    from store import open_registry
+    from store.sql import Db
+    from store.tokens import TABLE, TokenStore
+
+    _units(cli)
+    capsys.readouterr()
+    yesterday = (today_in_shanghai() - timedelta(days=1)).isoformat()
+    app: Registry = open_registry(store_url)
+    try:
+        store = TokenStore(Db(app.recorder.datastore), cache_seconds=0)  # type: ignore[attr-defined]
+        with store.db.transaction() as cur:
+            cur.execute(
+                f"INSERT INTO {TABLE} (token_hash, token_id, unit_id, role, holder, issued_at,"
+                " expires_on) VALUES ('h', 'gone0001', 'daning-center', 'unit', '老张',"
+                f" '2024-01-01T00:00:00+00:00', '{yesterday}')"
+            )
+    finally:
+        app.close()
+
+    assert {r["token_id"]: r["state"] for r in _listed(cli, capsys)} == {
+        "gone0001": f"expired {yesterday}"
+    }
+    assert cli("--json", "tokens", "revoke", "nosuchid") == 1
+    refusal = json.loads(capsys.readouterr().err)
+    assert (refusal["code"], refusal["field"]) == ("UNKNOWN_TOKEN", "token_id")
