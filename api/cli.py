@@ -6,7 +6,9 @@ import argparse
 import getpass
 import json
 import os
+import shlex
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -350,6 +352,28 @@ def _add_actor_options(
     p.add_argument("--idempotency-key", help="repeat-safe key: the same key never records twice")
 
 
+# What a clerk might write for each required option in a help page's example.
+_SAMPLES = {
+    "summary": "申请转入组织关系", "documents": "户口簿", "reference": "沪租-2026-0412",
+    "finding": "档案齐全", "consulted_unit_id": "hongkou-center", "note": "电话回访",
+    "purpose": "查阅个人档案", "rule": "R3", "to_unit_id": "hongkou-center",
+    "covering_from": "2026-01-01", "covering_to": "2026-06-30", "letter_no": "2026-017",
+    "dues_paid_through": "2026-10", "reason": "本人要求", "months_from": "2026-01",
+    "months_to": "2026-06", "amount": "60.00", "kind": "组织生活会", "months": "6",
+    "position": "57",
+}  # fmt: skip
+
+
+def _example(cmd: MemberCommand) -> str:
+    """A help page's example: the command with its required options filled in."""
+    words = ["harbor", cmd.name, "310104198503150031", "--unit", "daning-center"]
+    for o in cmd.opts:
+        if o.required:
+            value = o.choices[0] if o.choices else _SAMPLES.get(o.dest, "…")
+            words += [o.flag, shlex.quote(value)]
+    return " ".join(words)
+
+
 def _add_member_options(p: argparse.ArgumentParser, cmd: MemberCommand) -> None:
     p.add_argument("member", help="member id, or the member's ID number")
     _add_actor_options(p)
@@ -457,13 +481,53 @@ def build_parser() -> argparse.ArgumentParser:
     lookup.add_argument("id_number", help="resident ID number of an enrolled member")
 
     for cmd in MEMBER_COMMANDS:
-        _add_member_options(sub.add_parser(cmd.name, help=cmd.help, description=cmd.help), cmd)
+        _add_member_options(
+            add_command(
+                sub, cmd.name, summary=cmd.help, description=cmd.help, example=_example(cmd)
+            ),
+            cmd,
+        )
 
     demo = sub.add_parser("demo", help="load the article's two cases and print their trails")
     demo.add_argument("--as", dest="as_name", metavar="NAME", help="who records the demo")
     for extension in _extensions():
         extension.add_commands(sub)
+    _add_examples(parser)
     return parser
+
+
+# Examples for the help pages of commands declared without one (each is checked to parse).
+EXAMPLES = {
+    "db init": "HARBOR_DATABASE_URL=postgresql://harbor@db/harbor harbor db init",
+    "units list": "harbor --json units list",
+    "units rename": "harbor units rename daning-center --name 大宁路街道党员服务中心"
+    " --unit sh-org-dept",
+    "units dissolve": "harbor units dissolve zb-factory --successor factory-superior"
+    " --unit sh-org-dept   # revokes zb-factory's tokens",
+    "lookup": "harbor lookup 310104198503150031",
+    "demo": "HARBOR_DATABASE_URL=sqlite:///demo.db harbor demo",
+    "history": "harbor history 310104198503150031 --as-of 2006-05-01",
+    "case": "harbor case 5c1d0b6e-2f1a-4c3e-9b7a-0d6f1e2a3b4c --on 2011-09-19",
+    "queue": "harbor queue daning-center --within 30",
+    "scorecard": "harbor scorecard --on 2026-06-30",
+    "findings": "harbor findings --unit daning-center --open --csv > findings.csv",
+    "keys init": "HARBOR_SIGNING_KEY=/etc/harbor/signing.pem harbor keys init",
+    "keys rotate": "harbor keys rotate && harbor keys export /srv/audit/keys",
+    "keys export": "harbor keys export /srv/audit/keys",
+    "seal": "harbor seal",
+    "bundle": "harbor bundle 310104198503150031 -o old-comrade.json",
+}
+
+
+def _add_examples(parser: argparse.ArgumentParser) -> None:
+    """Give the help pages of ``EXAMPLES`` their example, as ``add_command`` does."""
+    for path, example in EXAMPLES.items():
+        found = parser
+        for word in path.split():
+            (subs,) = [a for a in found._actions if isinstance(a, argparse._SubParsersAction)]
+            found = subs.choices[word]
+        found.epilog = "example:\n" + textwrap.indent(example, "  ")
+        found.formatter_class = argparse.RawDescriptionHelpFormatter
 
 
 def _print_outcome(outcome: Outcome, as_json: bool) -> None:

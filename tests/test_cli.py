@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import getpass
 import json
 import os
+import shlex
 import signal
 import socket
 import sqlite3
@@ -14,6 +16,7 @@ import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -781,3 +784,27 @@ def test_tokens_list_says_expired_and_a_revoke_of_no_token_is_a_refusal_in_json(
     assert cli("--json", "tokens", "revoke", "nosuchid") == 1
     refusal = json.loads(capsys.readouterr().err)
     assert (refusal["code"], refusal["field"]) == ("UNKNOWN_TOKEN", "token_id")
+
+
+def _leaves(parser: argparse.ArgumentParser, path: list[str]) -> Iterator[tuple[str, Any]]:
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        yield " ".join(path), parser
+        return
+    for name, child in subs[0].choices.items():
+        yield from _leaves(child, [*path, name])
+
+
+def test_every_help_page_has_an_example_that_parses() -> None:
+    """What a newcomer copies from `--help` is a command the parser takes."""
+    leaves = list(_leaves(build_parser(), []))
+    assert len(leaves) > 50
+    for name, page in leaves:
+        assert page.epilog and page.epilog.startswith("example:"), name
+        example = page.epilog.split("\n", 1)[1].replace("\\\n", " ")  # continued lines
+        line = example.splitlines()[0].split("#")[0].split("&&")[0].split(">")[0].strip()
+        words = shlex.split(line)
+        while "=" in words[0]:  # environment settings before the command
+            words.pop(0)
+        assert words[0] == "harbor", name
+        build_parser().parse_args(words[1:])  # SystemExit (exit 2) if it does not parse
