@@ -626,7 +626,10 @@ def dispatch(registry: Registry, args: argparse.Namespace) -> int:
     elif command == "db":
         config = parse_database_url(database_url())
         _create_every_table(registry)
-        print(f"schema ready in {config.display} (log position {registry.position()})")
+        if args.json:
+            print(json.dumps({"store": config.display, "log_position": registry.position()}))
+        else:
+            print(f"schema ready in {config.display} (log position {registry.position()})")
         if registry.env.get("HARBOR_ID_KEY") in (None, "", DEV_ID_KEY):
             print(
                 "note: HARBOR_ID_KEY is not set; member ids use the development key."
@@ -652,7 +655,7 @@ def dispatch(registry: Registry, args: argparse.Namespace) -> int:
     elif command == "lookup":
         mid = registry.member_id_for(args.id_number)
         registry.member(mid)  # UNKNOWN_MEMBER when not enrolled
-        print(mid)
+        print(json.dumps({"member_id": str(mid)}) if args.json else mid)
     elif command == "demo":
         _demo(registry, args)
     return 0

@@ -192,7 +192,7 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
     """Run one read-side subcommand."""
     command = args.command
     if command == "rebuild":
-        return _rebuild(registry, args.batch, args.workers)
+        return _rebuild(registry, args.batch, args.workers, args.json)
     if command == "project":
         return _project(registry, args.batch, args.poll)
     Projector(registry).catch_up()  # reading from the command line: show everything recorded
@@ -440,7 +440,7 @@ def render_history(data: dict[str, Any], name: Callable[[str], str]) -> str:
     return "\n".join(lines)
 
 
-def _rebuild(registry: Registry, batch: int, workers: int | None) -> int:
+def _rebuild(registry: Registry, batch: int, workers: int | None, as_json: bool = False) -> int:
     total = registry.position()
     if workers is None:
         workers = default_workers(registry)
@@ -469,7 +469,11 @@ def _rebuild(registry: Registry, batch: int, workers: int | None) -> int:
         except RuntimeError as e:  # a worker failed (its error is above), or a rebuild ran
             print(f"harbor rebuild: {e}. The live projections are unchanged.", file=sys.stderr)
             return 1
-    print(f"rebuilt {total} log positions into generation {generation}; it is live now")
+    reached = Projector(registry, generation=generation).position()  # folded up to the swap
+    if as_json:
+        print(json.dumps({"generation": generation, "position": reached}))
+    else:
+        print(f"rebuilt up to log position {reached} into generation {generation}; it is live now")
     return 0
 
 

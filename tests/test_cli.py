@@ -808,3 +808,23 @@ def test_every_help_page_has_an_example_that_parses() -> None:
             words.pop(0)
         assert words[0] == "harbor", name
         build_parser().parse_args(words[1:])  # SystemExit (exit 2) if it does not parse
+
+
+def test_db_init_lookup_and_rebuild_print_json_when_asked(
+    registry: Registry, store_url: str, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from api.demo import load_article_cases
+
+    monkeypatch.setenv("HARBOR_DATABASE_URL", store_url)
+    load_article_cases(registry)
+    capsys.readouterr()
+
+    assert main(["--json", "db", "init"]) == 0
+    assert json.loads(capsys.readouterr().out)["log_position"] == registry.position()
+    assert main(["--json", "lookup", "110101199001010011"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "member_id": str(registry.member_id_for("110101199001010011"))
+    }
+    assert main(["--json", "rebuild"]) == 0
+    assert json.loads(capsys.readouterr().out)["position"] == registry.position()
