@@ -31,6 +31,7 @@ from projections.queries import (
     ReadModels,
     judge_findings,
     next_cursor,
+    on_roster,
     roster_cursor,
     summarise_case,
 )
@@ -327,17 +328,10 @@ def roster(
             len(chosen),
         )
     page = chosen[start:] if limit is None else chosen[start : start + limit]
-    members = []
-    for _, member_id in page:
-        status = member_status(registry, models, member_id, day)
-        relation = (
-            "held"
-            if status["holder_unit_id"] == unit_id
-            else "arriving"
-            if status["in_transit_to"] == unit_id
-            else "orphaned"
-        )
-        members.append({**status, "relation": relation})
+    members = [
+        on_roster(member_status(registry, models, member_id, day), unit_id)
+        for _, member_id in page
+    ]
     more = limit is not None and start + limit < len(chosen)
     return {
         "unit_id": unit_id,

@@ -102,6 +102,18 @@ ROSTER_PAGE = 200  # members per page unless asked otherwise
 MAX_OFFSET = 2**62  # what both backends' integers hold
 
 
+def on_roster(status: Rec, unit_id: str) -> Rec:
+    """A member's status as a unit's roster lists it: with its ``relation`` to the unit."""
+    relation = (
+        "held"
+        if status["holder_unit_id"] == unit_id
+        else "arriving"
+        if status["in_transit_to"] == unit_id
+        else "orphaned"  # held by a dissolved unit this one stands in for (R8)
+    )
+    return {**status, "relation": relation}
+
+
 def next_cursor(member: Rec) -> str:
     """The roster cursor after ``member``: opaque to callers, its name and id inside."""
     text = json.dumps([member["name"], member["member_id"]], ensure_ascii=False)
@@ -291,17 +303,9 @@ class ReadModels:
             total = rows[0][-1]
         else:  # past the end (or none at all): the window had no row to ride on
             (total,) = self.db.query(ROSTER_COUNT_SQL, (unit_id,) * 4)[0]
-        members = []
-        for row in rows:
-            status = self.status_from_rows(row[0], [row[:-1]], day)
-            relation = (
-                "held"
-                if status["holder_unit_id"] == unit_id
-                else "arriving"
-                if status["in_transit_to"] == unit_id
-                else "orphaned"
-            )
-            members.append({**status, "relation": relation})
+        members = [
+            on_roster(self.status_from_rows(row[0], [row[:-1]], day), unit_id) for row in rows
+        ]
         return {
             "unit_id": unit_id,
             "on": day.isoformat(),
