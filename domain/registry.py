@@ -176,7 +176,7 @@ class Registry(MemberCommands, Application[UUID]):
             return batch.commit(self._append)
         except (OperationalError, InterfaceError) as e:
             raise Unavailable(
-                f"the event store could not be reached ({e.__class__.__name__}); this batch"
+                f"{_unreachable(e)}; this batch"
                 " was not stored — run the import again, it resumes"
             ) from e
 
@@ -781,7 +781,7 @@ class Registry(MemberCommands, Application[UUID]):
                 recordings = self.blocking(partial(self._append, events, receipts))
         except (OperationalError, InterfaceError) as e:
             raise Unavailable(
-                f"the event store could not be reached ({e.__class__.__name__}); nothing is known"
+                f"{_unreachable(e)}; nothing is known"
                 " to be stored — retry the same command"
                 + (" with the same idempotency key" if idempotency_key else ""),
             ) from e
@@ -869,8 +869,18 @@ class Registry(MemberCommands, Application[UUID]):
             return self.blocking(fn)
         except (OperationalError, InterfaceError) as e:
             raise Unavailable(
-                f"the event store could not be reached ({e.__class__.__name__}); retry"
+                f"{_unreachable(e)}; retry"
             ) from e
+
+
+def _unreachable(error: Exception) -> str:
+    """Why the store did not answer, as a clerk can act on it."""
+    if "locked" in str(error):  # SQLite's one writer: another process held the file
+        return (
+            "the event store is locked by another process writing to it (SQLite takes one"
+            " writer at a time: a `harbor serve`, import or rebuild on the same file?)"
+        )
+    return f"the event store could not be reached ({error.__class__.__name__})"
 
 
 def _project(aggregate: Any, events: Iterable[Any]) -> Any:

@@ -8,8 +8,10 @@ A store still out of reach is a 503 STORE_UNAVAILABLE with Retry-After, never a 
 from __future__ import annotations
 
 import socket
+import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from urllib.parse import urlparse
 
 import psycopg
@@ -19,12 +21,14 @@ from fastapi.testclient import TestClient
 
 from api.demo import DemoMembers, load_article_cases
 from api.http.app import create_app
+from domain.errors import Unavailable
 from domain.registry import Registry
 from projections.queries import ReadModels
 from projections.runner import Projector
 from store import open_registry
 from store.sql import Db
 from tests.conftest import TODAY
+from tests.support import as_unit, register_article_units
 
 UNIT = "daning-center"
 
@@ -129,3 +133,21 @@ def test_a_read_with_the_store_out_of_reach_is_503_store_unavailable(
     body = response.json()
     assert body["code"] == "STORE_UNAVAILABLE" and body["status"] == 503, body
     assert "retry" in body["detail"]
+
+
+def test_a_sqlite_store_locked_by_another_writer_is_named_as_locked(tmp_path: Path) -> None:
+    """Not 'could not be reached': the file is there, another process holds its lock."""
+    path = tmp_path / "locked.db"
+    registry = open_registry(f"sqlite:///{path}", extra_env={"SQLITE_LOCK_TIMEOUT": "1"})
+    register_article_units(registry)
+    other = sqlite3.connect(path)
+    try:
+        other.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(Unavailable, match="locked by another process"):
+            registry.enrol_member(
+                as_unit("daning-center"), name="甲", id_number="310109195001019901",
+                standing="full", household_region="上海",
+            )  # fmt: skip
+    finally:
+        other.close()
+        registry.close()
