@@ -824,11 +824,11 @@ def _main(argv: Sequence[str] | None) -> int:
     except Exception as e:  # the store itself could not be opened
         config = parse_database_url(database_url())
         why = str(e)
-        if "POSTGRES_HOST" in config.env:
-            from api.cli_db_copy import _unreachable
+        if config.backend == "postgres":
+            from api.cli_db_copy import why_unreachable
 
             # The pool only says it got no connection in time; ask the server why.
-            why = _unreachable(config.env) or why
+            why = why_unreachable(config.env) or why
         print(
             f"harbor: cannot open the store {config.display} (HARBOR_DATABASE_URL): {why}",
             file=sys.stderr,

@@ -64,7 +64,8 @@ def run_copy(source: Registry, args: argparse.Namespace) -> int:
         print("harbor db copy: --to names the store being copied; name another database",
               file=sys.stderr)
         return EXIT_SETUP
-    unreachable = _unreachable(target_config.env) if target_config.backend == "postgres" else None
+    postgres = target_config.backend == "postgres"
+    unreachable = why_unreachable(target_config.env) if postgres else None
     if unreachable is not None:
         print(f"harbor db copy: cannot use {target_config.display}: {unreachable}",
               file=sys.stderr)
@@ -156,7 +157,7 @@ def _say(summary: dict[str, Any], lines: list[str], as_json: bool) -> None:
     print(json.dumps(summary, ensure_ascii=False) if as_json else "\n".join(lines))
 
 
-def _unreachable(env: dict[str, str]) -> str | None:
+def why_unreachable(env: dict[str, str]) -> str | None:
     """Why the PostgreSQL database named cannot be used, in a clerk's words (None: it can)."""
     try:
         psycopg.connect(

@@ -26,9 +26,9 @@ from domain.unit import Unit
 from projections import judgements as j
 from projections import rows
 from projections.queries import (
-    ROSTER_LIMIT,
     ROSTER_PAGE,
     ReadModels,
+    check_roster_page,
     judge_findings,
     next_cursor,
     on_roster,
@@ -170,7 +170,7 @@ def member_history(
     on = today
     if as_of is not None:
         events = [(p, e) for p, e in stream if e.occurred_on <= as_of]
-        later_voids = [e for _, e in stream if isinstance(e, EntryVoided) and e.occurred_on > as_of]
+        later_voids = _voided_later([e for _, e in stream], as_of)
         on = as_of
     elif as_recorded is not None:
         recorded_before = datetime.combine(as_recorded + timedelta(days=1), time(), SHANGHAI)
@@ -243,12 +243,24 @@ def member_history(
     }
 
 
+def _voided_later(stream: list[MemberEvent], day: date) -> list[MemberEvent]:
+    """The voids dated after ``day``: as of it no line of the trail, yet they apply (a
+    history as of a day shows the registry's present knowledge of what had happened)."""
+    return [e for e in stream if isinstance(e, EntryVoided) and e.occurred_on > day]
+
+
 def member_status(
-    registry: Registry, models: ReadModels, member_id: UUID | str, on: date | None = None
+    registry: Registry,
+    models: ReadModels,
+    member_id: UUID | str,
+    on: date | None = None,
+    *,
+    dissolved: dict[str, date] | None = None,
 ) -> Rec:
     """``ReadModels.member_status``, and for a day before today the member as they stood
     then: the stream folded over the entries dated on or before it (every void recorded
-    so far applies, as for ``as_of``), judged on it. The projection rows hold only now."""
+    so far applies, as for ``as_of``), judged on it. The projection rows hold only now.
+    ``dissolved``: ``models.dissolved()``, when the caller read it already."""
     day = on if on is not None else registry.clock()
     rules.date_in_calendar(day, "on")
     if day >= registry.clock():
@@ -262,12 +274,11 @@ def member_status(
             code="UNKNOWN_MEMBER",
             field="member_id",
         )
-    later_voids = [e for e in stream if isinstance(e, EntryVoided) and e.occurred_on > day]
-    state = fold([*events, *later_voids], by_date=True)
+    state = fold([*events, *_voided_later(stream, day)], by_date=True)
     member = _rec("members", rows.member_row(mid, stream[-1].originator_version, state))
     cases = {c["case_id"]: c for c in (_rec("cases", r) for r in rows.case_rows(mid, state))}
     open_case = cases.get(member["open_case_id"] or "")
-    gone = models.dissolved_on(member["holder_unit_id"])
+    gone = (models.dissolved() if dissolved is None else dissolved).get(member["holder_unit_id"])
     row = [
         *(member[c] for c in COLUMNS["members"]),
         gone.isoformat() if gone is not None else None,
@@ -293,10 +304,7 @@ def roster(
     rules.date_in_calendar(day, "on")
     if day >= registry.clock():
         return models.roster(unit_id, day, limit=limit, offset=offset, after=after)
-    if limit is not None and not 1 <= limit <= ROSTER_LIMIT:
-        raise InvalidInput(f"limit is 1 to {ROSTER_LIMIT}", field="limit")
-    if after is not None and offset:
-        raise InvalidInput("give offset or after, not both", field="after")
+    check_roster_page(limit, offset, after)
     cursor = roster_cursor(after) if after is not None else None
     standing_in = {  # dissolved by then, with this unit as parent or successor (R8)
         u["code"]
@@ -305,11 +313,8 @@ def roster(
         and date.fromisoformat(u["dissolved_on"]) <= day
         and unit_id in (u["parent_unit_id"], u["successor_unit_id"])
     }
-    arriving = {
-        letter["member_id"]
-        for letter in models.letters_to(unit_id, day)
-        if (past := j.letter_on(letter, day)) is not None and past["status"] == "outstanding"
-    }
+    to_it = models.letters_out(unit_id, day, issued_too=False)
+    arriving = {letter["member_id"] for letter in to_it}
     chosen = sorted(
         (
             (m["name"], m["member_id"])
@@ -328,8 +333,9 @@ def roster(
             len(chosen),
         )
     page = chosen[start:] if limit is None else chosen[start : start + limit]
+    dissolved = models.dissolved()  # once for the page, not once a member
     members = [
-        on_roster(member_status(registry, models, member_id, day), unit_id)
+        on_roster(member_status(registry, models, member_id, day, dissolved=dissolved), unit_id)
         for _, member_id in page
     ]
     more = limit is not None and start + limit < len(chosen)

@@ -114,6 +114,16 @@ def on_roster(status: Rec, unit_id: str) -> Rec:
     return {**status, "relation": relation}
 
 
+def check_roster_page(limit: int | None, offset: int, after: str | None) -> None:
+    """Refuse a roster page that cannot be read (naming the parameter)."""
+    if limit is not None and not 1 <= limit <= ROSTER_LIMIT:
+        raise InvalidInput(f"limit is 1 to {ROSTER_LIMIT}", field="limit")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidInput(f"offset is 0 to {MAX_OFFSET}", field="offset")
+    if after is not None and offset:
+        raise InvalidInput("give offset or after, not both", field="after")
+
+
 def next_cursor(member: Rec) -> str:
     """The roster cursor after ``member``: opaque to callers, its name and id inside."""
     text = json.dumps([member["name"], member["member_id"]], ensure_ascii=False)
@@ -158,16 +168,22 @@ class ReadModels:
         """Every unit as the projection knows it."""
         return _recs(self.db, "units", "ORDER BY code")
 
-    def letters_to(self, unit_id: str, day: date) -> list[Rec]:
-        """The letters to the unit issued by ``day`` and not settled before it."""
+    def letters_out(self, unit_id: str, day: date, *, issued_too: bool = True) -> list[Rec]:
+        """The letters to the unit (and, with ``issued_too``, from it) that were out on
+        ``day``, as they stood then."""
         iso = day.isoformat()
-        return _recs(
+        units = "(to_unit_id = ? OR issuer_unit_id = ?)" if issued_too else "to_unit_id = ?"
+        found = _recs(
             self.db,
             "letters",
-            "WHERE to_unit_id = ? AND issued_on <= ?"
-            " AND (status = 'outstanding' OR settled_on > ?)",
-            (unit_id, iso, iso),
+            f"WHERE {units} AND issued_on <= ? AND (status = 'outstanding' OR settled_on > ?)",
+            (unit_id, unit_id, iso, iso) if issued_too else (unit_id, iso, iso),
         )
+        return [
+            letter
+            for letter in (j.letter_on(row, day) for row in found)
+            if letter is not None and letter["status"] == "outstanding"
+        ]
 
     def members_ever_held_by(
         self, units: set[str], also: Collection[str] = ()
@@ -184,13 +200,8 @@ class ReadModels:
             found += _recs(self.db, "members", f"WHERE member_id IN ({marks})", tuple(chunk))
         return found
 
-    def dissolved_on(self, code: str) -> date | None:
-        """When the unit was dissolved (None: it was not)."""
-        found = _recs(self.db, "units", "WHERE code = ?", (code,))
-        gone = found[0]["dissolved_on"] if found else None
-        return date.fromisoformat(gone) if gone else None
-
-    def _dissolved(self) -> dict[str, date]:
+    def dissolved(self) -> dict[str, date]:
+        """The dissolved units' codes, with the day each was dissolved."""
         return {
             u["code"]: date.fromisoformat(u["dissolved_on"])
             for u in _recs(self.db, "units", "WHERE dissolved_on IS NOT NULL")
@@ -281,12 +292,7 @@ class ReadModels:
         not (a member joining before the cursor is simply not on the later pages).
         """
         day = self._today(on)
-        if limit is not None and not 1 <= limit <= ROSTER_LIMIT:
-            raise InvalidInput(f"limit is 1 to {ROSTER_LIMIT}", field="limit")
-        if not 0 <= offset <= MAX_OFFSET:
-            raise InvalidInput(f"offset is 0 to {MAX_OFFSET}", field="offset")
-        if after is not None and offset:
-            raise InvalidInput("give offset or after, not both", field="after")
+        check_roster_page(limit, offset, after)
         collate = ' COLLATE "C"' if self.db.backend == "postgres" else ""
         # All of them: a LIMIT no roster reaches (SQLite takes no OFFSET without a LIMIT).
         # One row more than the page says whether another page follows.
@@ -358,16 +364,7 @@ class ReadModels:
         iso = day.isoformat()
         # Everything as it stood on the day (``letter_on``, ``case_on``, ``referrals_on``):
         # read for an earlier day, the queue is the one the clerk had then.
-        for issued in _recs(
-            self.db,
-            "letters",
-            "WHERE (to_unit_id = ? OR issuer_unit_id = ?) AND issued_on <= ?"
-            " AND (status = 'outstanding' OR settled_on > ?)",
-            (unit_id, unit_id, iso, iso),
-        ):
-            letter = j.letter_on(issued, day)
-            if letter is None or letter["status"] != "outstanding":
-                continue
+        for letter in self.letters_out(unit_id, day):
             item = {
                 "kind": "letter",
                 "member_id": letter["member_id"],
@@ -576,7 +573,7 @@ class ReadModels:
         for r in rows("referrals", answered_first, unit, order="ORDER BY version"):
             referrals[r["case_id"]].append(r)
         found = judge_findings(
-            members, cases, referrals, letters, overrides, self._dissolved(), day, known_by
+            members, cases, referrals, letters, overrides, self.dissolved(), day, known_by
         )
         return [
             f
