@@ -266,6 +266,14 @@ def _parse(
         kwargs = _checked(action, fields)
     except InvalidInput as e:
         kwargs, refusal = dict(fields), e  # as an older Harbor passed them on
+    if refusal is None and "member" in data and (action == "enrol" or action in UNIT_ACTIONS):
+        # Older Harbors ignored it, so it is a refusal a re-run still replays.
+        refusal = InvalidInput(
+            "an enrol line names its member by id_number; remove member"
+            if action == "enrol"
+            else f"a {action} line names no member; remove member",
+            field="member",
+        )
     if "on" in data:
         kwargs["occurred_on"] = _date(data["on"], "on")
     kwargs["idempotency_key"] = key
@@ -579,8 +587,10 @@ def line_member(
 ) -> UUID | object | None:
     """The member a line names, without deciding anything (UNIT_LINE for a unit line;
     None when the line is too broken to tell)."""
-    if not isinstance(text, str):  # not UTF-8
-        return None
+    if not isinstance(text, str):
+        # Not UTF-8, yet the member it names is ASCII digits or a member id: read round
+        # the bad bytes, so that none of that member's lines is stored without it.
+        text = text.object.decode("utf-8", "replace")
     try:
         data = _json_object(text)
     except InvalidInput:

@@ -150,14 +150,20 @@ def test_a_file_from_a_windows_editor_imports_and_a_line_not_in_utf8_is_reported
 
     report = import_file(registry, windows)
 
-    assert [(p.line, p.code) for p in report.problems] == [(3, "INVALID_INPUT")]
-    assert "UTF-8" in report.problems[0].message
-    assert report.stored == 2 and event_count(registry) == count + 2
+    # The unreadable line names its member in ASCII digits: none of that member's lines
+    # is stored without it, as for any other refused line.
+    assert [(p.line, p.code) for p in report.problems] == [
+        (2, "MEMBER_REJECTED"),
+        (3, "INVALID_INPUT"),
+    ]
+    assert "UTF-8" in report.problems[1].message
+    assert report.stored == 1 and event_count(registry) == count + 1
     # The same lines without the mark and with plain line ends are the same lines.
     plain = tmp_path / "plain.jsonl"
     plain.write_bytes(b"\n".join(lines) + b"\n")
     again = import_file(registry, plain)
-    assert again.ok and again.already == 2 and event_count(registry) == count + 2
+    assert again.ok and again.already == 1 and again.stored == 1
+    assert event_count(registry) == count + 2
 
 
 def test_a_refusal_names_the_keys_and_the_member_as_the_file_writes_them(
@@ -592,6 +598,28 @@ def test_refusals_name_the_field_the_line_got_wrong(registry: Registry, tmp_path
     assert got[5] == (
         "occurred_on", "the import takes the line's date as 'on'; rename 'occurred_on'"
     )
+
+
+def test_member_on_a_line_that_names_its_member_otherwise_is_refused(
+    registry: Registry, tmp_path: Path
+) -> None:
+    """An enrolment names its member by id_number, a unit line names none: a `member` there
+    was silently ignored, so a line naming two different people stored one of them."""
+    import_file(registry, EXAMPLE)
+    enrol = {"action": "enrol", "unit": "daning-center", "on": "2020-01-02", "name": "辛",
+             "id_number": "310109195001019908", "standing": "full",
+             "household_region": "上海·闸北", "member": "310109195001019909"}
+    unit = {"action": "unit", "unit": "sh-org-dept", "code": "new-centre", "name": "新中心",
+            "kind": "service_center", "region": "上海·闸北", "member": "310109195001019908"}
+    count = event_count(registry)
+
+    report = import_file(registry, _lines(tmp_path / "named.jsonl", [enrol, unit]))
+
+    assert [(p.line, p.code, p.field) for p in report.problems] == [
+        (1, "INVALID_INPUT", "member"), (2, "INVALID_INPUT", "member"),
+    ]
+    assert "id_number" in report.problems[0].message
+    assert report.stored == 0 and event_count(registry) == count
 
 
 def test_the_import_command_prints_json_when_asked(
