@@ -176,6 +176,12 @@ class UnitConsulted(CaseEvent):
     consulted_unit_id: str
     note: str
 
+    def evolve(self, state: MemberState) -> None:
+        super().evolve(state)
+        consulted = self.case(state).consulted
+        if self.consulted_unit_id not in consulted:
+            consulted.append(self.consulted_unit_id)
+
 
 class IntroductionIssued(CaseEvent):
     class_version = 1

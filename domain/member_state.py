@@ -134,6 +134,7 @@ class Case:
     evidence: list[Evidence] = field(default_factory=list)
     reports: list[Report] = field(default_factory=list)
     referrals: list[Referral] = field(default_factory=list)
+    consulted: list[str] = field(default_factory=list)  # units asked to coordinate
     attached_unit_id: str | None = None
     attached_on: date | None = None
     attached_basis: Basis | None = None

@@ -302,6 +302,27 @@ def test_the_receiving_unit_reads_the_whole_history_a_referral_addressee_its_cas
     assert all(t["case_id"] == world.cases["referred"] for t in referred["trail"])
 
 
+def test_a_unit_consulted_in_a_case_reads_that_case(world: World) -> None:
+    """Asked to coordinate (UnitConsulted), a unit must see what it is asked about: the
+    case, the member's status and a history cut to that case, nothing more."""
+    registry = world.api.registry
+    other = Actor("other", "clerk")
+    member, case = world.members["other"], world.cases["other"]
+    check(world, "sibling", "GET", f"/cases/{case}", 403)
+    registry.consult_unit(other, member, occurred_on=date(2020, 2, 5),
+                          consulted_unit_id="sibling", note="请协助核实住址")
+    head = {"min_position": registry.position()}
+
+    check(world, "sibling", "GET", f"/cases/{case}", 200, params=head)
+    check(world, "sibling", "GET", f"/members/{member}", 200, params=head)
+    seen = check(world, "sibling", "GET", f"/members/{member}/history", 200,
+                 params=head).json()
+    assert seen["limited_to_cases"] == [case]
+    assert [t["event_type"] for t in seen["trail"]] == ["InquiryReceived", "UnitConsulted"]
+    # Units not consulted still read nothing of it.
+    check(world, "parent", "GET", f"/cases/{case}", 403, params=head)
+
+
 def _two_cases(world: World) -> tuple[str, str, str, int]:
     """A member `other` holds: enrolled and paying dues outside any case; a first case
     `child` answered and withdrew, a second (open) case `sibling` answered."""

@@ -227,6 +227,18 @@ def test_a_page_holds_200_by_default_and_the_csv_the_whole_roster(api: Api) -> N
     rest = csv_rows(api.get("/units/daning-center/members", clerk, params={"offset": 200},
                             headers={"Accept": "text/csv"}))
     assert [r["member_id"] for r in rest] == [r["member_id"] for r in rows[200:]]
+    # CSV pages of a given size: the next page's address is in the Link header, with the
+    # page's other parameters, until the last page, which has none.
+    paged: list[str] = []
+    address: str | None = "/units/daning-center/members?limit=60&on=2021-06-01"
+    while address is not None:
+        answer = api.get(address, clerk, headers={"Accept": "text/csv"})
+        paged += [r["member_id"] for r in csv_rows(answer)]
+        link = answer.headers.get("link")
+        address = link[1:link.index(">")] if link else None
+        assert link is None or ('rel="next"' in link and "limit=60" in link
+                                and "on=2021-06-01" in link)
+    assert paged == [r["member_id"] for r in rows]
     # A huge offset is refused, not a server error.
     refused(api.get("/units/daning-center/members", clerk, params={"offset": 2**64}),
             422, "INVALID_INPUT", "offset")
@@ -262,6 +274,14 @@ def test_the_parent_and_the_successor_of_a_dissolved_holder_list_and_read_its_me
         assert [e["event_type"] for e in whole["trail"]] == ["MemberEnrolled"]
     refused(api.get(f"/members/{orphan}", other), 403, "FORBIDDEN")
     assert api.get("/units/sh-univ/members", other, params=now).json()["total"] == 2
+    # The successor takes over what was left waiting there: the closed unit's queue and
+    # scorecard, as its parent always could. The roster stays the holder's own.
+    for path in ("/units/zb-factory/queue", "/units/zb-factory/scorecard"):
+        assert api.get(path, successor, params=now).status_code == 200, path
+        refused(api.get(path, other, params=now), 403, "FORBIDDEN")
+    cards = api.get("/scorecards", successor, params=now).json()
+    assert {c["unit_id"] for c in cards} == {"hongkou-center", "zb-factory"}
+    refused(api.get("/units/zb-factory/members", successor, params=now), 403, "FORBIDDEN")
 
 
 @pytest.mark.parametrize("cursor", [

@@ -125,8 +125,13 @@ def stands_in_for_holder(registry: Registry, unit_id: str, state: MemberState) -
 
 
 def took_part(unit_id: str, case: Case) -> bool:
-    """A unit took part in a case when it acted in it or a referral was addressed to it."""
-    return unit_id in case.participants or any(r.to_unit_id == unit_id for r in case.referrals)
+    """A unit took part in a case when it acted in it, a referral was addressed to it or
+    it was consulted (asked to coordinate, it needs to see what it is asked about)."""
+    return (
+        unit_id in case.participants
+        or unit_id in case.consulted
+        or any(r.to_unit_id == unit_id for r in case.referrals)
+    )
 
 
 def limit_history(found: dict[str, Any], cases: tuple[UUID, ...] | None) -> dict[str, Any]:
@@ -156,19 +161,23 @@ def limit_history(found: dict[str, Any], cases: tuple[UUID, ...] | None) -> dict
 
 
 def may_read_unit(registry: Registry, caller: Caller, unit_id: str) -> None:
-    """A unit reads its own and its sub-units' queues and scorecards."""
+    """A unit reads its own and its sub-units' queues and scorecards, and those of a
+    dissolved unit it succeeded (what was left waiting there is now its business)."""
     if caller.role != "unit" or unit_id == caller.credential.unit_id:
         return
     seen: set[str] = set()
     code: str | None = unit_id
     while code is not None and code not in seen:
         seen.add(code)
-        code = registry.unit(code).parent_unit_id
+        unit = registry.unit(code)
+        if unit.dissolved_on is not None and unit.successor_unit_id == caller.credential.unit_id:
+            return
+        code = unit.parent_unit_id
         if code == caller.credential.unit_id:
             return
     raise Forbidden(
         f"{caller.credential.unit_id} may read only its own and its sub-units'"
-        " queues and scorecards"
+        " queues and scorecards, and those of a dissolved unit it succeeded"
     )
 
 
@@ -480,7 +489,16 @@ def roster(
     data = roster_as_it_stood(
         registry, models, unit_id, on, limit=page, offset=offset, after=after
     )
-    return _csv(data["members"], ROSTER_COLUMNS) if csv else data
+    if not csv:
+        return data
+    response = _csv(data["members"], ROSTER_COLUMNS)
+    if data["next_after"] is not None:
+        # A CSV body has no room for the cursor: the next page's address goes in a Link
+        # header (RFC 8288), as paged APIs give it, with this page's other parameters.
+        query = {k: v for k, v in request.query_params.items() if k not in ("after", "offset")}
+        following = request.url.replace_query_params(**query, after=data["next_after"])
+        response.headers["Link"] = f'<{following.path}?{following.query}>; rel="next"'
+    return response
 
 
 @router.get("/units/{unit_id}/scorecard", tags=["units"])
