@@ -236,6 +236,8 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
 
 
 def _keys(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> int:
+    if args.json:
+        return _keys_json(audit, config, args)
     if args.keys_command == "init":
         change = init_key(audit, config)
         if change.created:
@@ -256,6 +258,28 @@ def _keys(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> int
     else:
         for path in export_keys(audit, args.directory):
             print(path)
+    return 0
+
+
+def _keys_json(audit: AuditLog, config: AuditConfig, args: argparse.Namespace) -> int:
+    """What ``harbor keys`` did, as one JSON object (paths as text)."""
+    said: dict[str, Any]
+
+    def text(path: Path | None) -> str | None:
+        return None if path is None else str(path)
+
+    if args.keys_command == "init":
+        change = init_key(audit, config)
+        said = {"key_id": change.key_id, "created": change.created,
+                "signing_key": str(config.signing_key), "public_key": text(change.public_path)}
+    elif args.keys_command == "rotate":
+        change = rotate_key(audit, config)
+        said = {"key_id": change.key_id, "endorsed_by": change.retired_key_id,
+                "signing_key": str(config.signing_key), "public_key": text(change.public_path),
+                "retired_private_key": text(change.retired_path)}
+    else:
+        said = {"written": [str(path) for path in export_keys(audit, args.directory)]}
+    print(json.dumps(said, ensure_ascii=False))
     return 0
 
 

@@ -60,6 +60,11 @@ def run_copy(source: Registry, args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"harbor db copy: --to: {e}", file=sys.stderr)
         return EXIT_SETUP
+    if target_config.backend == "sqlite" and sqlite_file(args.to) is None:
+        print("harbor db copy: --to names an in-memory database, gone when the copy ends;"
+              " name a file (sqlite:///path/harbor.db) or a PostgreSQL database",
+              file=sys.stderr)
+        return EXIT_SETUP
     if _same_store(database_url(), args.to):
         print("harbor db copy: --to names the store being copied; name another database",
               file=sys.stderr)

@@ -101,7 +101,8 @@ def rotate_key(audit: AuditLog, config: AuditConfig) -> KeyChange:
 
 
 def export_keys(audit: AuditLog, directory: Path) -> list[Path]:
-    """Write every public key as ``<key id>.pem`` plus ``keys.json`` (dates, endorsements)."""
+    """Write every public key as ``<key id>.pem`` plus ``keys.json`` (dates, endorsements);
+    the paths written, the index last."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     index = []
@@ -122,7 +123,7 @@ def export_keys(audit: AuditLog, directory: Path) -> list[Path]:
             }
         )
     (directory / KEY_INDEX).write_text(json.dumps(index, indent=1) + "\n", encoding="utf-8")
-    return written
+    return [*written, directory / KEY_INDEX]
 
 
 def endorsement_verifies(record: KeyRecord, keys: Mapping[str, Ed25519PublicKey]) -> bool:

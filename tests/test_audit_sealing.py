@@ -169,6 +169,33 @@ def test_keys_rotate_while_heads_signed_by_the_old_key_still_verify(
     assert f"signed by key {index[0]['key_id']}, which is not among" in capsys.readouterr().out
 
 
+def test_the_keys_commands_print_json_when_asked(
+    registry: Registry, store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    key = tmp_path / "keys" / "signing.pem"
+    monkeypatch.setenv("HARBOR_DATABASE_URL", store_url)
+    monkeypatch.setenv("HARBOR_SIGNING_KEY", str(key))
+    capsys.readouterr()
+
+    assert main(["--json", "keys", "init"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert made["created"] is True and made["signing_key"] == str(key)
+    assert Path(made["public_key"]).is_file()
+    assert main(["--json", "keys", "init"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["created"] is False and again["key_id"] == made["key_id"]
+    assert main(["--json", "keys", "rotate"]) == 0
+    rotated = json.loads(capsys.readouterr().out)
+    assert rotated["endorsed_by"] == made["key_id"] != rotated["key_id"]
+    assert Path(rotated["retired_private_key"]).is_file()
+    assert main(["--json", "keys", "export", str(tmp_path / "auditor")]) == 0
+    written = json.loads(capsys.readouterr().out)["written"]
+    assert sorted(Path(p).name for p in written) == sorted(
+        [f"{made['key_id']}.pem", f"{rotated['key_id']}.pem", "keys.json"]
+    )
+
+
 def test_a_signing_key_others_can_read_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "signing.pem"
     write_private_key(path, Ed25519PrivateKey.generate())

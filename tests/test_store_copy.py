@@ -216,6 +216,8 @@ def test_harbor_db_copy_copies_rebuilds_verifies_and_refuses_its_own_store(
     assert same.returncode == 2 and "names the store being copied" in same.stderr
     bad = run("db", "copy", "--to", "mysql://nowhere/db")
     assert bad.returncode == 2 and "--to" in bad.stderr
+    gone = run("db", "copy", "--to", "sqlite:///:memory:")  # copied, then lost at exit
+    assert gone.returncode == 2 and "in-memory" in gone.stderr, gone.stdout
 
 
 def test_a_copy_made_while_the_store_was_written_to_says_so_and_the_next_one_catches_up(
