@@ -398,3 +398,28 @@ def test_a_referral_gone_cold_before_the_case_closed_still_drops_it(registry: Re
 
     assert _outcome(models, case, date(2025, 9, 1)) == ("dropped", "2025-06-16")
     assert _referral_states(models, case, date(2025, 9, 1)) == ["cold"]
+
+
+def test_an_override_stays_open_on_the_record_until_its_entry_is_voided(
+    registry: Registry,
+) -> None:
+    """Flexibility used (R1 basis `other`) is nothing to put right: never resolved, listed
+    among the open findings; voiding the attachment that used it takes the finding away."""
+    member = _member(registry)
+    _case(registry, member, date(2025, 6, 1))
+    attached = registry.attach_member(
+        as_unit(DANING), member, occurred_on=date(2025, 6, 8), basis="other",
+        override_reason="原介绍信遗失，经组织部同意接收",
+    )  # fmt: skip
+    models = _models(registry)
+    later = date(2026, 6, 1)
+
+    (found,) = models.findings(on=later, rule="R1")
+    assert (found.severity, found.since, found.resolved) == ("override", date(2025, 6, 8), None)
+    assert [f.rule for f in models.findings(on=later, open_only=True, rule="R1")] == ["R1"]
+    assert models.findings(on=later, resolved_only=True, rule="R1") == []
+
+    assert attached.position is not None
+    registry.void_entry(as_unit(DANING), member, occurred_on=date(2025, 6, 9),
+                        position=attached.position, reason="误录")
+    assert _models(registry).findings(on=later, rule="R1") == []
