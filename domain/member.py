@@ -370,6 +370,15 @@ class MemberRelationship(Aggregate):
         case = self._case(act, case_id)
         number = require_text(letter_no, "letter_no", max_length=50)
         self._check_other_unit(act, to_unit, "to_unit_id")
+        if case.attached_unit_id is not None:
+            # Its transfer is done: a letter now could be neither attached (the case has its
+            # attachment) nor voided once the first activity closes the case (R9).
+            raise RuleRefused(
+                f"case {case.number} already attached the member at {case.attached_unit_id} on"
+                f" {case.attached_on}; record their first activity there to close it (R9), then"
+                " a new inquiry opens the case for the next move",
+                code="ALREADY_ATTACHED",
+            )
         rules.no_letter_outstanding(self.state, act.on)
         rules.issuer_holds_member(self.state, act.actor, act.holder, act.on)
         if to_unit.code == self.state.holder_unit_id:
@@ -383,7 +392,7 @@ class MemberRelationship(Aggregate):
             raise InvalidInput("valid_until is before the letter's date", field="valid_until")
         special = optional_text(special_circumstances, "special_circumstances")
         overridden = ["R3"] if rules.probation_allows_transfer(self.state, act.on, special) else []
-        rules.performance_report_sent(self.state, case, to_unit.code, act.on)
+        rules.performance_report_sent(self.state, case, to_unit.code, act.on, act.actor.code)
         self._trigger(
             LetterIssued,
             act,
@@ -546,6 +555,15 @@ class MemberRelationship(Aggregate):
         )
         if letter is not None and act.on < letter.issued_on:
             raise InvalidInput("the attachment cannot precede its letter", field="occurred_on")
+        out = self.state.outstanding_letter
+        if out is not None and act.on < out.issued_on:
+            # Attaching settles every letter out; dated before one, it would settle a letter
+            # not yet issued, from a unit that by then no longer held the member (R2).
+            raise InvalidInput(
+                f"letter {out.letter_no} from {out.issuer_unit_id} is out since {out.issued_on}"
+                f" and this attachment settles it: date it on or after {out.issued_on}",
+                field="occurred_on",
+            )
         self._trigger(
             Attached,
             act,
@@ -567,6 +585,14 @@ class MemberRelationship(Aggregate):
                 f"letter {letter.letter_no} to {letter.to_unit_id} is still out; its issuer must"
                 " void it before the case is withdrawn (a closed case takes no letter voids)",
                 code="R2_LETTER_OUTSTANDING",
+            )
+        if case.last_action_on is not None and act.on < case.last_action_on:
+            # Closed before its own entries, the case would overlap the next one and put
+            # the holders of an `as_of` history out of order (R9: one open case a day).
+            raise InvalidInput(
+                f"case {case.number} has an entry dated {case.last_action_on}; its withdrawal"
+                f" cannot be dated before it — date it on or after {case.last_action_on}",
+                field="occurred_on",
             )
         self._trigger(CaseWithdrawn, act, case.case_id, reason=require_text(reason, "reason"))
 

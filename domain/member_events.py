@@ -370,6 +370,14 @@ class Attached(CaseEvent):
         case.attached_unit_id = self.unit_id
         case.attached_on = self.occurred_on
         case.attached_basis = self.basis
+        # R9 in business dates: an activity there recorded earlier, outside any case, yet
+        # dated on or after this attachment is the case's first activity as much as one
+        # recorded later.
+        case.activities.extend(
+            a
+            for a in state.loose_activities
+            if a.unit_id == self.unit_id and a.occurred_on >= self.occurred_on
+        )
         _close_if_attended(state, case)
         for letter in state.letters:
             if letter.outstanding:
@@ -441,9 +449,12 @@ class ActivityAttended(LooseEvent):
         super().evolve(state)
         state.signs_of_life.append((self.occurred_on, self.occurred_on))
         case = state.cases.get(self.case_id) if self.case_id else None
+        attended = Action(self.unit_id, self.occurred_on, self.originator_version)
         if case is not None:
-            case.activities.append(Action(self.unit_id, self.occurred_on, self.originator_version))
+            case.activities.append(attended)
             _close_if_attended(state, case)
+        else:
+            state.loose_activities.append(attended)
 
 
 class ContactMade(LooseEvent):

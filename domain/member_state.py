@@ -213,6 +213,9 @@ class MemberState:
     # R7: (heard from on, good through) — the same day, except dues paid for months ahead.
     signs_of_life: list[tuple[date, date]] = field(default_factory=list)
     overrides: list[Override] = field(default_factory=list)
+    # Activities recorded while no case was open: paper records entered out of order may
+    # date one on or after a later-recorded attachment, which it then closes (R9).
+    loose_activities: list[Action] = field(default_factory=list)
 
     @property
     def open_case(self) -> Case | None:

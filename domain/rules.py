@@ -187,6 +187,16 @@ def no_letter_outstanding(state: MemberState, on: date) -> None:
             code="R2_LETTER_OUTSTANDING",
         )
     for earlier in state.letters:
+        if earlier.issued_on > on:
+            # Back-dated before a letter already issued, it would have been out beside it:
+            # it is not settled yet, so it was still out on that letter's day.
+            raise RuleRefused(
+                f"letter {earlier.letter_no} to {earlier.to_unit_id} is dated {earlier.issued_on},"
+                f" after {on}: a letter dated {on} would have been out beside it; date the new"
+                f" letter on or after {earlier.settled_on or earlier.issued_on}",
+                code="R2_LETTER_OUTSTANDING",
+                field="occurred_on",
+            )
         if earlier.issued_on <= on and earlier.settled_on is not None and on < earlier.settled_on:
             raise RuleRefused(
                 f"on {on} letter {earlier.letter_no} to {earlier.to_unit_id} was still out (until"
@@ -333,14 +343,18 @@ def probation_allows_transfer(
     return False
 
 
-def performance_report_sent(state: MemberState, case: Case, to_unit_id: str, on: date) -> None:
+def performance_report_sent(
+    state: MemberState, case: Case, to_unit_id: str, on: date, issuer: str
+) -> None:
     """R4: past six months of probation, the addressee must have the performance report."""
     start = state.probation_started_on
     if not probationary_on(state, on) or start is None:
         return
     if on <= add_months(start, 6):
         return
-    senders = {state.developing_unit_id, state.holder_unit_id}
+    # The issuer is the holder or, once the holder is dissolved, its parent or successor
+    # (R2): standing in for the holder, it may send the report too, or none could.
+    senders = {state.developing_unit_id, state.holder_unit_id, issuer}
     # "First": a report dated after the letter (recorded since, back-dating the letter)
     # had not reached the addressee when the letter went.
     if any(
@@ -350,8 +364,8 @@ def performance_report_sent(state: MemberState, case: Case, to_unit_id: str, on:
         return
     raise RuleRefused(
         f"the member is more than six months into probation (since {start}); the developing"
-        f" unit or the holder must send the performance report to {to_unit_id} on or before"
-        " the letter's date first",
+        f" unit, the holder or the issuing unit must send the performance report to"
+        f" {to_unit_id} on or before the letter's date first",
         code="R4_REPORT_MISSING",
         field="to_unit_id",
     )

@@ -419,3 +419,56 @@ def test_a_case_entry_cannot_be_dated_while_the_case_before_was_open(registry: R
                            basis="other", override_reason="补录")  # fmt: skip
     holdings = registry.member(member).state.holdings
     assert [h.since for h in holdings] == sorted(h.since for h in holdings)
+
+
+def test_a_withdrawal_cannot_be_dated_before_the_cases_latest_entry(registry: Registry) -> None:
+    """Closed on a day before its own entries, the case would overlap the next one: a unit
+    could open a case inside it and attach before the first case's attachment."""
+    register_article_units(registry)
+    member = enrol(registry)
+    case = open_case(registry, member, on=date(2026, 3, 10))
+    registry.review_archive(daning, member, occurred_on=date(2026, 3, 20), finding="档案齐全")
+
+    error = refused(registry, "INVALID_INPUT",
+                    lambda: registry.withdraw_case(daning, member, occurred_on=date(2026, 3, 1),
+                                                   reason="本人撤回"))
+
+    assert error.field == "occurred_on" and "on or after 2026-03-20" in error.message
+    registry.withdraw_case(daning, member, occurred_on=date(2026, 3, 20), reason="本人撤回")
+    assert registry.member(member).state.cases[case].closed_on == date(2026, 3, 20)
+
+
+def test_an_activity_recorded_before_the_inquiry_closes_the_case_it_falls_in(
+    registry: Registry,
+) -> None:
+    """Paper records out of order: the activity (no case open when it was entered) is
+    dated after the attachment entered later, so R9 closes the case on its day — as if
+    the three had been entered in date order."""
+    register_article_units(registry)
+    in_order, out_of_order = enrol(registry, n=1), enrol(registry, n=2)
+    activity = (date(2026, 6, 20), "组织生活会")
+
+    def inquire_and_attach(member: UUID) -> UUID:
+        case = open_case(registry, member, on=date(2026, 5, 8))
+        registry.attach_member(daning, member, occurred_on=date(2026, 6, 5), basis="other",
+                               override_reason="本人要求")
+        return case
+
+    case = inquire_and_attach(in_order)
+    registry.attend_activity(daning, in_order, occurred_on=activity[0], kind=activity[1])
+    registry.attend_activity(daning, out_of_order, occurred_on=activity[0], kind=activity[1])
+    late = inquire_and_attach(out_of_order)
+
+    for member, its in ((in_order, case), (out_of_order, late)):
+        state = registry.member(member).state
+        assert (state.cases[its].closed_on, state.cases[its].closed_by) == (
+            date(2026, 6, 20), "activity"
+        )
+        assert state.open_case_id is None
+    # An activity elsewhere, or dated before the attachment, closes nothing.
+    third = enrol(registry, n=3)
+    registry.attend_activity(daning, third, occurred_on=date(2026, 6, 1), kind="组织生活会")
+    registry.attend_activity(as_unit("hongkou-center"), third, occurred_on=date(2026, 6, 20),
+                             kind="组织生活会")
+    inquire_and_attach(third)
+    assert registry.member(third).state.open_case_id is not None

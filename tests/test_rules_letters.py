@@ -14,6 +14,7 @@ from tests.scenarios import (
     enrol,
     issue_letter,
     last_event,
+    letter_status,
     member_with_letter_out,
     open_case,
     position_of,
@@ -313,6 +314,28 @@ def test_a_report_from_a_unit_that_neither_developed_nor_holds_does_not_count(
             lambda: issue_letter(registry, member, on=date(2025, 9, 16), letter_no="2025-001"))
 
 
+def test_the_parent_of_a_dissolved_developing_holder_sends_the_report_and_issues(
+    registry: Registry,
+) -> None:
+    """zb-factory developed and held the probationer and is dissolved: its parent, which R2
+    lets issue the letter, may send the report too — else no letter could ever go (R4 has
+    no override, and the dissolved unit cannot act)."""
+    register_article_units(registry)
+    member = enrol(registry, by="zb-factory", on=R4_STARTED, standing="probationary",
+                   probation_started_on=R4_STARTED, developing_unit_id="zb-factory")
+    registry.dissolve_unit(ADMIN, "zb-factory", occurred_on=date(2025, 6, 1))
+    open_case(registry, member, on=date(2025, 8, 1))
+    refused(registry, "R4_REPORT_MISSING",
+            lambda: issue_letter(registry, member, by="factory-superior", on=date(2025, 9, 16),
+                                 letter_no="2025-001"))
+
+    send_report(registry, member, by="factory-superior")
+    issue_letter(registry, member, by="factory-superior", on=date(2025, 9, 16),
+                 letter_no="2025-001")
+
+    assert registry.member(member).state.in_transit_to == "daning-center"
+
+
 def test_special_circumstances_do_not_excuse_a_missing_report(registry: Registry) -> None:
     member = developing_elsewhere(registry)
 
@@ -330,6 +353,9 @@ def test_two_issuers_numbering_alike_each_act_on_their_own_letter(registry: Regi
         as_unit("daning-center"), member, occurred_on=date(2026, 3, 20), basis="other",
         override_reason="本人要求",
     )  # fmt: skip
+    registry.attend_activity(as_unit("daning-center"), member, occurred_on=date(2026, 3, 21),
+                             kind="组织生活会")  # closes case 1; the next move is case 2
+    open_case(registry, member, by="hongkou-center", on=date(2026, 3, 22))
     issue_letter(
         registry, member, by="daning-center", to="hongkou-center", on=date(2026, 3, 22),
         letter_no=LETTER_NO,
@@ -338,7 +364,7 @@ def test_two_issuers_numbering_alike_each_act_on_their_own_letter(registry: Regi
     registry.return_receipt(
         as_unit("factory-superior"), member, occurred_on=date(2026, 3, 25), letter_no=LETTER_NO
     )
-    refused(registry, "LETTER_NOT_OUTSTANDING", lambda: registry.void_letter(
+    refused(registry, "R9_CASE_CLOSED", lambda: registry.void_letter(  # its case closed
         as_unit("factory-superior"), member, letter_no=LETTER_NO, reason="重开",
     ))  # fmt: skip
     registry.decline_letter(
@@ -374,20 +400,27 @@ def test_a_report_sent_after_the_letters_date_does_not_count_for_it(registry: Re
 # --- back-dated entries: judged on the day they are dated, and against what came after ---
 
 
-def test_a_letter_cannot_be_dated_before_its_issuer_held_the_member(registry: Registry) -> None:
+def test_a_new_holders_letter_cannot_be_dated_before_it_took_the_member_in(
+    registry: Registry,
+) -> None:
+    """daning-center holds the member from 03-20; its letter goes in the next case, whose
+    entries fall on or after the day the attaching case closed (R9), so never before."""
     register_article_units(registry)
     member = enrol(registry)  # held by factory-superior
     open_case(registry, member)
+    daning = as_unit("daning-center")
     registry.attach_member(  # taken in without a letter (R2 set aside, on the record)
-        as_unit("daning-center"), member, occurred_on=date(2026, 3, 20), basis="other",
+        daning, member, occurred_on=date(2026, 3, 20), basis="other",
         override_reason="原单位介绍信遗失",
     )  # fmt: skip
+    registry.attend_activity(daning, member, occurred_on=date(2026, 3, 20), kind="组织生活会")
+    open_case(registry, member, by="hongkou-center", on=date(2026, 3, 20))
 
-    error = refused(registry, "R2_NOT_HOLDER", lambda: issue_letter(
+    error = refused(registry, "R9_CASE_CLOSED", lambda: issue_letter(
         registry, member, by="daning-center", to="hongkou-center", on=date(2026, 3, 19),
         letter_no="2026-100",
     ))  # fmt: skip
-    assert error.field == "occurred_on" and "since 2026-03-20" in error.message
+    assert error.field == "occurred_on" and "on or after 2026-03-20" in error.message
     issue_letter(registry, member, by="daning-center", to="hongkou-center",
                  on=date(2026, 3, 20), letter_no="2026-100")  # fmt: skip
 
@@ -404,6 +437,60 @@ def test_a_letter_cannot_be_dated_while_an_earlier_one_was_still_out(registry: R
     ))  # fmt: skip
     assert error.field == "occurred_on" and "2026-03-20" in error.message
     issue_letter(registry, member, to="hongkou-center", on=date(2026, 3, 20), letter_no="2026-002")
+
+
+def test_a_letter_cannot_be_dated_before_one_already_issued(registry: Registry) -> None:
+    """Back-dated before letter 2026-001 (out 03-10 to 03-20), a new letter would have been
+    out beside it: still unsettled, it was out on 03-10 too."""
+    member = member_with_letter_out(registry)
+    registry.void_letter(
+        as_unit("factory-superior"), member, occurred_on=date(2026, 3, 20), letter_no=LETTER_NO,
+        reason="重新开具",
+    )  # fmt: skip
+
+    error = refused(registry, "R2_LETTER_OUTSTANDING", lambda: issue_letter(
+        registry, member, to="hongkou-center", on=date(2026, 3, 5), letter_no="2026-002",
+    ))  # fmt: skip
+
+    assert error.field == "occurred_on" and "on or after 2026-03-20" in error.message
+
+
+def test_an_attachment_cannot_be_dated_before_the_letter_it_settles(registry: Registry) -> None:
+    """An override attachment elsewhere supersedes the letter out: dated before that letter,
+    it would settle a letter not yet issued, by a unit that no longer held the member."""
+    member = member_with_letter_out(registry)  # 2026-001 to daning-center, issued 03-10
+    hongkou = as_unit("hongkou-center")
+
+    error = refused(registry, "INVALID_INPUT", lambda: registry.attach_member(
+        hongkou, member, occurred_on=date(2026, 3, 5), basis="other", override_reason="信已遗失",
+    ))  # fmt: skip
+
+    assert error.field == "occurred_on" and "on or after 2026-03-10" in error.message
+    registry.attach_member(hongkou, member, occurred_on=date(2026, 3, 10), basis="other",
+                           override_reason="信已遗失")
+    assert letter_status(registry, member) == "superseded"
+
+
+def test_no_letter_goes_out_in_a_case_already_attached(registry: Registry) -> None:
+    """Attached at daning-center, the case waits for the first activity there. A letter
+    inside it could never be used (the case has its attachment) nor voided once that
+    activity closes the case, and would block every later letter."""
+    member = member_with_letter_out(registry)
+    daning = as_unit("daning-center")
+    registry.attach_member(daning, member, occurred_on=date(2026, 3, 12), basis="other",
+                           letter_no=LETTER_NO, override_reason="本人要求")
+
+    error = refused(registry, "ALREADY_ATTACHED", lambda: issue_letter(
+        registry, member, by="daning-center", to="hongkou-center", on=date(2026, 3, 15),
+        letter_no="2026-009",
+    ))  # fmt: skip
+
+    assert "first activity" in error.message
+    registry.attend_activity(daning, member, occurred_on=date(2026, 3, 16), kind="组织生活会")
+    open_case(registry, member, by="hongkou-center", on=date(2026, 3, 17))
+    issue_letter(registry, member, by="daning-center", to="hongkou-center",
+                 on=date(2026, 3, 18), letter_no="2026-009")
+    assert registry.member(member).state.in_transit_to == "hongkou-center"
 
 
 @pytest.mark.parametrize("answer", ["void", "decline"])
@@ -431,27 +518,27 @@ def test_an_attachment_cannot_be_voided_once_the_new_holder_sent_the_member_on(
     registry: Registry,
 ) -> None:
     """Undone, the attachment would leave the member with factory-superior and daning's
-    later letter out beside factory-superior's: void that letter first."""
+    later letter out beside factory-superior's. That letter goes in the next case (no
+    letter goes out in a case already attached), and an earlier case's entries are final."""
     member = member_with_letter_out(registry)
     daning = as_unit("daning-center")
     registry.attach_member(daning, member, occurred_on=date(2026, 3, 20), basis="other",
                            override_reason="本人要求")  # fmt: skip
+    registry.attend_activity(daning, member, occurred_on=date(2026, 3, 21), kind="组织生活会")
+    open_case(registry, member, by="hongkou-center", on=date(2026, 3, 21))
     issue_letter(registry, member, by="daning-center", to="hongkou-center",
                  on=date(2026, 3, 21), letter_no="2026-100")  # fmt: skip
     attached = position_of(registry, member, Attached)
 
-    error = refused(registry, "NOT_VOIDABLE", lambda: registry.void_entry(
+    refused(registry, "NOT_VOIDABLE", lambda: registry.void_entry(
         daning, member, occurred_on=date(2026, 3, 22), position=attached, reason="误录",
     ))  # fmt: skip
-    assert "2026-100" in error.message
-
     registry.void_letter(daning, member, occurred_on=date(2026, 3, 22), letter_no="2026-100",
                          reason="误开")  # fmt: skip
-    registry.void_entry(daning, member, occurred_on=date(2026, 3, 22), position=attached,
-                        reason="误录")  # fmt: skip
-    state = registry.member(member).state
-    assert state.holder_unit_id == "factory-superior"
-    assert [letter.letter_no for letter in state.letters if letter.outstanding] == [LETTER_NO]
+    refused(registry, "NOT_VOIDABLE", lambda: registry.void_entry(
+        daning, member, occurred_on=date(2026, 3, 22), position=attached, reason="误录",
+    ))  # fmt: skip
+    assert registry.member(member).state.holder_unit_id == "daning-center"
 
 
 def test_r3_judges_a_back_dated_letter_by_the_standing_and_extensions_of_its_day(
