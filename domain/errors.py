@@ -91,6 +91,7 @@ CODES: dict[str, str] = {
     "LETTER_NOT_OUTSTANDING": "the letter was already used, declined, voided or expired",
     "LETTER_NOT_EXPIRED": "the letter is still valid; wait until after valid_until",
     "LETTER_NOT_USED": "a receipt can only return for a letter that led to an attachment",
+    "RECEIPT_ALREADY_RETURNED": "the receipt is on record; void that entry to correct it",
     "UNKNOWN_UNIT": "register the unit first (harbor units add)",
     "UNKNOWN_MEMBER": "look the member up by ID number, or enrol them",
     "UNKNOWN_CASE": "check the case id (harbor history MEMBER lists them)",

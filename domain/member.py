@@ -471,6 +471,15 @@ class MemberRelationship(Aggregate):
                 code="LETTER_NOT_USED",
                 field="letter_no",
             )
+        if letter.receipt_returned_on is not None:
+            # A receipt comes back once: a second one would move the day R6 judges it by.
+            raise RuleRefused(
+                f"the receipt for letter {letter.letter_no} came back on"
+                f" {letter.receipt_returned_on}; to correct that day, void that entry and"
+                " record the receipt again",
+                code="RECEIPT_ALREADY_RETURNED",
+                field="letter_no",
+            )
         if letter.settled_on is not None and act.on < letter.settled_on:
             raise InvalidInput(
                 "the receipt cannot return before the attachment", field="occurred_on"

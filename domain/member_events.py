@@ -306,7 +306,9 @@ class ReceiptReturned(LetterEvent):
     def evolve(self, state: MemberState) -> None:
         super().evolve(state)
         letter = self.letter(state)
-        if letter is not None:
+        # The first receipt counts: a repeat, stored before repeats were refused, does not
+        # move the day R6 judges the receipt by.
+        if letter is not None and letter.receipt_returned_on is None:
             letter.receipt_returned_on = self.occurred_on
 
 

@@ -376,7 +376,12 @@ def lost_contact(
     Returns (since, resolved) — resolved is None while it lasts — or None.
     """
     seen = on if known_by is None else known_by
-    known = sorted((heard, through) for heard, through in signs if heard <= seen)
+    # The furthest-reaching sign of a day first: dues for months long past, entered on
+    # the enrolment day, are no stretch before the member was enrolled.
+    known = sorted(
+        ((heard, through) for heard, through in signs if heard <= seen),
+        key=lambda sign: (sign[0], -sign[1].toordinal()),
+    )
     if not known:
         return None
 
@@ -394,7 +399,9 @@ def lost_contact(
             # Dues paid late for months long past are no word from the member now: the
             # stretch goes on unless the months they cover reach back within six months.
             if heard < lost_from(good_through):
-                latest, lost = (lost, heard), None
+                if heard > lost:  # word on the very day it began: no stretch at all
+                    latest = (lost, heard)
+                lost = None
     since = lost_from(good_through)
     if on >= since:
         latest = (lost or since, None)

@@ -423,3 +423,35 @@ def test_an_override_stays_open_on_the_record_until_its_entry_is_voided(
     registry.void_entry(as_unit(DANING), member, occurred_on=date(2025, 6, 9),
                         position=attached.position, reason="误录")
     assert _models(registry).findings(on=later, rule="R1") == []
+
+
+def test_dues_for_months_before_enrolment_entered_that_day_are_no_lost_stretch(
+    registry: Registry,
+) -> None:
+    """Arrears entered on the enrolment day cover months before it: the member is heard
+    from that day, not lost since six months after those months ended."""
+    member = _member(registry)  # enrolled 2020-01-01
+    registry.receive_dues(
+        as_unit(RESIDENCE), member, occurred_on=date(2020, 1, 1), months_from="2019-01",
+        months_to="2019-06", amount="6.00",
+    )  # fmt: skip
+    models = _models(registry)
+
+    assert _spans(models, date(2020, 6, 30), "R7", member) == []
+    assert _spans(models, date(2020, 7, 2), "R7", member) == [("2020-07-02", None)]
+
+
+def test_word_on_the_day_a_stretch_would_begin_leaves_the_last_real_stretch_standing(
+    registry: Registry,
+) -> None:
+    """A contact on the very first day of a stretch ends it before it lasted a day: it is
+    no finding, and does not hide the stretch before it."""
+    member = _member(registry)  # enrolled 2020-01-01: lost from 2020-07-02
+    contact = as_unit(RESIDENCE)
+    registry.make_contact(contact, member, occurred_on=date(2021, 1, 10), channel="phone",
+                          note="找到了")  # ends 2020-07-02 .. 2021-01-10
+    registry.make_contact(contact, member, occurred_on=date(2021, 7, 11), channel="phone",
+                          note="按时联系")  # the day the next stretch would begin
+    models = _models(registry)
+
+    assert _spans(models, date(2021, 8, 1), "R7", member) == [("2020-07-02", "2021-01-10")]

@@ -220,6 +220,24 @@ def test_a_closed_case_still_takes_the_return_receipt(registry: Registry) -> Non
     assert last_event(registry, member, ReceiptReturned).case_id == case
 
 
+def test_a_receipt_returns_once_and_is_corrected_by_voiding_it(registry: Registry) -> None:
+    """A second receipt would move the day R6 judges the receipt by (a receipt back in
+    time would become overdue): refused; a wrong day is voided and recorded again."""
+    member, _ = attached_and_closed(registry)  # attached 2026-03-20
+    factory = as_unit("factory-superior")
+    registry.return_receipt(factory, member, occurred_on=date(2026, 4, 1), letter_no=LETTER_NO)
+
+    error = refused(registry, "RECEIPT_ALREADY_RETURNED", lambda: registry.return_receipt(
+        factory, member, occurred_on=date(2026, 6, 1), letter_no=LETTER_NO))
+
+    assert error.field == "letter_no" and "2026-04-01" in error.message
+    registry.void_entry(factory, member, occurred_on=date(2026, 4, 2),
+                        position=position_of(registry, member, ReceiptReturned), reason="日期误录")
+    registry.return_receipt(factory, member, occurred_on=date(2026, 4, 2), letter_no=LETTER_NO)
+    letter = registry.member(member).state.find_letter(LETTER_NO)
+    assert letter is not None and letter.receipt_returned_on == date(2026, 4, 2)
+
+
 def test_a_closed_case_still_takes_a_void(registry: Registry) -> None:
     member, case = attached_and_closed(registry)
     position = position_of(registry, member, ArchiveReviewed)
