@@ -106,6 +106,6 @@ CODES: dict[str, str] = {
     "INVALID_INPUT": "correct the named field",
     "STALE_VERSION": "the member changed since you read it; reload and decide again",
     "IDEMPOTENCY_KEY_REUSED": "this key was used for a different command; choose a new key",
-    "STORE_UNAVAILABLE": "the database could not be reached; retry the same command",
+    "STORE_UNAVAILABLE": "the database could not be reached; retry with the same idempotency key",
     "UNKNOWN_TOKEN": "no live token has that id: `harbor tokens list` shows them",
 }

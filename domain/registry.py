@@ -781,9 +781,14 @@ class Registry(MemberCommands, Application[UUID]):
                 recordings = self.blocking(partial(self._append, events, receipts))
         except (OperationalError, InterfaceError) as e:
             raise Unavailable(
-                f"{_unreachable(e)}; nothing is known"
-                " to be stored — retry the same command"
-                + (" with the same idempotency key" if idempotency_key else ""),
+                f"{_unreachable(e)}; "
+                + (
+                    "retry the same command with the same idempotency key: it is stored once"
+                    if idempotency_key
+                    else "the command may have been stored just before the connection went —"
+                    " look at the member before recording it again (an idempotency key makes"
+                    " such a retry safe)"
+                ),
             ) from e
         position = max((r.notification.id for r in recordings), default=None)
         return Outcome(**{**outcome.__dict__, "position": position})

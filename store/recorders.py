@@ -10,6 +10,7 @@ library's other reads still take the library's own path.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
@@ -44,6 +45,9 @@ RECEIPTS_TABLE = "harbor_command_receipts"
 
 # Any constant will do: it only has to be the same in every Harbor process.
 SCHEMA_LOCK_ID = 0x4841524230  # "HARB0"
+# As the library's own append retries (eventsourcing's @retry on insert_events).
+APPEND_ATTEMPTS = 10
+APPEND_RETRY_WAIT = 0.2
 T = TypeVar("T")
 
 
@@ -161,6 +165,11 @@ class PostgresRecorder(PostgresApplicationRecorder):
             "SELECT DISTINCT originator_id FROM {}.{} WHERE originator_id = ANY(%b::uuid[])"
             " AND originator_version = 1"
         ).format(Identifier(self.datastore.schema or "public"), Identifier(self.events_table_name))
+        self._select_own = SQL(
+            "SELECT e.originator_id, e.originator_version, e.notification_id, e.state"
+            " FROM {}.{} e JOIN unnest(%s::uuid[], %s::bigint[]) AS w(id, version)"
+            " ON e.originator_id = w.id AND e.originator_version = w.version"
+        ).format(Identifier(self.datastore.schema or "public"), Identifier(self.events_table_name))
         self._select_receipt = SQL(
             "SELECT fingerprint, outcome, position FROM {} WHERE unit_id = %s AND key = %s"
         ).format(table)
@@ -178,7 +187,6 @@ class PostgresRecorder(PostgresApplicationRecorder):
             finally:
                 conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_ID,))
 
-    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def insert_events(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
@@ -188,10 +196,62 @@ class PostgresRecorder(PostgresApplicationRecorder):
         function call does the same work in one, as its own transaction: the same
         EXCLUSIVE lock (so notification ids commit in order, across processes), and a
         duplicate stream version fails the whole append.
+
+        A connection lost during the append leaves its outcome unknown: the commit may
+        have happened with only its answer lost. Appending again would then fail on its
+        own rows, which the command would take for a lost race and decide again — a
+        second copy of a keyless command, or a refusal (``DUPLICATE_MEMBER``) of one
+        that was stored. So before each new attempt the store is asked whether these
+        very events (same stream, version and bytes) are there, and if so that is the
+        answer.
         """
         if not stored_events or kwargs.get("tracking") is not None:
             done: Sequence[int] | None = super().insert_events(stored_events, **kwargs)
             return done
+        for attempt in range(1, APPEND_ATTEMPTS + 1):
+            try:
+                if attempt > 1:
+                    stored = self._stored_already(stored_events)
+                    if stored is not None:
+                        return stored
+                return self._append_once(stored_events, kwargs)
+            except (InterfaceError, OperationalError):
+                if attempt == APPEND_ATTEMPTS:
+                    raise
+                time.sleep(APPEND_RETRY_WAIT)
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _stored_already(self, stored_events: Sequence[StoredEvent]) -> list[int] | None:
+        """The notification ids of exactly these events if an earlier attempt stored them
+        (None if it did not: then no event of the append is there, or another writer's
+        event holds the same stream version, and appending again says which)."""
+        with self.held.connection() as conn:
+            rows = conn.execute(
+                self._select_own,
+                (
+                    [e.originator_id for e in stored_events],
+                    [e.originator_version for e in stored_events],
+                ),
+            ).fetchall()
+        found = {
+            (UUID(str(r["originator_id"])), int(r["originator_version"])): (
+                int(r["notification_id"]),
+                bytes(r["state"]),
+            )
+            for r in rows
+        }
+        ids = []
+        for event in stored_events:
+            row = found.get((UUID(str(event.originator_id)), event.originator_version))
+            if row is None or row[1] != bytes(event.state):
+                return None
+            ids.append(row[0])
+        return ids
+
+    def _append_once(
+        self, stored_events: Sequence[StoredEvent], kwargs: dict[str, Any]
+    ) -> list[int]:
+        """One attempt of the append (``insert_events`` decides whether to try again)."""
         receipts: list[ReceiptAt] = kwargs.get("receipts") or []
         last = [stored_events[r.last_event] for r in receipts]
         params = [

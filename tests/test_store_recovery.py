@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 import psycopg
 import pytest
+from eventsourcing.persistence import OperationalError
 from eventsourcing.postgres import PostgresDatastore
 from fastapi.testclient import TestClient
 
@@ -150,4 +151,65 @@ def test_a_sqlite_store_locked_by_another_writer_is_named_as_locked(tmp_path: Pa
             )  # fmt: skip
     finally:
         other.close()
+        registry.close()
+
+
+def _answer_lost_once(registry: Registry, monkeypatch: pytest.MonkeyPatch, *,
+                      committed: bool) -> list[int]:
+    """Make the next append lose its connection — after its commit (``committed``: only
+    the answer is lost, as when the network or the server goes at that moment) or before
+    it. Returns a list that counts the appends attempted."""
+    recorder = registry.recorder
+    held = recorder.held  # type: ignore[attr-defined]
+    real = held.run
+    tries: list[int] = []
+
+    def flaky(statement: object, params: object) -> object:
+        if statement is not recorder._append:  # type: ignore[attr-defined]
+            return real(statement, params)
+        tries.append(1)
+        if len(tries) == 1:
+            if committed:
+                real(statement, params)
+            raise OperationalError("server closed the connection unexpectedly")
+        return real(statement, params)
+
+    monkeypatch.setattr(held, "run", flaky)
+    return tries
+
+
+@pytest.mark.parametrize("committed", [True, False], ids=["answer lost", "append lost"])
+@pytest.mark.parametrize("group_commit", ["off", "on"])
+def test_a_keyless_command_whose_append_lost_its_connection_is_stored_once(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, committed: bool, group_commit: str
+) -> None:
+    """The commit's outcome is unknown when the connection goes: the store is asked
+    before appending again, so a command stored just before is neither stored twice nor
+    refused as a race it lost (DUPLICATE_MEMBER for its own enrolment)."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS harbor_tracking")
+    registry = open_registry(pg_url, clock=lambda: TODAY,
+                             extra_env={"HARBOR_GROUP_COMMIT": group_commit})
+    try:
+        register_article_units(registry)
+        before = registry.position() or 0
+
+        tries = _answer_lost_once(registry, monkeypatch, committed=committed)
+        enrolled = registry.enrol_member(
+            as_unit(UNIT), name="王五", id_number="310101199001010077", standing="full",
+            household_region="上海", occurred_on=TODAY,
+        )  # fmt: skip
+        # Found stored, the append is not sent again; not stored, it is.
+        assert enrolled.member_id is not None and len(tries) == (1 if committed else 2)
+        tries = _answer_lost_once(registry, monkeypatch, committed=committed)
+        contact = registry.make_contact(as_unit(UNIT), enrolled.member_id, occurred_on=TODAY,
+                                        channel="phone", note="回访")
+
+        assert len(tries) == (1 if committed else 2)
+        stored = list(registry.member(enrolled.member_id).history)
+        assert [type(e).__name__ for e in stored] == ["MemberEnrolled", "ContactMade"]
+        assert (enrolled.version, contact.version) == (1, 2)
+        assert (enrolled.position, contact.position) == (before + 1, before + 2)
+        assert registry.position() == before + 2
+    finally:
         registry.close()
