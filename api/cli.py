@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+from api.bodies import BODIES, checked
 from api.cli_args import HarborParser, add_command, iso_date, member_ref
 from api.demo import load_article_cases
 from api.trail import render_trail
@@ -90,6 +91,7 @@ class Opt:
     type: Callable[[str], Any] = str
     choices: list[str] | None = None
     many: bool = False
+    one_of: str = ""  # options sharing this name: exactly one of them is given
 
 
 @dataclass(frozen=True)
@@ -149,8 +151,13 @@ MEMBER_COMMANDS: list[MemberCommand] = [
         "record an attempt to reach the original unit",
         [
             Opt("--outcome", "outcome", "result", True, choices=_choices(ContactOutcome)),
-            Opt("--contacted-unit", "contacted_unit_id", "a registered unit"),
-            Opt("--contacted-name", "contacted_name", "an organisation outside the registry"),
+            Opt("--contacted-unit", "contacted_unit_id", "a registered unit", one_of="whom"),
+            Opt(
+                "--contacted-name",
+                "contacted_name",
+                "an organisation outside the registry",
+                one_of="whom",
+            ),
         ],
     ),
     MemberCommand(
@@ -168,8 +175,8 @@ MEMBER_COMMANDS: list[MemberCommand] = [
         "issue an introduction letter (not a transfer)",
         [
             Opt("--purpose", "purpose", "why the member goes there", True),
-            Opt("--to-unit", "to_unit_id", "a registered unit"),
-            Opt("--to-name", "to_name", "somewhere outside the registry"),
+            Opt("--to-unit", "to_unit_id", "a registered unit", one_of="where"),
+            Opt("--to-name", "to_name", "somewhere outside the registry", one_of="where"),
         ],
     ),
     MemberCommand(
@@ -360,15 +367,18 @@ _SAMPLES = {
     "covering_from": "2026-01-01", "covering_to": "2026-06-30", "letter_no": "2026-017",
     "dues_paid_through": "2026-10", "reason": "本人要求", "months_from": "2026-01",
     "months_to": "2026-06", "amount": "60.00", "kind": "组织生活会", "months": "6",
-    "position": "57",
+    "position": "57", "contacted_unit_id": "factory-superior",
 }  # fmt: skip
 
 
 def _example(cmd: MemberCommand) -> str:
     """A help page's example: the command with its required options filled in."""
     words = ["harbor", cmd.name, "310104198503150031", "--unit", "daning-center"]
+    groups: set[str] = set()
     for o in cmd.opts:
-        if o.required:
+        first_of_group = o.one_of and o.one_of not in groups
+        if o.required or first_of_group:
+            groups.add(o.one_of)
             value = o.choices[0] if o.choices else _SAMPLES.get(o.dest, "…")
             words += [o.flag, shlex.quote(value)]
     return " ".join(words)
@@ -385,15 +395,21 @@ def _add_member_options(p: argparse.ArgumentParser, cmd: MemberCommand) -> None:
     )
     if cmd.in_case:
         p.add_argument("--case", dest="case_id", help="case id (default: the open case)")
+    groups: dict[str, Any] = {}
     for o in cmd.opts:
-        kwargs: dict[str, Any] = {"dest": o.dest, "help": o.help, "required": o.required}
+        kwargs: dict[str, Any] = {"dest": o.dest, "help": o.help}
         if o.many:
             kwargs["action"] = "append"
         else:
             kwargs["type"] = o.type
         if o.choices:
             kwargs["choices"] = o.choices
-        p.add_argument(o.flag, **kwargs)
+        if o.one_of:
+            if o.one_of not in groups:
+                groups[o.one_of] = p.add_mutually_exclusive_group(required=True)
+            groups[o.one_of].add_argument(o.flag, **kwargs)
+        else:
+            p.add_argument(o.flag, required=o.required, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -456,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Enrol a party member; prints the member id, derived from the ID number"
         " (which itself is not stored). The acting unit holds the member unless --holder"
         " names another.",
-        example="harbor enrol --unit daning-center --name 张三 --id-number 310109195001010022 \\\n"
+        example="harbor enrol --unit daning-center --name 张三 --id-number 310104198503150031 \\\n"
         "    --standing full --household-region 上海·虹口 --on 2001-01-01",
     )
     enrol.add_argument("--name", required=True, help="the member's name")
@@ -504,9 +520,9 @@ EXAMPLES = {
     " --unit sh-org-dept",
     "units dissolve": "harbor units dissolve zb-factory --successor factory-superior"
     " --unit sh-org-dept   # revokes zb-factory's tokens",
-    "lookup": "harbor lookup 310104198503150031",
+    "lookup": "harbor lookup 310109195001010022   # the demo's old comrade",
     "demo": "HARBOR_DATABASE_URL=sqlite:///demo.db harbor demo",
-    "history": "harbor history 310104198503150031 --as-of 2006-05-01",
+    "history": "harbor history 310109195001010022 --as-of 2006-05-30   # the demo's old comrade",
     "case": "harbor case 5c1d0b6e-2f1a-4c3e-9b7a-0d6f1e2a3b4c --on 2011-09-19",
     "queue": "harbor queue daning-center --within 30",
     "scorecard": "harbor scorecard --on 2026-06-30",
@@ -515,7 +531,7 @@ EXAMPLES = {
     "keys rotate": "harbor keys rotate && harbor keys export /srv/audit/keys",
     "keys export": "harbor keys export /srv/audit/keys",
     "seal": "harbor seal",
-    "bundle": "harbor bundle 310104198503150031 -o old-comrade.json",
+    "bundle": "harbor bundle 310109195001010022 -o old-comrade.json",
 }
 
 
@@ -551,6 +567,9 @@ def _run_member_command(registry: Registry, args: argparse.Namespace, cmd: Membe
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if cmd.in_case and args.case_id:
         kwargs["case_id"] = args.case_id
+    if cmd.name in BODIES:  # `void` names its entry by --position, not the body's field
+        # Checked as the HTTP API checks the same command's body (bounds, decimals, lengths).
+        kwargs = checked(cmd.name, kwargs, "command")
     outcome = getattr(registry, cmd.method)(
         Actor(args.unit, _who(args)),
         member_ref(registry, args.member),
@@ -793,8 +812,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+# A refusal's field as the command line spells it: the domain's name → the option's dest.
+_FIELD_DESTS = {"occurred_on": "on", "unit_id": "unit", "member_id": "member", "voided": "position"}
+
+
+def option_for(parser: argparse.ArgumentParser, args: argparse.Namespace, field: str) -> str | None:
+    """The option (or argument) of the command run that fills ``field``, if it has one."""
+    page = parser
+    while True:
+        subs = [a for a in page._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs or subs[0].dest not in vars(args):
+            break
+        page = subs[0].choices[getattr(args, subs[0].dest)]
+    dest = _FIELD_DESTS.get(field, field)
+    for action in page._actions:
+        if action.dest == dest and not isinstance(action, argparse._HelpAction):
+            return action.option_strings[0] if action.option_strings else action.dest
+    return None
+
+
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.command in ("verify-bundle", "verify-proof"):  # offline: never opens the store
         from api.cli_audit import run_offline
 
@@ -840,15 +879,13 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"harbor: {e}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except HarborError as e:
+        option = option_for(parser, args, e.field) if e.field else None
         if args.json:
-            print(
-                json.dumps(
-                    {"code": e.code, "field": e.field, "message": e.message}, ensure_ascii=False
-                ),
-                file=sys.stderr,
-            )
+            said = {"code": e.code, "field": e.field, "option": option, "message": e.message}
+            print(json.dumps(said, ensure_ascii=False), file=sys.stderr)
         else:
-            print(f"refused: {e}", file=sys.stderr)
+            where = f" [{option or e.field}]" if e.field else ""
+            print(f"refused: {e.code}{where}: {e.message}", file=sys.stderr)
         return EXIT_REFUSED
     finally:
         registry.close()

@@ -23,12 +23,10 @@ from datetime import date
 from functools import cache, lru_cache
 from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
-from pydantic import Field, TypeAdapter, ValidationError
-
-from api.http import schemas
+from api.bodies import checked
 from domain.batch import Batch
 from domain.errors import HarborError, InvalidInput
 from domain.letter_number import letter_number_id
@@ -77,46 +75,6 @@ RESERVED = {"action", "unit", "by", "on", "member"}
 # The domain's name for a field → the key a line writes it under (see _decided).
 FILE_KEYS = {"occurred_on": "on", "unit_id": "unit", "member_id": "member"}
 _FILE_KEY_WORDS = re.compile(r"\b(" + "|".join(FILE_KEYS) + r")\b")
-# action → the HTTP API's body for it: a line's fields are checked as a request's are.
-BODIES: dict[str, type[schemas.Command]] = {
-    "unit": schemas.UnitRegistration,
-    "unit-rename": schemas.UnitRename,
-    "unit-dissolve": schemas.UnitDissolution,
-    "enrol": schemas.Enrolment,
-    "inquiry": schemas.Inquiry,
-    "requirements": schemas.Requirements,
-    "evidence": schemas.Evidence,
-    "archive-review": schemas.ArchiveReview,
-    "origin-contact": schemas.OriginContact,
-    "consult": schemas.Consultation,
-    "introduce": schemas.Introduction,
-    "hold": schemas.Hold,
-    "report": schemas.PerformanceReport,
-    "letter": schemas.Letter,
-    "letter-decline": schemas.LetterDecline,
-    "letter-void": schemas.LetterVoid,
-    "letter-expire": schemas.LetterRef,
-    "receipt": schemas.LetterRef,
-    "refer": schemas.Referral,
-    "referral-accept": schemas.Command,
-    "referral-decline": schemas.ReferralDecline,
-    "attach": schemas.Attachment,
-    "withdraw": schemas.Withdrawal,
-    "dues": schemas.Dues,
-    "activity": schemas.Activity,
-    "contact": schemas.Contact,
-    "confirm": schemas.Command,
-    "extend-probation": schemas.ProbationExtension,
-}
-# What a line may carry besides its body: where the HTTP API takes them from the path
-# (the case), a header (If-Match) or the URL (the unit renamed or dissolved).
-_EXTRAS: dict[str, TypeAdapter[Any]] = {
-    "case_id": TypeAdapter(UUID | None),  # null: the open case, as when left out
-    "expected_version": TypeAdapter(Annotated[int, Field(ge=0, le=2**62)] | None),
-    "code": TypeAdapter(schemas.Code),
-}
-
-
 @dataclass
 class Problem:
     """A line that was not stored, and why."""
@@ -263,7 +221,7 @@ def _parse(
         fields[name] = _date(fields[name], name)
     refusal: InvalidInput | None = None
     try:
-        kwargs = _checked(action, fields)
+        kwargs = checked(action, fields)
     except InvalidInput as e:
         kwargs, refusal = dict(fields), e  # as an older Harbor passed them on
     if refusal is None and "member" in data and (action == "enrol" or action in UNIT_ACTIONS):
@@ -319,41 +277,6 @@ def _json_object(text: str) -> dict[str, Any]:
                     field=name,
                 ) from None
     return data
-
-
-def _checked(action: str, fields: dict[str, Any]) -> dict[str, Any]:
-    """The line's fields as the Registry method's arguments, each of the type it takes.
-
-    The action's own fields are validated by the HTTP API's body for it (the same names,
-    types, bounds and choices); a line may also carry a member action's
-    ``expected_version``, a case action's ``case_id`` and a unit change's ``code``.
-    """
-    model = BODIES[action]
-    own = {k: v for k, v in fields.items() if k in model.model_fields}
-    try:
-        kwargs = schemas.plain(model.model_validate(own))
-    except ValidationError as e:
-        raise _invalid(action, e, None) from None
-    for name in sorted(fields.keys() - own.keys()):
-        try:
-            kwargs[name] = _EXTRAS[name].validate_python(fields[name])
-        except ValidationError as e:
-            raise _invalid(action, e, name) from None
-    return kwargs
-
-
-def _invalid(action: str, error: ValidationError, extra: str | None) -> InvalidInput:
-    """The first thing pydantic found wrong, as a refusal that names the field."""
-    found = error.errors(include_url=False)[0]
-    where = [str(part) for part in found.get("loc", ())]
-    field = where[0] if where else extra
-    path = ".".join(([extra] if extra else []) + where) or field
-    if found["type"] == "missing":
-        article = "an" if action[:1] in ("a", "e", "i", "o") else "a"  # a unit, an inquiry
-        return InvalidInput(f"{article} {action} line needs {path}", field=field)
-    shown = repr(found.get("input"))
-    shown = shown if len(shown) <= 60 else shown[:57] + "..."
-    return InvalidInput(f"{path}: {found['msg']} (got {shown})", field=field)
 
 
 def member_of(data: dict[str, Any], member_id_for: Callable[[str], UUID]) -> UUID | None:

@@ -34,6 +34,8 @@ def as_decimal(value: Decimal | str | int, field: str) -> Decimal:
         ) from None
     if not result.is_finite() or result < 0:
         raise InvalidInput(f"{field} must be a non-negative number", field=field)
+    if int(result.as_tuple().exponent) > 0:  # 1e3: kept and shown as 1000, not 1E+3
+        result = result.quantize(Decimal(1))
     return result
 
 

@@ -828,3 +828,72 @@ def test_db_init_lookup_and_rebuild_print_json_when_asked(
     }
     assert main(["--json", "rebuild"]) == 0
     assert json.loads(capsys.readouterr().out)["position"] == registry.position()
+
+
+def test_every_member_commands_example_is_taken_by_the_rules_as_written(
+    cli: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Run in turn on the demo's store with 张三 enrolled, as the README has it, each member
+    command's help example is decided by the rules: refused perhaps (a letter from a unit
+    that does not hold 张三), but never bad usage or bad input — the example is right."""
+    assert cli("demo") == 0
+    assert cli("enrol", "--unit", "daning-center", "--name", "张三", "--id-number",
+               "310104198503150031", "--standing", "full", "--household-region",
+               "上海·闸北") == 0
+    parser = build_parser()
+    for cmd in MEMBER_COMMANDS:
+        (subs,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        epilog = subs.choices[cmd.name].epilog or ""
+        words = shlex.split(epilog.split("\n", 1)[1].replace("\\\n", " ").split("#")[0])
+        capsys.readouterr()
+
+        code = cli("--json", *words[1:])
+
+        err = capsys.readouterr().err
+        assert code in (0, 1), (cmd.name, code, err)
+        if code == 1:
+            assert json.loads(err)["code"] != "INVALID_INPUT", (cmd.name, err)
+
+
+def test_a_dues_amount_is_checked_as_the_http_api_checks_it(
+    cli: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Three decimals or thirteen digits: refused naming the amount, as over HTTP and in an
+    import (the command line used to record them); 1e3 is recorded as 1000."""
+    assert cli("demo") == 0
+    comrade = "310109195001010022"
+    for amount in ("1.234", "12345678901234"):
+        capsys.readouterr()
+        assert cli("--json", "dues", comrade, "--unit", "daning-center", "--from", "2026-01",
+                   "--to", "2026-01", "--amount", amount) == 1, amount
+        refusal = json.loads(capsys.readouterr().err)
+        assert (refusal["code"], refusal["field"]) == ("INVALID_INPUT", "amount"), refusal
+    assert cli("dues", comrade, "--unit", "daning-center", "--from", "2026-01", "--to",
+               "2026-01", "--amount", "1e3") == 0
+    registry = open_registry()
+    try:
+        (dues,) = [e for e in registry.member(registry.member_id_for(comrade)).history
+                   if type(e).__name__ == "DuesReceived" and str(e.months_from) == "2026-01"]
+        assert str(dues.amount) == "1000"  # type: ignore[attr-defined]
+    finally:
+        registry.close()
+
+
+def test_a_refusal_names_the_option_to_correct_not_the_apis_field(
+    cli: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("demo") == 0
+    comrade = "310109195001010022"
+    capsys.readouterr()
+
+    assert cli("contact", comrade, "--unit", "daning-center", "--on", "2999-01-01",
+               "--channel", "phone", "--note", "回访") == 1
+    assert "[--on]" in capsys.readouterr().err
+    assert cli("--json", "void", comrade, "--unit", "daning-center", "--position", "999999",
+               "--reason", "误录") == 1
+    refusal = json.loads(capsys.readouterr().err)
+    assert (refusal["field"], refusal["option"]) == ("voided", "--position"), refusal
+    assert cli("--json", "letter", comrade, "--unit", "daning-center", "--no", "x" * 51,
+               "--to", "hongkou-center", "--dues-paid-through", "2026-10") == 1
+    refusal = json.loads(capsys.readouterr().err)
+    assert (refusal["field"], refusal["option"]) == ("letter_no", "--no"), refusal

@@ -331,8 +331,9 @@ def test_no_line_however_malformed_stops_an_import(registry: Registry, tmp_path:
 
 
 def test_a_line_is_checked_with_the_http_body_of_the_same_command() -> None:
+    from api.bodies import BODIES
     from api.http.routes.commands import CASE_ACTIONS, MEMBER_ACTIONS
-    from api.importer import ACTIONS, BODIES, UNIT_ACTIONS
+    from api.importer import ACTIONS, UNIT_ACTIONS
 
     http = {method: model for model, method, _ in [*CASE_ACTIONS.values(),
                                                    *MEMBER_ACTIONS.values()]}
