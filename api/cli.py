@@ -831,6 +831,26 @@ def option_for(parser: argparse.ArgumentParser, args: argparse.Namespace, field:
     return None
 
 
+def _for_the_command_line(error: HarborError, args: argparse.Namespace) -> HarborError:
+    """A refusal in the words of what was typed: an unknown member named by its ID number
+    is named so (the domain only knows the id derived from it), with what to check."""
+    typed = getattr(args, "member", None) or getattr(args, "id_number", None)
+    if error.code != "UNKNOWN_MEMBER" or not isinstance(typed, str):
+        return error
+    try:
+        UUID(typed)
+        return error
+    except ValueError:
+        pass
+    return NotFound(
+        f"no member is enrolled with ID number {typed}: check the number, or enrol the member"
+        " (`harbor enrol`); if no ID number is found at all, HARBOR_ID_KEY is not the key"
+        " this store's members were enrolled with",
+        code=error.code,
+        field=error.field,
+    )
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -879,6 +899,7 @@ def _main(argv: Sequence[str] | None) -> int:
         print(f"harbor: {e}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except HarborError as e:
+        e = _for_the_command_line(e, args)
         option = option_for(parser, args, e.field) if e.field else None
         if args.json:
             said = {"code": e.code, "field": e.field, "option": option, "message": e.message}

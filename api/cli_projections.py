@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import signal
 import sys
@@ -22,6 +21,7 @@ from rich.progress import (
 )
 
 from api.cli_args import add_command, iso_date, member_ref, whole_number
+from api.spreadsheet import FINDING_COLUMNS, ROSTER_COLUMNS, csv_text
 from domain.errors import NotFound
 from domain.registry import Registry
 from projections.history import member_history
@@ -232,7 +232,7 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
             registry, models, args.unit, args.on, limit=limit, offset=args.offset, after=args.after
         )
         if args.csv:
-            _csv(data["members"])
+            _csv(data["members"], ROSTER_COLUMNS)
         elif args.json:
             _print(data)
         else:
@@ -248,19 +248,18 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
     elif command == "findings":
         if args.unit is not None:
             registry.unit(args.unit)
-        found = [
-            f.as_dict()
-            for f in models.findings(
-                on=args.on,
-                rule=args.rule,
-                unit_id=args.unit,
-                severity=args.severity,
-                open_only=args.open,
-                resolved_only=args.resolved,
-            )
-        ]
+        judged = models.findings(
+            on=args.on,
+            rule=args.rule,
+            unit_id=args.unit,
+            severity=args.severity,
+            open_only=args.open,
+            resolved_only=args.resolved,
+        )
+        names = models.member_names({f.member_id for f in judged})  # as GET /compliance/findings
+        found = [{**f.as_dict(), "member_name": names.get(f.member_id)} for f in judged]
         if args.csv:
-            _csv(found)
+            _csv(found, FINDING_COLUMNS)
         elif args.json:
             _print(found)
         else:
@@ -312,12 +311,9 @@ def _show_queue(data: dict[str, Any], as_json: bool) -> None:
             print("    " + ", ".join(f"{k} {_human(v)}" for k, v in item.items() if v is not None))
 
 
-def _csv(rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
+def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> None:
+    # As the HTTP API answers Accept: text/csv: fixed columns, formula-safe cells, the BOM.
+    sys.stdout.write(csv_text(rows, columns))
 
 
 def _unit_names(models: ReadModels) -> Callable[[str], str]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import getpass
+import io
 import json
 import os
 import shlex
@@ -897,3 +899,36 @@ def test_a_refusal_names_the_option_to_correct_not_the_apis_field(
                "--to", "hongkou-center", "--dues-paid-through", "2026-10") == 1
     refusal = json.loads(capsys.readouterr().err)
     assert (refusal["field"], refusal["option"]) == ("letter_no", "--no"), refusal
+
+
+def test_an_unknown_id_number_is_named_as_typed_with_what_to_check(
+    cli: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli("demo") == 0
+    capsys.readouterr()
+
+    assert cli("lookup", "110101199001010099") == 1
+    said = capsys.readouterr().err
+    assert "UNKNOWN_MEMBER" in said and "ID number 110101199001010099" in said
+    assert "HARBOR_ID_KEY" in said and "harbor enrol" in said
+    assert cli("status", "110101199001010099") == 1
+    assert "ID number 110101199001010099" in capsys.readouterr().err
+
+
+def test_findings_as_csv_are_the_http_apis_csv_formula_safe(
+    cli: Any, capsys: pytest.CaptureFixture[str], store_url: str
+) -> None:
+    """A name a spreadsheet would run as a formula is written as text, as over HTTP."""
+    from api.spreadsheet import FINDING_COLUMNS
+
+    assert cli("demo") == 0
+    assert cli("enrol", "--unit", "daning-center", "--name", "=1+2", "--id-number",
+               "310104198503150031", "--standing", "full", "--household-region", "上海",
+               "--on", "2020-01-01") == 0
+    capsys.readouterr()
+
+    assert cli("findings", "--rule", "R7", "--csv") == 0
+
+    rows = list(csv.reader(io.StringIO(capsys.readouterr().out.lstrip("\ufeff"))))
+    assert rows[0] == list(FINDING_COLUMNS)
+    assert "'=1+2" in [row[FINDING_COLUMNS.index("member_name")] for row in rows[1:]]

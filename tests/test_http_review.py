@@ -12,7 +12,7 @@ import pytest
 
 from api.http import schemas
 from api.http.routes.commands import CASE_ACTIONS, MEMBER_ACTIONS
-from api.http.routes.reads import FINDING_COLUMNS, QUEUE_COLUMNS, SCORECARD_COLUMNS, csv_cell
+from api.spreadsheet import FINDING_COLUMNS, QUEUE_COLUMNS, SCORECARD_COLUMNS, csv_cell
 from tests.test_http_api import ADMIN_UNIT, Api, Article, refused
 from tests.test_http_api import api as api  # the fixtures
 from tests.test_http_api import article as article

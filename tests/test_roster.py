@@ -15,6 +15,7 @@ from datetime import date
 import pytest
 
 from api.cli import main
+from api.spreadsheet import ROSTER_COLUMNS
 from domain.registry import Registry
 from tests.support import as_unit, register_article_units
 from tests.test_http_api import Api, csv_rows, make_api, refused
@@ -174,9 +175,13 @@ def test_harbor_roster_prints_a_page_and_where_the_next_one_starts(
     assert "no members from 11 on; 4 in all" in capsys.readouterr().out
 
     assert main(["roster", "daning-center", "--csv"]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split(",")[:2] == ["member_id", "name"]
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    # The HTTP API's CSV: the byte order mark, its fixed columns, every member.
+    assert out.startswith("\ufeff") and lines[0][1:] == ",".join(ROSTER_COLUMNS)
     assert len(lines) == 5  # the header and every member
+    assert main(["roster", "hongkou-center", "--csv"]) == 0  # nobody: the header alone
+    assert capsys.readouterr().out.splitlines() == ["\ufeff" + ",".join(ROSTER_COLUMNS)]
 
     assert main(["roster", "nowhere"]) == 1
     assert "UNKNOWN_UNIT" in capsys.readouterr().err

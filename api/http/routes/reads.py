@@ -1,10 +1,7 @@
 """Queries: members, histories, cases, queues, scorecards, findings (also as CSV)."""
 
 import contextlib
-import csv
-import io
 import re
-from dataclasses import fields
 from datetime import date
 from typing import Annotated, Any
 from uuid import UUID
@@ -38,20 +35,26 @@ from api.http.lean import (
     run_by,
 )
 from api.http.read_members import ReadMembers
+from api.spreadsheet import (
+    FINDING_COLUMNS,
+    QUEUE_COLUMNS,
+    ROSTER_COLUMNS,
+    SCORECARD_COLUMNS,
+    csv_text,
+)
 from domain.errors import InvalidInput, NotFound
 from domain.member_state import Case, MemberState
 from domain.registry import Registry
 from projections.history import member_history
 from projections.history import member_status as status_as_it_stood
 from projections.history import roster as roster_as_it_stood
-from projections.judgements import DUE_WITHIN_DAYS, DUE_WITHIN_MAX, Finding
+from projections.judgements import DUE_WITHIN_DAYS, DUE_WITHIN_MAX
 from projections.queries import (
     MAX_OFFSET,
     MEMBER_STATUS_SQL,
     ROSTER_LIMIT,
     ROSTER_PAGE,
     ReadModels,
-    ScoreCard,
 )
 from store.async_reads import AsyncReads
 
@@ -214,43 +217,8 @@ def accept_quality(accept: str, media: str) -> float:
     return best[1] if best else 0.0
 
 
-# Fixed columns per CSV answer: the header is there even without rows, and every row has
-# the same cells whichever kinds of item it holds.
-QUEUE_COLUMNS = (
-    "queue", "kind", "member_id", "member_name", "case_id", "letter_no", "since", "valid_until",
-    "days_left", "from", "to",
-    "handover", "opened_on", "outcome", "stalled", "rule", "due_on", "detail", "action",
-)
-SCORECARD_COLUMNS = tuple(f.name for f in fields(ScoreCard))
-ROSTER_COLUMNS = (
-    "relation", "member_id", "name", "standing", "holder_unit_id", "since", "status",
-    "in_transit_to", "letter_no", "letter_valid_until", "open_case_id", "colour", "version",
-)
-FINDING_COLUMNS = (*(f.name for f in fields(Finding)), "member_name")
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection):
-# OWASP's advice is a leading apostrophe, which shows as text.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-# Excel reads a CSV without a byte order mark in the local code page, garbling Chinese.
-BOM = "\ufeff"
-
-
-def csv_cell(value: Any) -> str:
-    """One value as a CSV cell: empty for null, true/false, free text made formula-safe."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = str(value)
-    return "'" + text if isinstance(value, str) and text.startswith(_FORMULA_STARTS) else text
-
-
 def _csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> Response:
-    out = io.StringIO()
-    out.write(BOM)
-    writer = csv.writer(out)
-    writer.writerow(columns)
-    writer.writerows([csv_cell(row.get(column)) for column in columns] for row in rows)
-    return Response(out.getvalue(), media_type="text/csv; charset=utf-8")
+    return Response(csv_text(rows, columns), media_type="text/csv; charset=utf-8")
 
 
 def _mask(name: str) -> str:
