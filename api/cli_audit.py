@@ -371,8 +371,22 @@ def _report_json(report: Report) -> dict[str, Any]:
             {"kind": f.kind, "position": f.position, "message": f.message} for f in report.findings
         ],
         "retirement_from": report.retirement_from,
-        "notes": report.notes,
+        "notes": [*_seal_notes(report), *report.notes],
     }
+
+
+def _seal_notes(report: Report) -> list[str]:
+    """What the report says about sealing, for the text and the JSON alike."""
+    notes = []
+    if report.ok and not report.heads and not report.witness_heads:
+        notes.append("nothing is sealed yet, so nothing is proved (run `harbor seal`)")
+    # After a change, no head holds over the events as they are: sealing is not the cure.
+    if report.ok and report.unsealed:
+        notes.append(
+            f"{report.unsealed} events recorded after the last seal are not covered yet"
+            " (run `harbor seal`)"
+        )
+    return notes
 
 
 def _print_report(report: Report, witnesses: list[Path]) -> None:
@@ -387,14 +401,7 @@ def _print_report(report: Report, witnesses: list[Path]) -> None:
         print(f"CHANGED: {report.first.message}")
         for finding in report.findings[1:]:
             print(f"  also: {finding.message}")
-    if report.ok and not report.heads and not report.witness_heads:
-        print("note: nothing is sealed yet, so nothing is proved (run `harbor seal`)")
-    if report.unsealed:
-        print(
-            f"note: {report.unsealed} events recorded after the last seal are not covered yet"
-            " (run `harbor seal`)"
-        )
-    _print_notes(report.notes)
+    _print_notes([*_seal_notes(report), *report.notes])
 
 
 def _bundle(registry: Registry, audit: AuditLog, args: argparse.Namespace) -> int:

@@ -283,7 +283,16 @@ def test_verify_with_nothing_sealed_exits_0_and_says_nothing_is_proved(
     capsys.readouterr()
 
     assert main(["verify"]) == 0
-    assert "nothing is sealed yet" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "nothing is sealed yet" in out and "not covered yet (run `harbor seal`)" in out
+    # The JSON's notes are the text's note lines (docs/audit.md).
+    assert main(["--json", "verify"]) == 0
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert [n for n in notes if "sealed yet" in n or "not covered yet" in n] == [
+        line.removeprefix("note: ") for line in out.splitlines()
+        if "sealed yet" in line or "not covered yet" in line
+    ]
+    assert len(notes) >= 2
 
 
 def test_a_bundle_with_a_garbled_field_exits_2(
