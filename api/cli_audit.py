@@ -201,6 +201,11 @@ def _add_proof_commands(sub: Any) -> None:
     )
 
 
+def _file_problem(error: OSError) -> str:
+    """A file that could not be read or written, named with the reason in words."""
+    return f"{error.filename or 'file'}: {(error.strerror or str(error)).lower()}"
+
+
 def run_offline(args: argparse.Namespace) -> int:
     """The commands that need no database (`verify-bundle`, `verify-proof`)."""
     if args.command == "verify-proof":
@@ -231,7 +236,7 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
         print(f"harbor: {e}", file=sys.stderr)
         return EXIT_SETUP
     except OSError as e:  # a key, witness or output file that cannot be read or written
-        print(f"harbor: {e.filename or 'file'}: {e.strerror or e}", file=sys.stderr)
+        print(f"harbor: {_file_problem(e)}", file=sys.stderr)
         return EXIT_SETUP
 
 
@@ -435,8 +440,11 @@ def verify_bundle_command(args: argparse.Namespace) -> int:
     except UnicodeDecodeError:
         print(f"harbor: {args.file}: not a proof bundle (not UTF-8 text)", file=sys.stderr)
         return EXIT_SETUP
-    except (KeyProblem, BundleError, OSError) as e:
+    except (KeyProblem, BundleError) as e:
         print(f"harbor: {e}", file=sys.stderr)
+        return EXIT_SETUP
+    except OSError as e:  # the bundle or a key file that cannot be read
+        print(f"harbor: {_file_problem(e)}", file=sys.stderr)
         return EXIT_SETUP
     result = verify_bundle(data, keys)
     if getattr(args, "json", False):
@@ -525,8 +533,11 @@ def verify_proof_command(args: argparse.Namespace) -> int:
     except NotAProof as e:
         print(f"harbor: {args.file}: {e}", file=sys.stderr)
         return EXIT_SETUP
-    except (KeyProblem, OSError) as e:
+    except KeyProblem as e:
         print(f"harbor: {e}", file=sys.stderr)
+        return EXIT_SETUP
+    except OSError as e:  # the proof, a key or the witness file that cannot be read
+        print(f"harbor: {_file_problem(e)}", file=sys.stderr)
         return EXIT_SETUP
     result = verify_proof(data, keys, witness)
     if getattr(args, "json", False):

@@ -195,6 +195,13 @@ def run(registry: Registry, args: argparse.Namespace) -> int:
         return _rebuild(registry, args.batch, args.workers, args.json)
     if command == "project":
         return _project(registry, args.batch, args.poll)
+    if command == "roster" and args.after is not None and args.offset:
+        print(
+            "harbor roster: --after and --offset cannot be used together: a page starts either"
+            " after a cursor or at an offset",
+            file=sys.stderr,
+        )
+        return 2
     Projector(registry).catch_up()  # reading from the command line: show everything recorded
     models = ReadModels(registry)
     if command == "status":
@@ -326,8 +333,9 @@ def render_roster(data: dict[str, Any]) -> str:
     rows = [["name", "member", "relation", "standing", "status", "since", "colour", "open case"]]
     for m in data["members"]:
         rows.append([
-            m["name"], m["member_id"][:8], m["relation"], m["standing"], m["status"],
-            m["since"] or "", m["colour"], (m["open_case_id"] or "")[:8],
+            # Whole ids: what `harbor status` and `harbor case` take (a prefix they do not).
+            m["name"], m["member_id"], m["relation"], m["standing"], m["status"],
+            m["since"] or "", m["colour"], m["open_case_id"] or "",
         ])  # fmt: skip
     shown, start = len(data["members"]), data["offset"]
     tail = f"{data['unit_id']} on {data['on']}: "

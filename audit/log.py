@@ -187,7 +187,9 @@ class AuditLog:
             raise AuditError(
                 f"the database has no tree head, but the witness file {witness_file} has one of"
                 f" size {witnessed.tree_size} signed at {witnessed.signed_at}: the heads were"
-                " deleted or this is another log; not signing — run `harbor verify`"
+                " deleted or this is another log; not signing — run `harbor verify`, and if"
+                " the file belongs to another store, give this one its own HARBOR_WITNESS_FILE"
+                " and HARBOR_SIGNING_KEY"
             )
         earlier = [h for h in (previous, witnessed) if h is not None]
         consistencies = [(h.tree_size, size) for h in earlier if h.tree_size <= size]
@@ -209,6 +211,12 @@ class AuditLog:
                     f"the log of {size} events is not an extension of the tree head {where},"
                     f" signed at {head.signed_at} (size {head.tree_size}); not signing —"
                     " run `harbor verify`"
+                    + (
+                        ", and if the witness file belongs to another store, give this one its"
+                        " own HARBOR_WITNESS_FILE and HARBOR_SIGNING_KEY"
+                        if head is witnessed
+                        else ""
+                    )
                 )
         self._ensure_key_usable(signer)
         head = signer.sign_head(size, root)

@@ -238,3 +238,15 @@ def test_a_file_that_is_no_bundle_is_refused_with_a_reason(
         code = main(["verify-bundle", str(path), "--key", str(folder / "public")])
         err = capsys.readouterr().err
         assert code == 2 and "not a proof bundle" in err and reason in err, err
+
+
+def test_a_bundle_file_that_is_not_there_is_named_with_the_reason(
+    exported: tuple[DemoMembers, Path], offline: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, folder = exported
+    missing = folder / "nowhere.json"
+
+    assert main(["verify-bundle", str(missing), "--key", str(folder / "public")]) == 2
+
+    said = capsys.readouterr().err
+    assert f"{missing}: no such file or directory" in said and "Errno" not in said

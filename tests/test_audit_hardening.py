@@ -85,8 +85,10 @@ def test_seal_refuses_a_log_shorter_than_the_witnessed_head(
     config = AuditConfig.from_env()
     AuditLog(registry.recorder).seal(Signer.from_file(config.signing_key))
 
-    with pytest.raises(AuditError, match="not an extension of the tree head in the witness"):
+    with pytest.raises(AuditError, match="not an extension of the tree head in the witness") as e:
         AuditLog(registry.recorder).seal(Signer.from_file(config.signing_key), config.witness_file)
+    # Another store's witness file beside this one's looks the same: say how to part them.
+    assert "its own HARBOR_WITNESS_FILE and HARBOR_SIGNING_KEY" in str(e.value)
 
 
 # --- 2. a seal while verify runs is not tampering ---------------------------------------------

@@ -9,6 +9,7 @@ gives; other units' members are not listed, and another unit may not list them.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Iterator
 from datetime import date
 
@@ -171,6 +172,13 @@ def test_harbor_roster_prints_a_page_and_where_the_next_one_starts(
     assert "王五" in out and "赵六" in out and "arriving" in out
     assert "members 3–4 of 4" in out and "next page" not in out
 
+    # The table's member column is the whole id, which `harbor status` takes as it is.
+    assert main(["roster", "daning-center", "--offset", "2"]) == 0
+    shown = re.findall(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                       capsys.readouterr().out)
+    assert shown and main(["status", shown[0]]) == 0
+    assert shown[0] in capsys.readouterr().out
+
     assert main(["roster", "daning-center", "--offset", "10"]) == 0
     assert "no members from 11 on; 4 in all" in capsys.readouterr().out
 
@@ -185,6 +193,8 @@ def test_harbor_roster_prints_a_page_and_where_the_next_one_starts(
 
     assert main(["roster", "nowhere"]) == 1
     assert "UNKNOWN_UNIT" in capsys.readouterr().err
+    assert main(["roster", "daning-center", "--after", cursor, "--offset", "1"]) == 2  # usage
+    assert "--after and --offset cannot be used together" in capsys.readouterr().err
 
 
 
@@ -286,7 +296,9 @@ def test_the_parent_and_the_successor_of_a_dissolved_holder_list_and_read_its_me
         refused(api.get(path, other, params=now), 403, "FORBIDDEN")
     cards = api.get("/scorecards", successor, params=now).json()
     assert {c["unit_id"] for c in cards} == {"hongkou-center", "zb-factory"}
-    refused(api.get("/units/zb-factory/members", successor, params=now), 403, "FORBIDDEN")
+    closed = refused(api.get("/units/zb-factory/members", successor, params=now), 403,
+                     "FORBIDDEN")
+    assert "on the rosters of its parent and its successor" in closed["detail"]
 
 
 @pytest.mark.parametrize("cursor", [

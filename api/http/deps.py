@@ -256,7 +256,9 @@ def _wait_until_projected(registry: Registry, min_position: int) -> None:
         )
     if not wait_for(registry, min_position, timeout=5.0):
         raise NotCaughtUp(
-            f"projections have not reached position {min_position} yet; retry in a moment",
+            f"projections have not reached position {min_position} yet; retry in a moment"
+            " (if they never do, no follower is folding the log: GET /healthz shows where it"
+            " runs — with `harbor serve --follower none`, start `harbor project`)",
             field="min_position",
         )
 

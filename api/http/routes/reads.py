@@ -444,13 +444,19 @@ def roster(
     the way to it (``relation`` held / arriving), by name, each with status and colour.
     As CSV (``Accept: text/csv``) the whole roster unless ``limit`` is given: a
     spreadsheet wants them all."""
-    unit_id = registry.unit(unit_id).code  # the code as stored: " x" reads x
+    listed = registry.unit(unit_id)
+    unit_id = listed.code  # the code as stored: " x" reads x
     if caller.role == "unit" and unit_id != caller.credential.unit_id:
         # DESIGN.md "Security": a unit reads the members it holds and receives; a parent
         # reads its sub-units' queues and scorecards, not their members.
         raise Forbidden(
-            f"{caller.credential.unit_id} may list only its own members; ask {unit_id}"
-            " or an auditor"
+            f"{caller.credential.unit_id} may list only its own members; "
+            + (
+                f"{unit_id} is dissolved, and the members it held are on the rosters of its"
+                " parent and its successor (relation orphaned)"
+                if listed.dissolved_on is not None
+                else f"ask {unit_id} or an auditor"
+            )
         )
     csv = _wants_csv(request)
     page = limit if limit is not None or csv else ROSTER_PAGE
