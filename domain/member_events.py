@@ -307,8 +307,13 @@ class ReceiptReturned(LetterEvent):
         super().evolve(state)
         letter = self.letter(state)
         # The first receipt counts: a repeat, stored before repeats were refused, does not
-        # move the day R6 judges the receipt by.
-        if letter is not None and letter.receipt_returned_on is None:
+        # move the day R6 judges the receipt by. A receipt for an attachment since voided
+        # answered that attachment, not one still to come.
+        if (
+            letter is not None
+            and letter.status == "attached"
+            and letter.receipt_returned_on is None
+        ):
             letter.receipt_returned_on = self.occurred_on
 
 

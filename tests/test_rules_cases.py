@@ -490,3 +490,30 @@ def test_an_activity_recorded_before_the_inquiry_closes_the_case_it_falls_in(
                              kind="组织生活会")
     inquire_and_attach(third)
     assert registry.member(third).state.open_case_id is not None
+
+
+def test_a_receipt_for_an_attachment_since_voided_does_not_count_for_the_next(
+    registry: Registry,
+) -> None:
+    """The receipt answered the attachment that was voided: the letter is out again with no
+    receipt, and the receipt for the attachment that follows is recorded anew."""
+    member = member_with_letter_out(registry)  # 2026-001 to daning-center, issued 03-10
+    factory = as_unit("factory-superior")
+    attached = registry.attach_member(
+        daning, member, occurred_on=date(2026, 3, 12), basis="other", letter_no=LETTER_NO,
+        override_reason="本人要求",
+    )  # fmt: skip
+    registry.return_receipt(factory, member, occurred_on=date(2026, 3, 14), letter_no=LETTER_NO)
+    assert attached.position is not None
+    registry.void_entry(daning, member, occurred_on=date(2026, 3, 20), position=attached.position,
+                        reason="误录")
+
+    letter = registry.member(member).state.find_letter(LETTER_NO)
+    assert letter is not None and (letter.status, letter.receipt_returned_on) == (
+        "outstanding", None
+    )
+    registry.attach_member(daning, member, occurred_on=date(2026, 3, 21), basis="other",
+                           letter_no=LETTER_NO, override_reason="本人要求")
+    registry.return_receipt(factory, member, occurred_on=date(2026, 3, 25), letter_no=LETTER_NO)
+    letter = registry.member(member).state.find_letter(LETTER_NO)
+    assert letter is not None and letter.receipt_returned_on == date(2026, 3, 25)
