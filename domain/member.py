@@ -562,6 +562,15 @@ class MemberRelationship(Aggregate):
             household_region=self.state.household_region,
             override_reason=reason,
         )
+        if act.on < case.opened_on:
+            # Papers may come before the member formally asked; being taken in may not: the
+            # days from the first inquiry to the attachment (the scorecard's) would be negative.
+            raise InvalidInput(
+                f"case {case.number} opened with an inquiry on {case.opened_on}; the attachment"
+                f" cannot come before it — date it on or after {case.opened_on}, or record the"
+                " earlier inquiry first",
+                field="occurred_on",
+            )
         if letter is not None and act.on < letter.issued_on:
             raise InvalidInput("the attachment cannot precede its letter", field="occurred_on")
         out = self.state.outstanding_letter
@@ -800,7 +809,15 @@ class MemberRelationship(Aggregate):
                     "the inquiry that opened the case cannot be voided; withdraw the case instead"
                 )
         latest = self.state.latest_case()
-        if target.case_id is not None and latest is not None and target.case_id != latest.case_id:
+        if (
+            target.case_id is not None
+            and latest is not None
+            and target.case_id != latest.case_id
+            # Dues and contacts only fell within that case: a wrong amount or date must stay
+            # correctable (R7 counts them). An activity may have closed the case, so
+            # activities, like the case's own entries, stay final.
+            and not isinstance(target, DuesReceived | ContactMade)
+        ):
             return "a later case exists; entries of earlier cases can no longer be voided"
         return None
 

@@ -296,3 +296,20 @@ def test_attaching_without_the_letter_with_a_reason_is_an_r2_override_on_the_rec
     assert attached.override_reason == "介绍信遗失，经原单位电话确认"
     assert state.holder_unit_id == "hongkou-center"
     assert letter_status(registry, member) == "superseded"
+
+
+def test_an_attachment_cannot_be_dated_before_its_case_opened(registry: Registry) -> None:
+    """Papers may precede the member's inquiry; being taken in may not (the scorecard's
+    days from the first inquiry to the attachment would be negative)."""
+    register_article_units(registry)
+    member = enrol(registry)
+    open_case(registry, member, on=date(2026, 3, 10))
+    daning = as_unit("daning-center")
+
+    error = refused(registry, "INVALID_INPUT", lambda: registry.attach_member(
+        daning, member, occurred_on=date(2026, 3, 5), basis="other", override_reason="本人要求",
+    ))  # fmt: skip
+
+    assert error.field == "occurred_on" and "on or after 2026-03-10" in error.message
+    registry.attach_member(daning, member, occurred_on=date(2026, 3, 10), basis="other",
+                           override_reason="本人要求")

@@ -433,7 +433,7 @@ def test_a_case_entry_cannot_be_dated_while_the_case_before_was_open(registry: R
     ))  # fmt: skip
 
     assert error.field == "occurred_on"
-    registry.attach_member(as_unit("hongkou-center"), member, occurred_on=date(2026, 3, 25),
+    registry.attach_member(as_unit("hongkou-center"), member, occurred_on=date(2026, 6, 1),
                            basis="other", override_reason="补录")  # fmt: skip
     holdings = registry.member(member).state.holdings
     assert [h.since for h in holdings] == sorted(h.since for h in holdings)
@@ -517,3 +517,27 @@ def test_a_receipt_for_an_attachment_since_voided_does_not_count_for_the_next(
     registry.return_receipt(factory, member, occurred_on=date(2026, 3, 25), letter_no=LETTER_NO)
     letter = registry.member(member).state.find_letter(LETTER_NO)
     assert letter is not None and letter.receipt_returned_on == date(2026, 3, 25)
+
+
+def test_dues_entered_during_an_earlier_case_can_still_be_corrected(registry: Registry) -> None:
+    """A wrong dues entry is voided even after a later case opened (R7 counts dues); the
+    earlier case's own entries stay final."""
+    member = member_with_letter_out(registry)
+    registry.review_archive(daning, member, occurred_on=date(2026, 3, 12), finding="档案齐全")
+    registry.attach_member(daning, member, occurred_on=date(2026, 3, 20), basis="other",
+                           override_reason="本人要求")
+    registry.receive_dues(daning, member, occurred_on=date(2026, 3, 22), months_from="2026-01",
+                          months_to="2026-03", amount="9.00")  # while case 1 is open
+    registry.attend_activity(daning, member, occurred_on=date(2026, 3, 25), kind="组织生活会")
+    dues = position_of(registry, member, DuesReceived)
+    (paid,) = [e for e in registry.member(member).history if isinstance(e, DuesReceived)]
+    assert paid.case_id == registry.member(member).state.latest_case().case_id  # type: ignore[union-attr]
+    review = position_of(registry, member, ArchiveReviewed)
+    open_case(registry, member, by="hongkou-center", on=date(2026, 4, 10))
+
+    registry.void_entry(daning, member, occurred_on=date(2026, 4, 11), position=dues,
+                        reason="金额误录")
+
+    assert last_event(registry, member, EntryVoided).voided == dues
+    refused(registry, "NOT_VOIDABLE", lambda: registry.void_entry(
+        daning, member, occurred_on=date(2026, 4, 11), position=review, reason="误录"))
