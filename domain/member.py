@@ -373,6 +373,16 @@ class MemberRelationship(Aggregate):
         if case.attached_unit_id is not None:
             # Its transfer is done: a letter now could be neither attached (the case has its
             # attachment) nor voided once the first activity closes the case (R9).
+            if case.attached_on is not None and act.on <= case.attached_on:
+                # A paper letter entered after the attachment it led to.
+                raise RuleRefused(
+                    f"case {case.number} already attached the member at"
+                    f" {case.attached_unit_id} on {case.attached_on}: to enter the letter that"
+                    " led there, void that attachment, record the letter, then attach again"
+                    " naming it",
+                    code="ALREADY_ATTACHED",
+                    field="occurred_on",
+                )
             raise RuleRefused(
                 f"case {case.number} already attached the member at {case.attached_unit_id} on"
                 f" {case.attached_on}; record their first activity there to close it (R9), then"
@@ -604,12 +614,13 @@ class MemberRelationship(Aggregate):
                 " void it before the case is withdrawn (a closed case takes no letter voids)",
                 code="R2_LETTER_OUTSTANDING",
             )
-        if case.last_action_on is not None and act.on < case.last_action_on:
+        if case.last_entry_on is not None and act.on < case.last_entry_on:
             # Closed before its own entries, the case would overlap the next one and put
             # the holders of an `as_of` history out of order (R9: one open case a day).
+            # Dues and contacts that fell in it are no entries of the case: they bound nothing.
             raise InvalidInput(
-                f"case {case.number} has an entry dated {case.last_action_on}; its withdrawal"
-                f" cannot be dated before it — date it on or after {case.last_action_on}",
+                f"case {case.number} has an entry dated {case.last_entry_on}; its withdrawal"
+                f" cannot be dated before it — date it on or after {case.last_entry_on}",
                 field="occurred_on",
             )
         self._trigger(CaseWithdrawn, act, case.case_id, reason=require_text(reason, "reason"))
@@ -809,10 +820,21 @@ class MemberRelationship(Aggregate):
                     "the inquiry that opened the case cannot be voided; withdraw the case instead"
                 )
         latest = self.state.latest_case()
+        owner = target.case_id
+        if owner is None and isinstance(target, ActivityAttended):
+            # Entered while no case was open, it may since have closed a back-dated case.
+            owner = next(
+                (
+                    c.case_id
+                    for c in self.state.cases.values()
+                    if any(a.version == target.originator_version for a in c.activities)
+                ),
+                None,
+            )
         if (
-            target.case_id is not None
+            owner is not None
             and latest is not None
-            and target.case_id != latest.case_id
+            and owner != latest.case_id
             # Dues and contacts only fell within that case: a wrong amount or date must stay
             # correctable (R7 counts them). An activity may have closed the case, so
             # activities, like the case's own entries, stay final.

@@ -124,7 +124,7 @@ class InquiryReceived(MemberEvent):
             state.open_case_id = self.case_id
         case.opened_on = min(case.opened_on, self.occurred_on)
         case.inquiries.append(Inquiry(self.unit_id, self.occurred_on, self.originator_version))
-        case.touch(self.unit_id, self.occurred_on, self.originator_version)
+        case.enter(self.unit_id, self.occurred_on, self.originator_version)
         state.signs_of_life.append((self.occurred_on, self.occurred_on))
 
 
@@ -132,7 +132,11 @@ class CaseEvent(MemberEvent):
     """An action inside a case: it makes the acting unit a participant."""
 
     def evolve(self, state: MemberState) -> None:
-        self.case(state).touch(self.unit_id, self.occurred_on, self.originator_version)
+        case = self.case(state)
+        if isinstance(self, AFTER_CLOSE):  # a receipt or an expiry coming back: no work on it
+            case.touch(self.unit_id, self.occurred_on, self.originator_version)
+        else:
+            case.enter(self.unit_id, self.occurred_on, self.originator_version)
 
 
 class RequirementsNotified(CaseEvent):

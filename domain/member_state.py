@@ -141,6 +141,9 @@ class Case:
     closed_on: date | None = None
     closed_by: str | None = None  # "activity" or "withdrawn"
     last_action_on: date | None = None
+    # The latest entry of the case itself (not a dues payment or contact that fell in it):
+    # a closure — by withdrawal or by an activity — comes no earlier (R9 in business dates).
+    last_entry_on: date | None = None
     latest_letter_version: int | None = None
 
     @property
@@ -170,14 +173,23 @@ class Case:
         """R9: the case closes at the first activity at the attaching unit on or after attaching."""
         if not self.is_open or self.attached_unit_id is None or self.attached_on is None:
             return
+        # An activity dated before an entry of the case did not end it: the case was still
+        # being worked on (entries entered out of order); the next activity after them does.
+        since = max(self.attached_on, self.last_entry_on or self.attached_on)
         days = [
             a.occurred_on
             for a in self.activities
-            if a.unit_id == self.attached_unit_id and a.occurred_on >= self.attached_on
+            if a.unit_id == self.attached_unit_id and a.occurred_on >= since
         ]
         if days:
             self.closed_on = min(days)
             self.closed_by = "activity"
+
+    def enter(self, unit_id: str, day: date, version: int) -> None:
+        """Note an entry of the case itself by ``unit_id`` on ``day`` (stream ``version``)."""
+        self.touch(unit_id, day, version)
+        if self.last_entry_on is None or day > self.last_entry_on:
+            self.last_entry_on = day
 
     def touch(self, unit_id: str, day: date, version: int) -> None:
         """Note that ``unit_id`` acted in the case on ``day`` (stream ``version``)."""

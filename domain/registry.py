@@ -176,8 +176,8 @@ class Registry(MemberCommands, Application[UUID]):
             return batch.commit(self._append)
         except (OperationalError, InterfaceError) as e:
             raise Unavailable(
-                f"{_unreachable(e)}; this batch"
-                " was not stored — run the import again, it resumes"
+                f"{_unreachable(e)}; whether this batch was stored is not known — run the"
+                " import again: it resumes, and stores nothing twice"
             ) from e
 
     def prefetch(self, ids: set[UUID], receipts: set[tuple[str, str]]) -> None:
@@ -786,8 +786,8 @@ class Registry(MemberCommands, Application[UUID]):
                     "retry the same command with the same idempotency key: it is stored once"
                     if idempotency_key
                     else "the command may have been stored just before the connection went —"
-                    " look at the member before recording it again (an idempotency key makes"
-                    " such a retry safe)"
+                    " look before recording it again (an idempotency key makes such a retry"
+                    " safe)"
                 ),
             ) from e
         position = max((r.notification.id for r in recordings), default=None)

@@ -190,10 +190,11 @@ def no_letter_outstanding(state: MemberState, on: date) -> None:
         if earlier.issued_on > on:
             # Back-dated before a letter already issued, it would have been out beside it:
             # it is not settled yet, so it was still out on that letter's day.
+            free = max(letter.settled_on or letter.issued_on for letter in state.letters)
             raise RuleRefused(
                 f"letter {earlier.letter_no} to {earlier.to_unit_id} is dated {earlier.issued_on},"
                 f" after {on}: a letter dated {on} would have been out beside it; date the new"
-                f" letter on or after {earlier.settled_on or earlier.issued_on}",
+                f" letter on or after {free}, when the last letter was settled",
                 code="R2_LETTER_OUTSTANDING",
                 field="occurred_on",
             )

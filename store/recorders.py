@@ -15,7 +15,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 from uuid import UUID
 
-from eventsourcing.persistence import InterfaceError, OperationalError, StoredEvent
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StoredEvent,
+)
 from eventsourcing.postgres import PostgresApplicationRecorder, PostgresDatastore
 from eventsourcing.sqlite import SQLiteApplicationRecorder, SQLiteCursor, SQLiteDatastore
 from eventsourcing.utils import retry
@@ -214,7 +219,19 @@ class PostgresRecorder(PostgresApplicationRecorder):
                     stored = self._stored_already(stored_events)
                     if stored is not None:
                         return stored
-                return self._append_once(stored_events, kwargs)
+                try:
+                    return self._append_once(stored_events, kwargs)
+                except IntegrityError:
+                    # The first attempt may have been still running on the server when it
+                    # was checked (waiting for the table lock), and committed since: this
+                    # attempt then failed on its rows. The lock orders the two, so it has
+                    # committed by now if it ever will.
+                    if attempt == 1:
+                        raise
+                    stored = self._stored_already(stored_events)
+                    if stored is not None:
+                        return stored
+                    raise
             except (InterfaceError, OperationalError):
                 if attempt == APPEND_ATTEMPTS:
                     raise

@@ -10,6 +10,7 @@ from uuid import UUID
 import pytest
 
 from domain.member_events import (
+    ActivityAttended,
     ArchiveReviewed,
     DuesReceived,
     EntryVoided,
@@ -541,3 +542,67 @@ def test_dues_entered_during_an_earlier_case_can_still_be_corrected(registry: Re
     assert last_event(registry, member, EntryVoided).voided == dues
     refused(registry, "NOT_VOIDABLE", lambda: registry.void_entry(
         daning, member, occurred_on=date(2026, 4, 11), position=review, reason="误录"))
+
+
+def _activity_entered_before_its_case(registry: Registry) -> tuple[UUID, int]:
+    """An activity at Daning dated 06-20 entered while no case was open, then the case it
+    falls in: inquiry 05-08, attachment 06-05. Returns (member, the activity's position)."""
+    register_article_units(registry)
+    member = enrol(registry)
+    registry.attend_activity(daning, member, occurred_on=date(2026, 6, 20), kind="组织生活会")
+    activity = position_of(registry, member, ActivityAttended)
+    open_case(registry, member, on=date(2026, 5, 8))
+    return member, activity
+
+
+def test_an_activity_that_closed_an_earlier_case_stays_final_though_entered_outside_it(
+    registry: Registry,
+) -> None:
+    """Voided once a later case exists, it would reopen the earlier case beside the later."""
+    member, activity = _activity_entered_before_its_case(registry)
+    registry.attach_member(daning, member, occurred_on=date(2026, 6, 5), basis="other",
+                           override_reason="本人要求")
+    open_case(registry, member, by="hongkou-center", on=date(2026, 8, 1))
+
+    refused(registry, "NOT_VOIDABLE", lambda: registry.void_entry(
+        daning, member, occurred_on=date(2026, 8, 2), position=activity, reason="误录"))
+
+    cases = registry.member(member).state.cases.values()
+    assert [c.is_open for c in cases] == [False, True]
+
+
+def test_an_activity_dated_before_an_entry_of_the_case_does_not_close_it(
+    registry: Registry,
+) -> None:
+    """Entered out of order, an archive review dated 07-01 shows the case was still worked
+    on after the 06-20 activity: the case closes at the next activity after it, so no
+    second case can open inside the first."""
+    member, _ = _activity_entered_before_its_case(registry)
+    registry.review_archive(daning, member, occurred_on=date(2026, 7, 1), finding="档案齐全")
+    registry.attach_member(daning, member, occurred_on=date(2026, 6, 5), basis="other",
+                           override_reason="本人要求")
+    assert registry.member(member).state.open_case is not None
+
+    joined = open_case(registry, member, by="hongkou-center", on=date(2026, 6, 25))
+
+    state = registry.member(member).state
+    assert len(state.cases) == 1 and joined == state.open_case_id  # it joined, opened nothing
+    registry.attend_activity(daning, member, occurred_on=date(2026, 7, 2), kind="组织生活会")
+    closed = registry.member(member).state.cases[joined]
+    assert (closed.closed_on, closed.closed_by) == (date(2026, 7, 2), "activity")
+
+
+def test_dues_and_contacts_in_a_case_do_not_bound_its_withdrawal(registry: Registry) -> None:
+    """Paid and reached while the case was open, the member then withdrew on paper on 03-15:
+    only the case's own entries bound the day of the withdrawal."""
+    register_article_units(registry)
+    member = enrol(registry)
+    case = open_case(registry, member, on=date(2026, 3, 1))
+    registry.receive_dues(daning, member, occurred_on=date(2026, 4, 1), months_from="2026-01",
+                          months_to="2026-03", amount="9.00")
+    registry.make_contact(daning, member, occurred_on=date(2026, 5, 1), channel="phone",
+                          note="回访")
+
+    registry.withdraw_case(daning, member, occurred_on=date(2026, 3, 15), reason="本人撤回")
+
+    assert registry.member(member).state.cases[case].closed_on == date(2026, 3, 15)

@@ -581,3 +581,40 @@ def test_r4_judges_a_back_dated_letter_by_the_standing_of_its_day(registry: Regi
     refused(registry, "R4_REPORT_MISSING",
             lambda: issue_letter(registry, member, on=date(2025, 9, 16), letter_no="2025-001"))
     issue_letter(registry, member, on=date(2025, 10, 1), letter_no="2025-001")
+
+
+def test_a_paper_letter_entered_after_its_attachment_is_told_how_to_enter_it(
+    registry: Registry,
+) -> None:
+    """The attachment was entered first (its letter not yet typed in): the letter dated
+    before it cannot join the attached case, and the refusal says how to put it right."""
+    register_article_units(registry)
+    member = enrol(registry)
+    open_case(registry, member, on=date(2026, 3, 2))
+    registry.attach_member(as_unit("daning-center"), member, occurred_on=date(2026, 3, 20),
+                           basis="other", override_reason="介绍信未录入")
+
+    error = refused(registry, "ALREADY_ATTACHED", lambda: issue_letter(
+        registry, member, on=date(2026, 3, 10), letter_no="2026-001"))
+
+    assert error.field == "occurred_on" and "void that attachment" in error.message
+
+
+def test_a_letter_dated_before_others_is_told_the_day_all_were_settled(
+    registry: Registry,
+) -> None:
+    register_article_units(registry)
+    member = enrol(registry)
+    open_case(registry, member, on=date(2026, 1, 2))
+    factory = as_unit("factory-superior")
+    for number, on, voided in (("2026-001", date(2026, 1, 5), date(2026, 1, 10)),
+                               ("2026-002", date(2026, 2, 1), date(2026, 2, 20))):
+        issue_letter(registry, member, on=on, letter_no=number)
+        registry.void_letter(factory, member, occurred_on=voided, letter_no=number,
+                             reason="重新开具")
+
+    error = refused(registry, "R2_LETTER_OUTSTANDING", lambda: issue_letter(
+        registry, member, on=date(2026, 1, 3), letter_no="2026-003"))
+
+    assert "on or after 2026-02-20" in error.message
+    issue_letter(registry, member, on=date(2026, 2, 20), letter_no="2026-003")

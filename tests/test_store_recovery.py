@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import socket
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -212,4 +214,54 @@ def test_a_keyless_command_whose_append_lost_its_connection_is_stored_once(
         assert (enrolled.position, contact.position) == (before + 1, before + 2)
         assert registry.position() == before + 2
     finally:
+        registry.close()
+
+
+@pytest.mark.parametrize("group_commit", ["off", "on"])
+def test_an_append_still_running_when_its_connection_went_is_not_stored_twice(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch, group_commit: str
+) -> None:
+    """The server still runs the first append (it waits for the table lock) when the client
+    loses it: the check before appending again finds nothing, the second append queues
+    behind the first, and fails on its rows once the first commits — which the recorder
+    then finds stored, instead of the command deciding again on a lost race."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DROP TABLE IF EXISTS harbor_tracking")
+    registry = open_registry(pg_url, clock=lambda: TODAY,
+                             extra_env={"HARBOR_GROUP_COMMIT": group_commit})
+    blocker = psycopg.connect(pg_url)
+    try:
+        register_article_units(registry)
+        member = registry.enrol_member(
+            as_unit(UNIT), name="王五", id_number="310101199001010077", standing="full",
+            household_region="上海", occurred_on=TODAY,
+        ).member_id  # fmt: skip
+        assert member is not None
+        recorder = registry.recorder
+        held = recorder.held  # type: ignore[attr-defined]
+        real = held.run
+        first: list[threading.Thread] = []
+
+        def lost_while_running(statement: object, params: object) -> object:
+            if statement is not recorder._append or first:  # type: ignore[attr-defined]
+                return real(statement, params)
+            running = threading.Thread(target=real, args=(statement, params), daemon=True)
+            first.append(running)
+            running.start()
+            time.sleep(0.5)  # it waits for the table lock on the server
+            raise OperationalError("server closed the connection unexpectedly")
+
+        monkeypatch.setattr(held, "run", lost_while_running)
+        blocker.execute("LOCK TABLE harbor_events IN EXCLUSIVE MODE")
+        threading.Timer(1.2, blocker.commit).start()  # after the second append queued
+
+        contact = registry.make_contact(as_unit(UNIT), member, occurred_on=TODAY,
+                                        channel="phone", note="回访")
+
+        first[0].join(timeout=10)
+        history = [type(e).__name__ for e in registry.member(member).history]
+        assert history == ["MemberEnrolled", "ContactMade"]
+        assert contact.version == 2 and contact.position == registry.position()
+    finally:
+        blocker.close()
         registry.close()
