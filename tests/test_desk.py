@@ -392,12 +392,15 @@ def test_a_clerk_enrols_and_records_actions_and_a_refusal_stores_nothing(
 ) -> None:
     _sign_in(browser, desk, desk.clerk)
     _wait(browser, lambda b: "待办" in _text(b, "main"), "the queue")
-    browser.get(f"{desk.base}/ui/#/search")
-    _wait(browser, lambda b: b.find_elements("css selector", "main section.card button"),
-          "the enrol button")
+    # A walk-in looked up by ID number and not found: enrolled with that number filled in.
+    browser.get(f"{desk.base}/ui/#/search?q=310101199505060031")
+    _wait(browser, lambda b: "Nobody is enrolled with this ID number" in _text(b, "main"),
+          "the not-found hint")
     browser.find_element("css selector", "main section.card button").click()
-    _fill(browser, {"name": "赵文", "id_number": "310101199505060031", "standing": "full",
-                    "household_region": "上海", "occurred_on": "2021-03-01"})
+    _wait(browser, lambda b: b.find_elements("id", "c-id_number"), "the enrol form")
+    assert browser.find_element("id", "c-id_number").get_attribute("value") == "310101199505060031"
+    _fill(browser, {"name": "赵文", "standing": "full", "household_region": "上海",
+                    "occurred_on": "2021-03-01"})
     _wait(browser, lambda b: "enrolled at log position" in _text(b, "main"), "the enrolment")
     assert "赵文" in _text(browser, "main h2") and "daning-center" in _text(browser, "main")
 
@@ -434,10 +437,11 @@ def test_a_clerk_enrols_and_records_actions_and_a_refusal_stores_nothing(
 def test_a_walk_in_is_taken_on_by_a_unit_that_could_not_read_the_member_before(
     desk: Desk, browser: Any
 ) -> None:
-    """首问: the old comrade comes to hongkou-center, which neither holds him nor took part
-    in his cases; its clerk finds him and records the inquiry that makes it take part."""
-    hongkou = _issue(desk.env, "hongkou-center", holder="周老师")
-    _sign_in(browser, desk, hongkou)
+    """首问: the old comrade comes to sh-residence-center, which neither holds him nor took
+    part in his cases (hongkou-center was consulted in his case, so it reads it); its clerk
+    finds him and records the inquiry that makes it take part."""
+    residence = _issue(desk.env, "sh-residence-center", holder="周老师")
+    _sign_in(browser, desk, residence)
     _wait(browser, lambda b: "待办" in _text(b, "main"), "the queue")
     browser.get(f"{desk.base}/ui/#/search?q=310109195001010022")
     _wait(browser, lambda b: "老**" in _text(b, "main"), "the masked match")
@@ -469,6 +473,10 @@ def test_a_stale_version_is_refused_then_recorded_on_the_new_one(
     _fill(browser, {"channel": "phone", "note": "本单位联系", "occurred_on": "2026-11-22"})
     _wait(browser, lambda b: "changed meanwhile" in _text(b, "#problem"), "the refusal")
     assert "STALE_VERSION" in _text(browser, "#problem") and _events(desk) == before
+    # What the other unit recorded is shown under the form, and the version sent next.
+    _wait(browser, lambda b: "别处联系" in _text(b, "form.command .changed"), "the change shown")
+    assert "本单位联系" not in _text(browser, "form.command .changed")
+    assert "version 2" in _text(browser, ".version-hint")  # it was 1 when the page loaded
     browser.find_element("css selector", "form.command button").click()
     _wait(browser, lambda b: "本单位联系" in _text(b, "main"), "the contact in the trail")
     assert _events(desk) == before + 1

@@ -290,7 +290,9 @@ async function showRoster(unit, query) {
 async function showSearch(query) {
   const content = el("div", {},
     form([["q", "ID number or name 身份证号或姓名"]], (v) => go("search", { q: v.q }), query));
-  if (me.role === "unit") content.append(await enrolPanel());
+  // A walk-in not found by ID number is enrolled with that number already filled in.
+  const idNumber = /^\d{17}[\dXx]$/.test((query.q || "").trim()) ? query.q.trim() : "";
+  if (me.role === "unit") content.append(await enrolPanel(idNumber));
   view.replaceChildren(content);
   if (!query.q) return;
   const found = await api("members", { q: query.q });
@@ -298,6 +300,11 @@ async function showSearch(query) {
     ["name 姓名", (m) => memberLink(m.member_id, m.name)],
     ["member id", (m) => m.member_id],
   ], found, "no member found 未找到"));
+  if (!found.length) {
+    content.append(el("p", { class: "hint" }, idNumber
+      ? "Nobody is enrolled with this ID number: enrol the member above if they are one."
+      : "A name is matched whole (not part of it); the ID number finds a member surely. 姓名须完整。"));
+  }
 }
 
 function trailTable(trail) {
@@ -585,6 +592,7 @@ function commandForm(spec, command, url, member, refresh, done) {
   const required = new Set(command.body.required || []);
   const fields = props.map(([name, prop]) => field(spec, name, prop, required.has(name)));
   const button = el("button", { type: "submit" }, "Record 记录");
+  const changed = el("div", { class: "changed" });  // what others recorded meanwhile
   let key = newKey();
   const node = el("form", {
     class: "command",
@@ -619,20 +627,37 @@ function commandForm(spec, command, url, member, refresh, done) {
       const wrong = fields.find((f) => f.name === named);
       if (wrong) wrong.input.classList.add("refused");
       if (answer && answer.code === "STALE_VERSION") {
-        // Someone recorded for this member meanwhile: take their version, let the clerk
-        // look at what changed, and send again as a new command.
+        // Someone recorded for this member meanwhile: show the clerk what (the entries
+        // after the version this form was sent with), take the new version, and let them
+        // send again as a new command.
+        const sent = member.version;
         if (Number.isInteger(answer.current_version)) member.version = answer.current_version;
         else await refresh();
         key = newKey();
-        showProblem(`${problem.message}\nThe member changed meanwhile (now version ${member.version}); check the history below, then record again.`);
+        changed.replaceChildren();
+        if (member.id && Number.isInteger(sent)) {
+          try {
+            const history = await api(`members/${member.id}/history`);
+            const since = history.trail.filter((e) => e.version > sent);
+            changed.replaceChildren(el("h4", {}, "recorded meanwhile 期间他人记录"), trailTable(since));
+          } catch (error) {
+            // The message below still says what happened; the page's history can be reloaded.
+          }
+        }
+        for (const hint of document.querySelectorAll(".version-hint")) hint.textContent = versionHint(member.version);
+        showProblem(`${problem.message}\nThe member changed meanwhile (now version ${member.version}): see what was recorded, under the form, then record again if it is still needed.`);
         return;
       }
       // A refusal of this very command stored nothing; a retryable failure keeps the key.
       if (response.status < 500) key = newKey();
       showProblem(problem);
     },
-  }, fields.map((f) => el("span", { class: "field" }, f.label, f.input)), button);
+  }, fields.map((f) => el("span", { class: "field" }, f.label, f.input)), button, changed);
   return node;
+}
+
+function versionHint(version) {
+  return `The member's version ${version} is sent with each action, so a change by someone else meanwhile is refused, not overwritten.`;
 }
 
 // The actions this unit may record for the member: the member's own, and the case
@@ -640,7 +665,7 @@ function commandForm(spec, command, url, member, refresh, done) {
 // or an expired letter coming back, R9). ``cases`` is the history's list of cases.
 async function recordPanel(status, cases) {
   const spec = await apiSchema();
-  const member = { version: status.version };
+  const member = { version: status.version, id: status.member_id };
   const memberActions = commands(spec, /^\/members\/\{member_id\}\/([a-z-]+)$/);
   const caseActions = cases.length ? commands(spec, /^\/members\/\{member_id\}\/cases\/\{case_id\}\/([a-z-]+)$/) : [];
   const all = [...caseActions.map((c) => ({ ...c, scope: "case" })), ...memberActions.map((c) => ({ ...c, scope: "member" }))];
@@ -673,23 +698,28 @@ async function recordPanel(status, cases) {
   return el("section", { class: "card" },
     el("h3", {}, "Record what this unit did 记录本单位的办理"),
     notice ? el("p", { id: "recorded" }, notice) : null,
-    el("p", { class: "hint" }, member.version === null || member.version === undefined
-      ? "This unit records an inquiry first: it then takes part in the member's case."
-      : `The member's version ${member.version} is sent with each action, so a change by someone else meanwhile is refused, not overwritten.`
-        + (cases.length ? "" : " No case yet: an inquiry opens one.")),
+    member.version === null || member.version === undefined
+      ? el("p", { class: "hint" }, "This unit records an inquiry first: it then takes part in the member's case.")
+      : el("p", { class: "hint" }, el("span", { class: "version-hint" }, versionHint(member.version)),
+        cases.length ? "" : " No case yet: an inquiry opens one."),
     whichCase, choose, holder);
 }
 
-async function enrolPanel() {
+async function enrolPanel(idNumber) {
   const spec = await apiSchema();
   const [enrol] = commands(spec, /^\/members$/);
   const holder = el("div", {});
   const open = el("button", { type: "button" }, "Enrol a member 登记党员…");
-  open.onclick = () => holder.replaceChildren(commandForm(spec, enrol, apiUrl("members"), { version: null },
-    async () => {}, (answer) => {
-      lastRecorded = `enrolled at log position ${answer.position}`;
-      go(`member/${answer.member_id}`, { min_position: answer.position });
-    }));
+  open.onclick = () => {
+    const enrolForm = commandForm(spec, enrol, apiUrl("members"), { version: null },
+      async () => {}, (answer) => {
+        lastRecorded = `enrolled at log position ${answer.position}`;
+        go(`member/${answer.member_id}`, { min_position: answer.position });
+      });
+    const number = enrolForm.querySelector('[name="id_number"]');
+    if (number && idNumber) number.value = idNumber;
+    holder.replaceChildren(enrolForm);
+  };
   return el("section", { class: "card" }, open, holder);
 }
 
