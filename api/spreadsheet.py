@@ -18,7 +18,7 @@ from projections.queries import ScoreCard
 # the same cells whichever kinds of item it holds.
 QUEUE_COLUMNS = (
     "queue", "kind", "member_id", "member_name", "case_id", "letter_no", "since", "valid_until",
-    "days_left", "from", "to",
+    "days_left", "taken_on", "from", "to",
     "handover", "opened_on", "outcome", "stalled", "rule", "due_on", "detail", "action",
 )
 SCORECARD_COLUMNS = tuple(f.name for f in fields(ScoreCard))

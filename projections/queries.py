@@ -399,8 +399,10 @@ class ReadModels:
                 "cases",
                 f"WHERE {open_then} AND (first_responder = ? OR case_id IN"
                 f" (SELECT case_id FROM {view('referrals')} WHERE {unanswered}"
-                " AND (to_unit_id = ? OR from_unit_id = ?)))",
-                (iso, iso, unit_id, iso, iso, unit_id, unit_id),
+                " AND (to_unit_id = ? OR from_unit_id = ?)) OR case_id IN"
+                f" (SELECT case_id FROM {view('referrals')} WHERE to_unit_id = ?"
+                " AND referred_on <= ?))",
+                (iso, iso, unit_id, iso, iso, unit_id, unit_id, unit_id, iso),
             )
         }
         for referral in pending:
@@ -417,6 +419,7 @@ class ReadModels:
                 "to": referral["to_unit_id"],
             }
             (todo if referral["to_unit_id"] == unit_id else waiting).append(item)
+        todo += self._taken_on(unit_id, day, open_cases)
         first = []
         refs_of: dict[str, list[Rec]] = defaultdict(list)
         for r in _recs(
@@ -461,6 +464,57 @@ class ReadModels:
             "due_within_days": within,
             "due_soon": due,
         }
+
+    def _taken_on(self, unit_id: str, day: date, open_cases: dict[str, Rec]) -> list[Rec]:
+        """已接手: the referrals this unit took on (accepted, or acted in the case since) whose
+        case is still open and not yet attached, and which it has not passed on: the case is
+        now this unit's to see through, so it stays in its 待办 until then."""
+        iso = day.isoformat()
+        mine = j.referrals_on(
+            _recs(
+                self.db,
+                "referrals",
+                "WHERE (to_unit_id = ? OR from_unit_id = ?) AND referred_on <= ?"
+                f" AND case_id IN (SELECT case_id FROM {view('cases')} WHERE opened_on <= ?"
+                " AND (closed_on IS NULL OR closed_on > ?)) ORDER BY version",
+                (unit_id, unit_id, iso, iso, iso),
+            ),
+            day,
+        )
+        items = []
+        for referral in mine:
+            case = open_cases.get(referral["case_id"])
+            taken = None if case is None else j.accepted_on(referral, case)
+            if (
+                case is None
+                or referral["to_unit_id"] != unit_id
+                or referral["answer"] == "declined"
+                or taken is None
+                or taken > day
+                or case["attached_unit_id"] is not None
+            ):
+                continue
+            passed_on = any(
+                r["from_unit_id"] == unit_id
+                and r["case_id"] == referral["case_id"]
+                and r["version"] > referral["version"]
+                for r in mine
+            )
+            if passed_on:
+                continue
+            items.append(
+                {
+                    "kind": "referral",
+                    "member_id": referral["member_id"],
+                    "case_id": referral["case_id"],
+                    "since": referral["referred_on"],
+                    "taken_on": taken.isoformat(),
+                    "handover": referral["handover"],
+                    "from": referral["from_unit_id"],
+                    "to": referral["to_unit_id"],
+                }
+            )
+        return items
 
     def _due_soon(self, unit_id: str, day: date, within: int) -> list[Rec]:
         """预警: breaches against the unit that begin in the next ``within`` days, soonest

@@ -196,7 +196,10 @@ def test_an_addressee_that_acts_in_a_cold_referred_case_has_taken_it_on(
     assert (referral["state"], referral["answer"], referral["answered_on"]) == (
         "cold", "accepted", "2025-06-04",
     )  # fmt: skip
-    assert models.unit_queue(HONGKOU, date(2025, 6, 5))["todo"] == []
+    # No longer a request waiting for an answer: a case it took on (已接手).
+    assert [i.get("taken_on") for i in models.unit_queue(HONGKOU, date(2025, 6, 5))["todo"]] == [
+        "2025-06-04"
+    ]
     assert models.unit_queue(DANING, date(2025, 6, 5))["waiting_on_others"] == []
 
 
@@ -455,3 +458,35 @@ def test_word_on_the_day_a_stretch_would_begin_leaves_the_last_real_stretch_stan
     models = _models(registry)
 
     assert _spans(models, date(2021, 8, 1), "R7", member) == [("2020-07-02", "2021-01-10")]
+
+
+def test_a_referral_taken_on_stays_in_the_addressees_queue_until_it_sees_the_case_on(
+    registry: Registry,
+) -> None:
+    """Accepted, the referral leaves 待办 as a request and stays there as a case taken on
+    (已接手) — or the case would vanish from every list the addressee has — until the
+    member is attached or the addressee passes the case on."""
+    member = _member(registry)
+    _case(registry, member, date(2025, 6, 1))
+    _refer(registry, member, date(2025, 6, 1), "warm")
+    registry.accept_referral(as_unit(HONGKOU), member, occurred_on=date(2025, 6, 3))
+    models = _models(registry)
+
+    def todo(on: date) -> list[tuple[str, Any]]:
+        return [(i["kind"], i.get("taken_on")) for i in models.unit_queue(HONGKOU, on)["todo"]]
+
+    assert todo(date(2025, 6, 2)) == [("referral", None)]  # asked, not yet answered
+    assert todo(date(2025, 6, 10)) == [("referral", "2025-06-03")]
+    assert models.unit_queue(DANING, date(2025, 6, 10))["waiting_on_others"] == []
+    registry.refer_case(as_unit(HONGKOU), member, occurred_on=date(2025, 6, 12),
+                        to_unit_id=RESIDENCE, handover="warm", reason="住在街道")
+    models = _models(registry)
+    assert todo(date(2025, 6, 11)) == [("referral", "2025-06-03")]
+    assert todo(date(2025, 6, 13)) == []  # passed on: the residence centre's now
+    registry.accept_referral(as_unit(RESIDENCE), member, occurred_on=date(2025, 6, 14))
+    registry.attach_member(as_unit(RESIDENCE), member, occurred_on=date(2025, 6, 20),
+                           basis="other", override_reason="本人要求")
+    models = _models(registry)
+    residence = models.unit_queue(RESIDENCE, date(2025, 6, 15))["todo"]
+    assert [i.get("taken_on") for i in residence] == ["2025-06-14"]
+    assert models.unit_queue(RESIDENCE, date(2025, 6, 21))["todo"] == []  # attached

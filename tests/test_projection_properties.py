@@ -51,6 +51,7 @@ from domain.member_events import (
     MemberEnrolled,
     MemberEvent,
     MembershipConfirmed,
+    ReceiptReturned,
     TransferHeld,
 )
 from domain.registry import Actor, Registry
@@ -99,6 +100,7 @@ class RefCase:
     closed: tuple[str, date] | None = None  # ("activity" | "withdrawn", on)
     holds: list[tuple[int, date | None]] = field(default_factory=list)  # (position, until)
     latest_letter: int | None = None  # position of the case's latest letter
+    last_entry: date | None = None  # the latest of its own entries (not dues, contacts…)
 
     @property
     def first_responder(self) -> str:
@@ -112,7 +114,9 @@ class RefCase:
         if self.closed is not None or self.attached is None:
             return
         unit, attached_on = self.attached
-        days = [on for who, on in self.activities if who == unit and on >= attached_on]
+        # An activity dated before one of the case's own entries did not end it.
+        since = max(attached_on, self.last_entry or attached_on)
+        days = [on for who, on in self.activities if who == unit and on >= since]
         if days:
             self.closed = ("activity", min(days))
 
@@ -127,6 +131,9 @@ class RefMember:
     outstanding: tuple[str, str] | None = None  # (letter_no, addressee)
     cases: dict[UUID, RefCase] = field(default_factory=dict)
     trail: list[tuple[int, str, int, str | None]] = field(default_factory=list)
+    # Activities met while no case was open: one dated on or after a (back-dated)
+    # attachment met later closes that case.
+    loose_activities: list[tuple[str, date]] = field(default_factory=list)
 
     def open_case(self) -> UUID | None:
         still_open = [cid for cid, c in self.cases.items() if c.closed is None]
@@ -198,6 +205,12 @@ def reference_fold(
 
 def _apply(m: RefMember, position: int, e: MemberEvent) -> None:
     case = m.cases.get(e.case_id) if e.case_id is not None else None
+    own_entry = isinstance(e, InquiryReceived) or (
+        isinstance(e, CaseEvent) and not isinstance(e, ReceiptReturned | LetterExpired)
+    )
+    if own_entry and e.case_id is not None:
+        entered = m.cases.setdefault(e.case_id, RefCase())
+        entered.last_entry = max(entered.last_entry or e.occurred_on, e.occurred_on)
     if isinstance(e, MemberEnrolled):
         m.holder, m.since, m.standing = e.holder_unit_id, e.occurred_on, e.standing.value
     elif isinstance(e, MembershipConfirmed):
@@ -217,6 +230,9 @@ def _apply(m: RefMember, position: int, e: MemberEvent) -> None:
         m.holder, m.since, m.outstanding = e.unit_id, e.occurred_on, None
         assert case is not None
         case.attached = (e.unit_id, e.occurred_on)
+        case.activities += [
+            (who, on) for who, on in m.loose_activities if who == e.unit_id and on >= e.occurred_on
+        ]
     elif isinstance(e, TransferHeld):
         assert case is not None
         case.holds.append((position, e.until))
@@ -225,6 +241,8 @@ def _apply(m: RefMember, position: int, e: MemberEvent) -> None:
         case.closed = ("withdrawn", e.occurred_on)
     elif isinstance(e, ActivityAttended) and case is not None:
         case.activities.append((e.unit_id, e.occurred_on))
+    elif isinstance(e, ActivityAttended):
+        m.loose_activities.append((e.unit_id, e.occurred_on))
     if case is not None:
         case.close_if_attended()
 

@@ -188,7 +188,8 @@ async function showQueue(unit, query) {
   unit = unit || me.unit_id;
   const queue = await api(`units/${encodeURIComponent(unit)}/queue`, { on: query.on });
   const letterOrReferral = [
-    ["kind 类别", (i) => (i.kind === "letter" ? "letter 介绍信" : `referral 转介 (${i.handover})`)],
+    ["kind 类别", (i) => (i.kind === "letter" ? "letter 介绍信"
+      : i.taken_on ? `referral taken on ${i.taken_on} 已接手 (${i.handover})` : `referral 转介 (${i.handover})`)],
     ["member 党员", (i) => memberLink(i.member_id, i.member_name)],
     ["case 事项", (i) => caseLink(i.case_id)],
     ["since 起", (i) => i.since],
